@@ -1,0 +1,63 @@
+//! Section readers: one module per part of keepalived.conf, each with its model types, its
+//! reader (tree → model, with diagnostics) and its writer (model → keepalived.conf).
+
+pub mod global_defs;
+pub mod lvs;
+pub mod lvs_model;
+pub mod vrrp;
+pub mod vrrp_model;
+
+use crate::model::Config;
+use crate::read::Ctx;
+use crate::setting::Setting;
+use crate::tree::Node;
+use crate::write::ConfWriter;
+
+/// Top-level keywords that keepalived accepts and halb keeps without acting on them.
+const KEPT_TOP_LEVEL: &[&str] = &[
+    "linkbeat_use_polling",
+    "net_namespace",
+    "net_namespace_ipvs",
+    "namespace_with_ipsets",
+    "use_pid_dir",
+    "instance",
+    "child_wait_time",
+    "bfd_instance",
+    "garp_group",
+    "vrrp_track_process",
+    "track_process",
+    "static_ipaddress",
+    "static_routes",
+    "static_rules",
+    "SSL",
+];
+
+/// Reads the top level of a configuration.
+pub fn read_config(nodes: &[Node], ctx: &mut Ctx) -> Config {
+    let mut config = Config::default();
+    for node in nodes {
+        match node.name() {
+            "global_defs" => global_defs::read(node, ctx, &mut config.global),
+            name if vrrp::TOP_LEVEL.contains(&name) => vrrp::read_top(node, ctx, &mut config.vrrp),
+            name if lvs::TOP_LEVEL.contains(&name) => lvs::read_top(node, ctx, &mut config.lvs),
+            name if KEPT_TOP_LEVEL.contains(&name) => config.other.push(Setting::from_node(node)),
+            _ => ctx.unknown(node),
+        }
+    }
+    // Settings that keepalived folds into global ones after reading (for example the 1.x
+    // per-instance `lvs_sync_daemon_interface`).
+    vrrp::fold_into_global(&mut config.vrrp, &mut config.global);
+    config
+}
+
+/// Writes a configuration back out.
+pub fn write_config(config: &Config) -> String {
+    let mut w = ConfWriter::new();
+    global_defs::write(&config.global, &mut w);
+    for s in &config.other {
+        s.write(&mut w);
+    }
+    vrrp::write(&config.vrrp, &mut w);
+    lvs::write(&config.lvs, &mut w);
+    w.finish()
+}
