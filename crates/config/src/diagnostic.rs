@@ -131,7 +131,13 @@ impl Diagnostics {
     /// Renders every diagnostic.
     pub fn render(&self, sources: &SourceMap, format: Format, color: bool) -> String {
         let mut out = String::new();
-        for d in &self.items {
+        // In file order, whole-configuration findings last: the order a reader scans the file.
+        let mut sorted: Vec<&Diagnostic> = self.items.iter().collect();
+        sorted.sort_by_key(|d| match d.span {
+            Some(s) => (0, s.file.0, s.line, s.start),
+            None => (1, 0, 0, 0),
+        });
+        for d in sorted {
             match format {
                 Format::Short => {
                     let _ = writeln!(out, "{}", short_line(d, sources));

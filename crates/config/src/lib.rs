@@ -30,6 +30,9 @@ pub struct LoadOptions {
     pub interfaces: Option<Vec<String>>,
     /// Upper bound on preprocessed lines (guards against runaway `~SEQ` expansions).
     pub max_lines: usize,
+    /// Directories to search for scripts named without a path, for keepalived's script
+    /// security check (which needs to know which scripts exist); `None` skips the check.
+    pub script_search_path: Option<Vec<PathBuf>>,
 }
 
 impl Default for LoadOptions {
@@ -38,6 +41,7 @@ impl Default for LoadOptions {
             config_id: host_name(),
             interfaces: None,
             max_lines: 5_000_000,
+            script_search_path: None,
         }
     }
 }
@@ -76,6 +80,9 @@ pub fn load_with(
     let mut ctx = read::Ctx::new(&mut diagnostics);
     ctx.interfaces = opts.interfaces.as_deref();
     let config = sections::read_config(&nodes, &mut ctx);
+    if let Some(search_path) = &opts.script_search_path {
+        sections::script_security::check(&config, search_path, &mut ctx);
+    }
     Loaded {
         config,
         diagnostics,
@@ -101,7 +108,7 @@ impl Config {
     /// The key values, for comparison with keepalived's own reading.
     pub fn summary(&self) -> summary::Summary {
         summary::Summary {
-            vrrp_instances: sections::vrrp::summarize(&self.vrrp),
+            vrrp_instances: sections::vrrp::summarize(&self.vrrp, &self.global),
             virtual_servers: sections::lvs::summarize(&self.lvs),
         }
     }

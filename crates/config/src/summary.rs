@@ -26,7 +26,9 @@ pub struct InstanceSummary {
     /// 2 or 3.
     pub version: u8,
     pub advert_int_us: u64,
-    /// `MASTER` or `BACKUP`, the state asked for with `state`.
+    /// `MASTER` or `BACKUP`: the state the instance starts in, after keepalived's adjustments
+    /// of the configured `state` (keepalived's dump calls it "Wantstate"; in a sync group,
+    /// MASTER members of a non-owner group start as BACKUP).
     pub initial_state: String,
     /// Each `virtual_ipaddress` entry as `ADDR/PREFIX` (IPv6 in its canonical text form).
     pub vips: Vec<String>,

@@ -57,12 +57,30 @@ impl ConfWriter {
     }
 }
 
-/// Quotes a word when keepalived would otherwise split it or cut it: blanks, quotes, braces,
-/// comment characters, or an empty word.
+/// Quotes a word when keepalived would otherwise read it differently: blanks, braces,
+/// comment characters, backslashes, a leading `@`, `$` or `~` (conditionals, parameters and
+/// sequences are only recognised at the start of an unquoted line), or an empty word. Words
+/// never contain `"`: the lexer ends a word there.
 pub fn quote(s: &str) -> String {
     let needs = s.is_empty()
-        || s.bytes()
-            .any(|b| matches!(b, b' ' | b'\t' | b'{' | b'}' | b'#' | b'!' | b'"' | b'$'));
+        || s.starts_with(['@', '$', '~'])
+        || s.starts_with("include")
+        || s.bytes().any(|b| {
+            matches!(
+                b,
+                b' ' | b'\t'
+                    | b'\n'
+                    | b'\r'
+                    | 0x0b
+                    | 0x0c
+                    | b'{'
+                    | b'}'
+                    | b'#'
+                    | b'!'
+                    | b'\\'
+                    | b'$'
+            )
+        });
     if needs && !s.contains('"') {
         format!("\"{s}\"")
     } else {

@@ -214,13 +214,48 @@ const KEPT: &[&str] = &[
     "vrrp_down_timer_adverts",
 ];
 
+/// `global_defs` keywords with a typed field.
+const KNOWN: &[&str] = &[
+    "router_id",
+    "notification_email_from",
+    "smtp_server",
+    "smtp_helo_name",
+    "smtp_connect_timeout",
+    "enable_script_security",
+    "script_user",
+    "lvs_sync_daemon",
+    "lvs_timeouts",
+    "lvs_flush",
+    "lvs_flush_on_stop",
+    "vrrp_mcast_group4",
+    "vrrp_mcast_group6",
+    "vrrp_garp_master_delay",
+    "vrrp_garp_master_repeat",
+    "vrrp_garp_master_refresh",
+    "vrrp_garp_master_refresh_repeat",
+    "vrrp_garp_lower_prio_delay",
+    "vrrp_garp_lower_prio_repeat",
+    "vrrp_garp_interval",
+    "vrrp_gna_interval",
+    "vrrp_version",
+    "vrrp_strict",
+    "vrrp_check_unicast_src",
+    "vrrp_skip_check_adv_addr",
+    "dynamic_interfaces",
+    "checker_log_all_failures",
+    "notify_fifo",
+    "vrrp_notify_fifo",
+    "lvs_notify_fifo",
+];
+
 /// Reads a `global_defs` block into `g` (a second block adds to the first, as in keepalived).
 pub fn read(node: &Node, ctx: &mut Ctx, g: &mut GlobalDefs) {
     for n in ctx.block(node) {
-        if n.name() != "notification_email" {
+        let name = n.name();
+        if name != "notification_email" && (KEPT.contains(&name) || KNOWN.contains(&name)) {
             ctx.no_block(n);
         }
-        match n.name() {
+        match name {
             "router_id" => {
                 if let Some(v) = ctx.string(n, 0) {
                     g.router_id = Some(v);

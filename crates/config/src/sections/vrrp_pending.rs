@@ -1,0 +1,365 @@
+//! Checks that need more than the block being read.
+//!
+//! keepalived resolves sync group members, finds unused scripts and applies `global_defs`
+//! defaults only after the whole file is read, so a `vrrp_sync_group` may name instances
+//! defined after it. While reading, halb keeps here what those checks need (names and the
+//! places to report at); [`settle`] runs them and empties it.
+
+use super::vrrp_model::{VrrpConfig, VrrpInstance};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::sections::global_defs::GlobalDefs;
+use crate::source::Span;
+
+/// What the whole-file checks still need. Not part of the model: equal to any other.
+#[derive(Debug, Clone, Default)]
+pub struct Pending {
+    groups: Vec<PendingGroup>,
+    /// Every instance read, with its name line (where keepalived's line-less findings go).
+    instances: Vec<PendingInstance>,
+    /// Every `vrrp_script` read, with its name line, for the "not used" check.
+    scripts: Vec<(String, Span)>,
+    /// The first keepalived 1.x `lvs_sync_daemon_interface`: (interface, instance), for
+    /// `fold_into_global`.
+    lvs_sync_daemon: Option<(String, String)>,
+}
+
+impl PartialEq for Pending {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+#[derive(Debug, Clone)]
+struct PendingInstance {
+    name: String,
+    span: Span,
+    /// Its version or strict mode comes from `global_defs`.
+    uses_globals: bool,
+}
+
+#[derive(Debug, Clone)]
+struct PendingGroup {
+    name: String,
+    /// The `vrrp_sync_group NAME` line.
+    span: Span,
+    members: Vec<Member>,
+    settled: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    name: String,
+    span: Span,
+    state: MemberState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MemberState {
+    /// Named, but no such instance has been read yet.
+    Waiting,
+    Joined,
+    /// Unknown, or already in another group.
+    Rejected,
+}
+
+/// Diagnostics when there is somewhere to put them (reading), none when the model is only
+/// being completed (`fold_into_global`).
+pub struct Report<'a>(pub Option<&'a mut Diagnostics>);
+
+impl Report<'_> {
+    pub fn warn(&mut self, span: Span, message: impl Into<String>) -> Option<&mut Diagnostic> {
+        self.0.as_deref_mut().map(|d| d.warn(span, message))
+    }
+
+    pub fn note(&mut self, span: Span, message: impl Into<String>) {
+        if let Some(d) = self.0.as_deref_mut() {
+            d.note(span, message);
+        }
+    }
+
+    /// A warning with a help text.
+    /// An error: the configuration cannot run.
+    pub fn error_help(&mut self, span: Span, message: impl Into<String>, help: impl Into<String>) {
+        if let Some(d) = self.0.as_deref_mut() {
+            d.error(span, message).set_help(help);
+        }
+    }
+
+    pub fn warn_help(&mut self, span: Span, message: impl Into<String>, help: impl Into<String>) {
+        if let Some(d) = self.warn(span, message) {
+            d.set_help(help);
+        }
+    }
+}
+
+impl Pending {
+    pub(crate) fn add_group(&mut self, name: &str, span: Span, members: Vec<(String, Span)>) {
+        self.groups.push(PendingGroup {
+            name: name.to_string(),
+            span,
+            members: members
+                .into_iter()
+                .map(|(name, span)| Member {
+                    name,
+                    span,
+                    state: MemberState::Waiting,
+                })
+                .collect(),
+            settled: false,
+        });
+    }
+
+    pub(crate) fn add_instance(&mut self, inst: &VrrpInstance, span: Span) {
+        self.instances.push(PendingInstance {
+            name: inst.name.clone(),
+            span,
+            uses_globals: inst.version.is_none() || inst.strict_mode.is_none(),
+        });
+    }
+
+    fn instance_span(&self, name: &str) -> Option<Span> {
+        self.instances
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.span)
+    }
+
+    pub(crate) fn add_script(&mut self, name: &str, span: Span) {
+        self.scripts.push((name.to_string(), span));
+    }
+
+    /// The interface of the first instance `lvs_sync_daemon_interface`, if any.
+    pub(crate) fn lvs_sync_daemon_interface(&self) -> Option<&str> {
+        self.lvs_sync_daemon.as_ref().map(|(i, _)| i.as_str())
+    }
+
+    pub(crate) fn set_lvs_sync_daemon(&mut self, interface: String, instance: String) {
+        self.lvs_sync_daemon.get_or_insert((interface, instance));
+    }
+
+    pub(crate) fn take_lvs_sync_daemon(&mut self) -> Option<(String, String)> {
+        self.lvs_sync_daemon.take()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.instances.is_empty() && self.scripts.is_empty()
+    }
+}
+
+/// Joins the members that exist now to their groups, and checks each group whose members are
+/// all known. With `at_end`, members still unknown are reported and dropped.
+pub fn resolve_groups(vrrp: &mut VrrpConfig, report: &mut Report, at_end: bool) {
+    let mut pending = std::mem::take(&mut vrrp.pending);
+    for gi in 0..pending.groups.len() {
+        if pending.groups[gi].settled {
+            continue;
+        }
+        for mi in 0..pending.groups[gi].members.len() {
+            let m = &pending.groups[gi].members[mi];
+            if m.state != MemberState::Waiting {
+                continue;
+            }
+            let (name, span) = (m.name.clone(), m.span);
+            let group = pending.groups[gi].name.clone();
+            let state = if vrrp.instance(&name).is_none() {
+                if !at_end {
+                    continue;
+                }
+                report.warn(
+                    span,
+                    format!(
+                        "Virtual router {name} specified in sync group {group} doesn't exist - ignoring"
+                    ),
+                );
+                MemberState::Rejected
+            } else if already_joined(&pending, &name) {
+                report.warn(
+                    span,
+                    format!(
+                        "Virtual router {name} cannot exist in more than one sync group; ignoring {group}"
+                    ),
+                );
+                MemberState::Rejected
+            } else {
+                MemberState::Joined
+            };
+            pending.groups[gi].members[mi].state = state;
+        }
+        let g = &mut pending.groups[gi];
+        let joined: Vec<String> = g
+            .members
+            .iter()
+            .filter(|m| m.state == MemberState::Joined)
+            .map(|m| m.name.clone())
+            .collect();
+        if let Some(model) = vrrp.sync_groups.iter_mut().find(|s| s.name == g.name) {
+            model.group = joined.clone();
+        }
+        if g.members.iter().any(|m| m.state == MemberState::Waiting) {
+            continue;
+        }
+        g.settled = true;
+        match joined.len() {
+            0 => {
+                report.warn(
+                    g.span,
+                    format!(
+                        "Sync group {}, no matching virtual router found in group declaration - removing",
+                        g.name
+                    ),
+                );
+                vrrp.sync_groups.retain(|s| s.name != g.name);
+            }
+            n => {
+                if n == 1 {
+                    report.warn_help(
+                    g.span,
+                    format!(
+                        "Sync group {} has only 1 virtual router(s) - this probably isn't what you want",
+                        g.name
+                    ),
+                    "a sync group keeps several instances in the same state",
+                );
+                }
+                let (group_name, group_span) = (g.name.clone(), g.span);
+                apply_to_members(vrrp, &pending, &group_name, group_span, report);
+            }
+        }
+    }
+    vrrp.pending = pending;
+}
+
+/// keepalived's rules for the members of a sync group, once its members are known.
+fn apply_to_members(
+    vrrp: &mut VrrpConfig,
+    pending: &Pending,
+    group: &str,
+    group_span: Span,
+    report: &mut Report,
+) {
+    let VrrpConfig {
+        sync_groups,
+        instances,
+        scripts,
+        track_files,
+        ..
+    } = vrrp;
+    let Some(g) = sync_groups.iter_mut().find(|s| s.name == group) else {
+        return;
+    };
+    let mut has_owner = false;
+    for inst in instances.iter_mut().filter(|i| g.group.contains(&i.name)) {
+        if let Some(span) = pending.instance_span(&inst.name) {
+            super::vrrp_complete::apply_sync_group(inst, g, scripts, track_files, span, report);
+        }
+        has_owner |= inst.priority == super::vrrp_model::OWNER_PRIORITY;
+    }
+    if has_owner {
+        super::vrrp_complete::clear_group_weights(g, scripts, track_files, group_span, report);
+    }
+}
+
+/// True when an instance already joined a group (this one too: a name listed twice).
+fn already_joined(pending: &Pending, name: &str) -> bool {
+    pending.groups.iter().any(|g| {
+        g.members
+            .iter()
+            .any(|m| m.state == MemberState::Joined && m.name == name)
+    })
+}
+
+/// Runs the checks that need the whole file and `global_defs`, once; later calls do nothing.
+pub fn settle(vrrp: &mut VrrpConfig, global: &GlobalDefs, report: &mut Report) {
+    if vrrp.pending.is_empty() {
+        return;
+    }
+    resolve_groups(vrrp, report, true);
+    let mut pending = std::mem::take(&mut vrrp.pending);
+    // Folded later, by fold_into_global.
+    vrrp.pending.lvs_sync_daemon = pending.lvs_sync_daemon.take();
+    for p in pending.instances.iter().filter(|p| p.uses_globals) {
+        if let Some(inst) = vrrp.instances.iter_mut().find(|i| i.name == p.name) {
+            apply_globals(inst, global, p.span, report);
+        }
+    }
+    drop_unused_scripts(vrrp, &pending.scripts, report);
+}
+
+/// The checks skipped while reading because the instance takes its version or strict mode
+/// from `global_defs`.
+fn apply_globals(inst: &mut VrrpInstance, global: &GlobalDefs, span: Span, report: &mut Report) {
+    let version = inst.effective_version(global.vrrp_version);
+    if inst.strict_mode.is_none() && global.vrrp_strict {
+        super::vrrp_complete::apply_strict(inst, version, span, report);
+    }
+    if inst.version.is_none() && !inst.is_ipv6() {
+        if version == 3 && inst.authentication.take().is_some() {
+            report.warn(
+                span,
+                format!(
+                    "({}) VRRP version 3 does not support authentication. Ignoring.",
+                    inst.name
+                ),
+            );
+        }
+        check_advert_int(inst, version, span, report);
+    }
+}
+
+/// keepalived rounds an advert interval that the version cannot carry.
+pub fn check_advert_int(inst: &VrrpInstance, version: u8, span: Span, report: &mut Report) {
+    let effective = inst.effective_advert_int_us(version);
+    if effective == inst.advert_int_us {
+        return;
+    }
+    let unit = if version == 2 {
+        "an integer"
+    } else {
+        "in units of 10ms"
+    };
+    report.warn_help(
+        span,
+        format!(
+            "({}) VRRPv{version} advertisement interval {}s must be {unit} - rounding",
+            inst.name,
+            crate::read::format_us(inst.advert_int_us)
+        ),
+        format!("using {}s", crate::read::format_us(effective)),
+    );
+}
+
+/// keepalived drops scripts that no instance or sync group tracks (it says so when it runs,
+/// not with `-t`: a note).
+fn drop_unused_scripts(vrrp: &mut VrrpConfig, spans: &[(String, Span)], report: &mut Report) {
+    let tracked = |name: &str| {
+        vrrp.instances
+            .iter()
+            .flat_map(|i| i.track_script.iter())
+            .chain(vrrp.sync_groups.iter().flat_map(|g| g.track_script.iter()))
+            .any(|t| t.name == name)
+    };
+    // Only the first script of a name can be tracked: lookups find it.
+    let used: Vec<bool> = (0..vrrp.scripts.len())
+        .map(|i| {
+            let name = &vrrp.scripts[i].name;
+            vrrp.scripts[..i].iter().all(|o| &o.name != name) && tracked(name)
+        })
+        .collect();
+    for (i, s) in vrrp.scripts.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        // Scripts are recorded as they are added to the model, so the indexes match.
+        if let Some((_, span)) = spans.get(i).filter(|(n, _)| *n == s.name) {
+            report.note(
+                *span,
+                format!(
+                    "vrrp_script {} is not tracked by any instance or sync group; keepalived does not run it",
+                    s.name
+                ),
+            );
+        }
+    }
+    let mut used = used.into_iter();
+    vrrp.scripts.retain(|_| used.next().unwrap_or(true));
+}
