@@ -1,1 +1,29 @@
-fn main() {}
+//! `halb`: a high-availability layer-4 load balancer that reads keepalived.conf.
+
+mod check_config;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "halb", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Parse and validate a configuration, like `keepalived -t`.
+    ///
+    /// Exit status, as keepalived's: 0 clean, 5 when it would run after halb fixed values up
+    /// (warnings), 4 when it cannot run (errors).
+    CheckConfig(check_config::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig(args) => check_config::run(&args),
+    }
+}

@@ -1,0 +1,113 @@
+//! `halb check-config`: keepalived's `-t`, with positions and the effective model.
+
+use clap::{Args as ClapArgs, ValueEnum};
+use halb_config::diagnostic::{Format, Severity};
+use halb_config::{load, LoadOptions};
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// keepalived's `--config-test` exit codes (KEEPALIVED_CHK_EXIT_*).
+pub const EXIT_CLEAN: u8 = 0;
+pub const EXIT_FATAL: u8 = 4;
+pub const EXIT_WARNINGS: u8 = 5;
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// The configuration file.
+    #[arg(
+        short = 'f',
+        long = "use-file",
+        default_value = "/etc/keepalived/keepalived.conf"
+    )]
+    file: PathBuf,
+    /// Keep `@ID` lines for this id and drop `@^ID` ones (default: the host name).
+    #[arg(short = 'i', long)]
+    config_id: Option<String>,
+    /// Print the effective model after the diagnostics.
+    #[arg(long, value_enum)]
+    dump: Option<Dump>,
+    /// How to print diagnostics.
+    #[arg(long, value_enum, default_value_t = MessageFormat::Human)]
+    message_format: MessageFormat,
+    /// Do not check that the interfaces the file names exist on this host.
+    #[arg(long)]
+    no_interface_check: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Dump {
+    /// The whole typed model, as JSON.
+    Json,
+    /// The key values compared with keepalived's own reading, as JSON.
+    Summary,
+    /// The model written back out as keepalived.conf.
+    Conf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MessageFormat {
+    /// With the offending source line.
+    Human,
+    /// One line per diagnostic: `file:line:col: severity: message`.
+    Short,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let mut opts = LoadOptions::default();
+    if let Some(id) = &args.config_id {
+        opts.config_id = id.clone();
+    }
+    if !args.no_interface_check {
+        opts.interfaces = halb_config::host_interfaces();
+    }
+    opts.script_search_path = Some(halb_config::sections::script_security::default_search_path());
+    let loaded = load(&args.file, &opts);
+    let format = match args.message_format {
+        MessageFormat::Human => Format::Human,
+        MessageFormat::Short => Format::Short,
+    };
+    let color = std::io::stderr().is_terminal();
+    let rendered = loaded.diagnostics.render(&loaded.sources, format, color);
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(rendered.as_bytes());
+    let count = |s: Severity| {
+        loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == s)
+            .count()
+    };
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+    if matches!(args.message_format, MessageFormat::Human) && (errors > 0 || warnings > 0) {
+        let _ = writeln!(
+            stderr,
+            "{}: {errors} error(s), {warnings} warning(s)",
+            args.file.display()
+        );
+    }
+    drop(stderr);
+
+    if let Some(dump) = args.dump {
+        let text = match dump {
+            Dump::Json => serde_json::to_string_pretty(&loaded.config),
+            Dump::Summary => serde_json::to_string_pretty(&loaded.config.summary()),
+            Dump::Conf => Ok(loaded.config.to_keepalived_conf()),
+        };
+        match text {
+            Ok(t) => println!("{t}"),
+            Err(e) => {
+                eprintln!("halb: cannot serialize the model: {e}");
+                return ExitCode::from(EXIT_FATAL);
+            }
+        }
+    }
+
+    ExitCode::from(if errors > 0 {
+        EXIT_FATAL
+    } else if warnings > 0 {
+        EXIT_WARNINGS
+    } else {
+        EXIT_CLEAN
+    })
+}

@@ -1,0 +1,4 @@
+//! Helpers shared by halb's integration tests.
+#![allow(dead_code)]
+
+pub mod netns;
