@@ -96,22 +96,42 @@ fn expand_braces(pattern: &str) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     pub text: String,
-    /// For each byte of `text`, its byte column in the source line.
-    pub cols: Vec<u32>,
+    /// Where each byte of `text` came from in the source line.
+    pub cols: Cols,
     pub file: FileId,
     pub line: u32,
+}
+
+/// The source column of each byte of a preprocessed line. Most lines are a slice of their
+/// source line (`Offset`), which needs no table; a substitution or an unescaped `\#` makes
+/// one (`Table`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cols {
+    /// Byte `i` came from column `offset + i`.
+    Offset(u32),
+    /// Byte `i` came from column `table[i]`.
+    Table(Vec<u32>),
+}
+
+impl Cols {
+    /// The column of byte `i` of a text `len` bytes long (one past the end for `i == len`).
+    pub fn get(&self, i: usize, len: usize) -> u32 {
+        match self {
+            Cols::Offset(o) => o + i as u32,
+            Cols::Table(t) => t.get(i).copied().unwrap_or_else(|| {
+                t.last().map(|c| c + 1).unwrap_or(0) + (i.saturating_sub(len)) as u32
+            }),
+        }
+    }
 }
 
 impl Line {
     /// The source span of a byte range of `text`.
     pub fn span(&self, range: std::ops::Range<usize>) -> Span {
-        let start = self
-            .cols
-            .get(range.start)
-            .copied()
-            .unwrap_or_else(|| self.cols.last().map(|c| c + 1).unwrap_or(0));
+        let len_text = self.text.len();
+        let start = self.cols.get(range.start, len_text);
         let len = if range.end > range.start {
-            let last = self.cols.get(range.end - 1).copied().unwrap_or(start);
+            let last = self.cols.get(range.end - 1, len_text);
             (last + 1).saturating_sub(start)
         } else {
             0
@@ -126,24 +146,35 @@ impl Line {
 }
 
 /// Text with a source column for each byte.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 struct Text {
     s: String,
-    cols: Vec<u32>,
+    cols: Cols,
 }
 
 impl Text {
     fn from_source(s: &str) -> Self {
         Text {
             s: s.to_string(),
-            cols: (0..s.len() as u32).collect(),
+            cols: Cols::Offset(0),
         }
     }
 
     fn at(s: &str, col: u32) -> Self {
         Text {
             s: s.to_string(),
-            cols: vec![col; s.len()],
+            cols: Cols::Table(vec![col; s.len()]),
+        }
+    }
+
+    /// Turns an offset map into a table, for edits inside the text.
+    fn table(&mut self) -> &mut Vec<u32> {
+        if let Cols::Offset(o) = self.cols {
+            self.cols = Cols::Table((o..o + self.s.len() as u32).collect());
+        }
+        match &mut self.cols {
+            Cols::Table(t) => t,
+            Cols::Offset(_) => unreachable!("just made a table"),
         }
     }
 
@@ -159,32 +190,54 @@ impl Text {
 
     fn truncate(&mut self, n: usize) {
         self.s.truncate(n);
-        self.cols.truncate(n);
+        if let Cols::Table(t) = &mut self.cols {
+            t.truncate(n);
+        }
     }
 
     fn drain(&mut self, range: std::ops::Range<usize>) {
-        self.s.replace_range(range.clone(), "");
-        self.cols.drain(range);
+        if range.is_empty() {
+            return;
+        }
+        if range.start == 0 {
+            if let Cols::Offset(o) = &mut self.cols {
+                // Dropping a prefix keeps the map an offset.
+                *o += range.end as u32;
+                self.s.replace_range(range, "");
+                return;
+            }
+        }
+        self.table().drain(range.clone());
+        self.s.replace_range(range, "");
+    }
+
+    fn push(&mut self, c: char) {
+        let col = self.col(self.s.len());
+        self.s.push(c);
+        if let Cols::Table(t) = &mut self.cols {
+            t.extend(std::iter::repeat_n(col, c.len_utf8()));
+        }
     }
 
     fn splice(&mut self, range: std::ops::Range<usize>, with: &str, col: u32) {
-        self.s.replace_range(range.clone(), with);
-        self.cols
-            .splice(range, std::iter::repeat_n(col, with.len()));
+        self.table()
+            .splice(range.clone(), std::iter::repeat_n(col, with.len()));
+        self.s.replace_range(range, with);
     }
 
     fn slice(&self, range: std::ops::Range<usize>) -> Text {
+        let cols = match &self.cols {
+            Cols::Offset(o) => Cols::Offset(o + range.start as u32),
+            Cols::Table(t) => Cols::Table(t[range.clone()].to_vec()),
+        };
         Text {
-            s: self.s[range.clone()].to_string(),
-            cols: self.cols[range].to_vec(),
+            s: self.s[range].to_string(),
+            cols,
         }
     }
 
     fn col(&self, i: usize) -> u32 {
-        self.cols
-            .get(i)
-            .copied()
-            .unwrap_or_else(|| self.cols.last().map(|c| c + 1).unwrap_or(0))
+        self.cols.get(i, self.s.len())
     }
 }
 
@@ -283,17 +336,12 @@ impl Preprocessor<'_, '_> {
             multiline: false,
         };
         let saved_pwd = self.defs.insert("_PWD".into(), pwd);
-        let lines: Vec<(u32, String)> = self
-            .sources
-            .get(id)
-            .lines()
-            .map(|(n, l)| (n, l.to_string()))
-            .collect();
-        for (n, raw) in lines {
+        let count = self.sources.get(id).line_count() as u32;
+        for n in 1..=count {
             if self.overflow {
                 break;
             }
-            let mut text = Text::from_source(&raw);
+            let mut text = Text::from_source(self.sources.get(id).line(n));
             // A line holding only whitespace ends a multi-line definition.
             if text.s.trim_matches([' ', '\t', '\r']).is_empty() {
                 if self.collecting.take().is_some() {
@@ -385,9 +433,7 @@ impl Preprocessor<'_, '_> {
         }
         text.trim_end_blanks();
         if cont {
-            let col = text.col(text.s.len());
-            text.s.push('\\');
-            text.cols.push(col);
+            text.push('\\');
         }
     }
 

@@ -359,7 +359,7 @@ mod tests {
     fn line(s: &str) -> Line {
         Line {
             text: s.into(),
-            cols: (0..s.len() as u32).collect(),
+            cols: crate::preprocess::Cols::Offset(0),
             file: FileId(0),
             line: 1,
         }

@@ -2,6 +2,11 @@
 
 mod check_config;
 
+// Reading a large configuration is dominated by many small allocations; mimalloc makes them
+// (and freeing them) several times cheaper than glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 

@@ -4,7 +4,7 @@
 //! (`alloc_strvec_quoted_escaped()`), its first value is the command, which is split the same way
 //! again into the program and its arguments, and the next two values are the user and group.
 
-use crate::preprocess::Line;
+use crate::preprocess::{Cols, Line};
 use crate::read::Ctx;
 use crate::tree::{script_words, Node, Word};
 use crate::write::quote;
@@ -58,7 +58,7 @@ fn split_command(command: &Word, node: &Node, ctx: &mut Ctx) -> Option<Vec<Strin
     let len = command.text.len();
     let line = Line {
         text: command.text.clone(),
-        cols: vec![command.span.start; len],
+        cols: Cols::Table(vec![command.span.start; len]),
         file: command.span.file,
         line: command.span.line,
     };
