@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages halb's tests and lab need, when they are missing.
+# Idempotent: does nothing (and touches no package list) when everything is there.
+set -euo pipefail
+
+packages=(
+    keepalived      # the oracle for config verdicts and the VRRP peer
+    ipvsadm         # the oracle for IPVS tables (inside the kernel lab)
+    iproute2        # ip netns, veth, bridge
+    kmod            # depmod for the kernel lab's modules
+    cpio            # the kernel lab's initramfs
+    busybox-static  # the kernel lab's userland
+    qemu-system-x86 # the kernel lab (IPVS runs in a real kernel under TCG)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps.sh: missing packages (${missing[*]}); run as root to install them" >&2
+    exit 1
+fi
+
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The packages' services are not wanted: tests start their own processes.
+for svc in keepalived; do
+    if command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    fi
+done

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up and runs halb's whole test suite on a fresh Debian machine (as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "test.sh: cargo is needed (https://rustup.rs or Debian's cargo package)" >&2
+    exit 1
+fi
+
+# shared/ (the seed and its configurations) sits beside the checkout.
+if [ ! -d ../shared/seed ]; then
+    echo "test.sh: ../shared/seed is missing: the tests read the seed's keepalived.conf from there" >&2
+    exit 1
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
