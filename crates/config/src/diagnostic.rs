@@ -173,6 +173,21 @@ fn level(severity: Severity) -> Level {
     }
 }
 
+/// The source line as it can be shown: control characters (tabs among them) become spaces of
+/// the same byte length, so that byte offsets still point at the same place and the renderer,
+/// which counts a tab as several columns, cannot lose its place on a long line.
+fn displayable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() {
+                " ".repeat(c.len_utf8())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     let renderer = if color {
         Renderer::styled()
@@ -185,7 +200,7 @@ fn human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     let text;
     if let Some(span) = d.span {
         let file = sources.get(span.file);
-        text = file.line(span.line).to_string();
+        text = displayable(file.line(span.line));
         origin = file.path.display().to_string();
         let start = crate::source::floor_char_boundary(&text, span.start as usize);
         let end = crate::source::floor_char_boundary(&text, (span.start + span.len) as usize);
@@ -211,4 +226,27 @@ fn human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     }
     let rendered = renderer.render(message).to_string();
     rendered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{SourceMap, Span};
+
+    /// Found by fuzzing: a long line of tabs and replacement characters made the renderer
+    /// overflow.
+    #[test]
+    fn renders_long_lines_with_tabs_and_controls() {
+        let mut line = "\t".repeat(200);
+        line.push('I');
+        line.push_str(&"\u{fffd}".repeat(120));
+        line.push_str("\0\u{85}\t~");
+        let mut sources = SourceMap::new();
+        let file = sources.add("/k.conf", format!("{line}\n"));
+        let mut d = Diagnostics::new();
+        d.warn(Span::new(file, 1, 200, 1), "unknown keyword");
+        d.warn(Span::new(file, 1, line.len() as u32 - 1, 1), "at the end");
+        let out = d.render(&sources, Format::Human, false);
+        assert!(out.contains("unknown keyword") && out.contains("at the end"));
+    }
 }
