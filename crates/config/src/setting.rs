@@ -28,7 +28,7 @@ impl Setting {
     }
 
     pub fn write(&self, w: &mut crate::write::ConfWriter) {
-        let mut words = vec![self.keyword.clone()];
+        let mut words = vec![crate::write::quote(&self.keyword)];
         words.extend(self.args.iter().map(|a| crate::write::quote(a)));
         match &self.block {
             Some(children) => {

@@ -72,6 +72,23 @@ fn samples_and_corpus_round_trip() {
     }
 }
 
+/// Inputs the fuzzer found that once changed on a round trip.
+#[test]
+fn fuzz_findings_round_trip() {
+    let cases = [
+        // A kept keyword that is an empty quoted word.
+        "global_defs {\n    vrrp_iptables {\n        \"\" x\n    }\n}\n",
+        // A word starting with '@' (a conditional when unquoted at the start of a line).
+        "global_defs {\n    notification_email {\n        @x\n    }\n}\n",
+        // Words with comment characters, braces and backslashes.
+        "global_defs {\n    router_id \"a#b{c}\\\\d\"\n}\n",
+    ];
+    for text in cases {
+        let loaded = load_str("/fuzz/keepalived.conf", text, &opts());
+        assert_round_trip(text, &loaded.config);
+    }
+}
+
 /// A generated VRRP instance, as keepalived.conf text.
 fn instance() -> impl Strategy<Value = String> {
     (
