@@ -188,6 +188,48 @@ fn displayable(line: &str) -> String {
         .collect()
 }
 
+/// Lines longer than this are shown as a window around the annotated place.
+const MAX_SHOWN: usize = 100;
+
+/// The part of a line to show and the annotated byte range in it: the whole line when it is
+/// short, else about `MAX_SHOWN` bytes around the place, marked with `...` where cut. (Long
+/// lines also trip the snippet renderer's own margin arithmetic.) The range is never empty,
+/// so that a caret is drawn.
+fn window(line: &str, start: usize, end: usize) -> (String, std::ops::Range<usize>) {
+    use crate::source::floor_char_boundary as floor;
+    let ceil = |i: usize| {
+        let mut i = i.min(line.len());
+        while !line.is_char_boundary(i) {
+            i += 1;
+        }
+        i
+    };
+    let non_empty = |text: &str, start: usize, end: usize| {
+        if end > start {
+            end
+        } else {
+            text[start..]
+                .chars()
+                .next()
+                .map(|c| start + c.len_utf8())
+                .unwrap_or(start)
+        }
+    };
+    if line.len() <= MAX_SHOWN {
+        let end = non_empty(line, start, end);
+        return (line.to_string(), start..end);
+    }
+    let from = floor(line, start.saturating_sub(MAX_SHOWN / 3));
+    let to = ceil(end.max(start + 1).min(start + MAX_SHOWN / 2) + MAX_SHOWN / 3);
+    let prefix = if from > 0 { "..." } else { "" };
+    let suffix = if to < line.len() { "..." } else { "" };
+    let shown = format!("{prefix}{}{suffix}", &line[from..to]);
+    let shift = |i: usize| (i.clamp(from, to) - from) + prefix.len();
+    let (a, b) = (shift(start), shift(end));
+    let b = non_empty(&shown, a, b.min(shown.len() - suffix.len()));
+    (shown, a..b)
+}
+
 fn human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     let renderer = if color {
         Renderer::styled()
@@ -200,25 +242,17 @@ fn human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
     let text;
     if let Some(span) = d.span {
         let file = sources.get(span.file);
-        text = displayable(file.line(span.line));
+        let full = displayable(file.line(span.line));
         origin = file.path.display().to_string();
-        let start = crate::source::floor_char_boundary(&text, span.start as usize);
-        let end = crate::source::floor_char_boundary(&text, (span.start + span.len) as usize);
-        // annotate-snippets needs a non-empty range to draw a caret.
-        let end = if end > start {
-            end
-        } else {
-            text[start..]
-                .chars()
-                .next()
-                .map(|c| start + c.len_utf8())
-                .unwrap_or(start)
-        };
+        let start = crate::source::floor_char_boundary(&full, span.start as usize);
+        let end = crate::source::floor_char_boundary(&full, (span.start + span.len) as usize);
+        let (shown, range) = window(&full, start, end);
+        text = shown;
         message = message.snippet(
             Snippet::source(&text)
                 .line_start(span.line as usize)
                 .origin(&origin)
-                .annotation(lvl.span(start..end)),
+                .annotation(lvl.span(range)),
         );
     }
     if let Some(help) = &d.help {
@@ -248,5 +282,31 @@ mod tests {
         d.warn(Span::new(file, 1, line.len() as u32 - 1, 1), "at the end");
         let out = d.render(&sources, Format::Human, false);
         assert!(out.contains("unknown keyword") && out.contains("at the end"));
+    }
+
+    /// Found by fuzzing: a long line of tabs, control characters and replacement characters,
+    /// annotated at every position.
+    #[test]
+    fn renders_any_place_of_a_long_line() {
+        let line = format!(
+            "{}{}{}{}{}{}{}",
+            "\t".repeat(28),
+            "\u{16}".repeat(91),
+            "\t".repeat(11),
+            "\0".repeat(30),
+            "\t".repeat(41),
+            "\u{fffd}".repeat(74),
+            "\t".repeat(27)
+        );
+        let mut sources = SourceMap::new();
+        let file = sources.add("/k.conf", format!("x\n{line}\n"));
+        for (start, _) in line.char_indices() {
+            for len in [0u32, 1, 7, 400] {
+                let mut d = Diagnostics::new();
+                d.warn(Span::new(file, 2, start as u32, len), "here");
+                let out = d.render(&sources, Format::Human, false);
+                assert!(out.contains("here"));
+            }
+        }
     }
 }
