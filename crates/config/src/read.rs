@@ -67,43 +67,34 @@ impl<'a> Ctx<'a> {
 
     /// An unsigned integer in `[min, max]` (keepalived's `read_unsigned_strvec`).
     pub fn unsigned(&mut self, node: &Node, i: usize, min: u64, max: u64) -> Option<u64> {
-        let w = self.arg(node, i)?;
-        match parse_unsigned(&w.text) {
-            Ok(v) if (min..=max).contains(&v) => Some(v),
-            Ok(_) => {
-                self.diags.warn(
-                    w.span,
-                    format!("{} '{}' outside range [{min}, {max}]", node.name(), w.text),
-                );
-                None
-            }
-            Err(why) => {
-                self.diags.warn(w.span, format!("{}: {why}", node.name()));
-                None
-            }
-        }
+        self.number(node, i, min, max, parse_unsigned)
     }
 
     /// A signed integer in `[min, max]`.
     pub fn int(&mut self, node: &Node, i: usize, min: i64, max: i64) -> Option<i64> {
+        self.number(node, i, min, max, |t| {
+            t.parse::<i64>()
+                .map_err(|_| format!("invalid number '{t}'"))
+        })
+    }
+
+    /// A number read by `parse` and checked against `[min, max]`.
+    fn number<T: PartialOrd + std::fmt::Display + Copy>(
+        &mut self,
+        node: &Node,
+        i: usize,
+        min: T,
+        max: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
         let w = self.arg(node, i)?;
-        match w.text.parse::<i64>() {
-            Ok(v) if (min..=max).contains(&v) => Some(v),
-            Ok(_) => {
-                self.diags.warn(
-                    w.span,
-                    format!("{} '{}' outside range [{min}, {max}]", node.name(), w.text),
-                );
-                None
-            }
-            Err(_) => {
-                self.diags.warn(
-                    w.span,
-                    format!("{}: invalid number '{}'", node.name(), w.text),
-                );
-                None
-            }
-        }
+        let why = match parse(&w.text) {
+            Ok(v) if min <= v && v <= max => return Some(v),
+            Ok(_) => format!("{} '{}' outside range [{min}, {max}]", node.name(), w.text),
+            Err(why) => format!("{}: {why}", node.name()),
+        };
+        self.diags.warn(w.span, why);
+        None
     }
 
     /// A time in seconds with up to six decimals, as microseconds within `[min_us, max_us]`

@@ -7,7 +7,7 @@ use super::checker_model::CheckerKind;
 use super::lvs_addr::{parse_server_ip, parse_server_port};
 use super::lvs_forwarding;
 use super::lvs_model::{Forwarding, IpFamily, RealServer};
-use super::lvs_script::read_notify;
+use super::lvs_script::read_notify_once;
 use crate::read::Ctx;
 use crate::setting::Setting;
 use crate::source::Span;
@@ -164,14 +164,7 @@ fn read_keyword(n: &Node, ctx: &mut Ctx, d: &mut RsDraft) {
             } else {
                 &mut rs.notify_down
             };
-            if slot.is_some() {
-                ctx.diags.warn(
-                    n.span(),
-                    format!("{} script already specified - ignoring", n.name()),
-                );
-            } else {
-                *slot = read_notify(n, ctx);
-            }
+            read_notify_once(slot, n, ctx);
         }
         "virtualhost" => {
             if let Some(v) = ctx.string(n, 0) {

@@ -21,6 +21,19 @@ pub struct Script {
     pub group: Option<String>,
 }
 
+/// Reads a script keyword into its slot; a second one for the same slot is ignored with a
+/// warning, as keepalived does.
+pub fn read_notify_once(slot: &mut Option<Script>, node: &Node, ctx: &mut Ctx) {
+    if slot.is_some() {
+        ctx.diags.warn(
+            node.span(),
+            format!("{} script already specified - ignoring", node.name()),
+        );
+    } else {
+        *slot = read_notify(node, ctx);
+    }
+}
+
 /// Reads `KEYWORD COMMAND [USER [GROUP]]` (`notify_up`, `quorum_up`, …).
 pub fn read_notify(node: &Node, ctx: &mut Ctx) -> Option<Script> {
     let words = script_words(&node.line, 1, ctx.diags)?;

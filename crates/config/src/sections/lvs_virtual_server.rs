@@ -11,7 +11,7 @@ use super::lvs_model::{
     VirtualServerGroup, VirtualServerKey, DEFAULT_PERSISTENCE_TIMEOUT,
 };
 use super::lvs_real_server::{self, read_server_timing, RsDraft, ServerTiming};
-use super::lvs_script::read_notify;
+use super::lvs_script::read_notify_once;
 use super::lvs_validate;
 use crate::read::Ctx;
 use crate::setting::Setting;
@@ -268,14 +268,7 @@ fn read_keyword(n: &Node, ctx: &mut Ctx, d: &mut VsDraft) {
             } else {
                 &mut vs.quorum_down
             };
-            if slot.is_some() {
-                ctx.diags.warn(
-                    n.span(),
-                    format!("{} script already specified - ignoring", n.name()),
-                );
-            } else {
-                *slot = read_notify(n, ctx);
-            }
+            read_notify_once(slot, n, ctx);
         }
         "quorum" => {
             d.at.quorum = Some(n.span());
