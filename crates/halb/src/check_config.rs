@@ -2,9 +2,8 @@
 
 use clap::{Args as ClapArgs, ValueEnum};
 use halb_config::diagnostic::{Format, Severity};
-use halb_config::{load, LoadOptions};
+use halb_config::load;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// keepalived's `--config-test` exit codes (KEEPALIVED_CHK_EXIT_*).
@@ -14,16 +13,8 @@ pub const EXIT_WARNINGS: u8 = 5;
 
 #[derive(ClapArgs)]
 pub struct Args {
-    /// The configuration file.
-    #[arg(
-        short = 'f',
-        long = "use-file",
-        default_value = "/etc/keepalived/keepalived.conf"
-    )]
-    file: PathBuf,
-    /// Keep `@ID` lines for this id and drop `@^ID` ones (default: the host name).
-    #[arg(short = 'i', long)]
-    config_id: Option<String>,
+    #[command(flatten)]
+    config: crate::config_args::ConfigArgs,
     /// Print the effective model after the diagnostics.
     #[arg(long, value_enum)]
     dump: Option<Dump>,
@@ -54,15 +45,8 @@ enum MessageFormat {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let mut opts = LoadOptions::default();
-    if let Some(id) = &args.config_id {
-        opts.config_id = id.clone();
-    }
-    if !args.no_interface_check {
-        opts.interfaces = halb_config::host_interfaces();
-    }
-    opts.script_search_path = Some(halb_config::sections::script_security::default_search_path());
-    let loaded = load(&args.file, &opts);
+    let opts = args.config.load_options(!args.no_interface_check);
+    let loaded = load(&args.config.file, &opts);
     let format = match args.message_format {
         MessageFormat::Human => Format::Human,
         MessageFormat::Short => Format::Short,
@@ -83,7 +67,7 @@ pub fn run(args: &Args) -> ExitCode {
         let _ = writeln!(
             stderr,
             "{}: {errors} error(s), {warnings} warning(s)",
-            args.file.display()
+            args.config.file.display()
         );
     }
     drop(stderr);

@@ -1,6 +1,8 @@
 //! `halb`: a high-availability layer-4 load balancer that reads keepalived.conf.
 
 mod check_config;
+mod config_args;
+mod run;
 
 // Reading a large configuration is dominated by many small allocations; mimalloc makes them
 // (and freeing them) several times cheaper than glibc's malloc.
@@ -24,11 +26,17 @@ enum Command {
     /// Exit status, as keepalived's: 0 clean, 5 when it would run after halb fixed values up
     /// (warnings), 4 when it cannot run (errors).
     CheckConfig(check_config::Args),
+    /// Run the daemon, like `keepalived -f FILE` (so far: the VRRP part).
+    ///
+    /// Exit status: 0 after SIGTERM or SIGINT, 4 when the configuration has errors, 1 when
+    /// the host cannot run it (a missing interface, no permission for raw sockets).
+    Run(run::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig(args) => check_config::run(&args),
+        Command::Run(args) => run::run(&args),
     }
 }

@@ -1,0 +1,521 @@
+//! The VRRP shell: sockets, netlink, timers and signals around the sans-IO instances of
+//! `halb_vrrp`. One task owns every instance and sync group; receive loops and the link
+//! watcher hand it events through a channel, so the state machines never run concurrently.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use halb_sys::{Announcer, IpFamily, LinkEvent, LinkWatcher, Netlink, ReceivedPacket, VrrpSocket};
+use halb_vrrp::packet::{self};
+use halb_vrrp::{Action, Dropped, Instance, Reason, State, SyncGroup, TrackerStatus};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{debug, error, info, warn};
+
+use super::vrrp_map::{self, HostView, LinkView, MappedInstance, VrrpPlan};
+use halb_config::model::Config;
+
+/// What the receive loops report.
+enum Event {
+    Packet {
+        socket: usize,
+        packet: ReceivedPacket,
+    },
+}
+
+/// One raw socket per interface and family, shared by the instances there.
+struct SocketSlot {
+    socket: Arc<VrrpSocket>,
+    /// Indices of the instances that receive on it.
+    instances: Vec<usize>,
+}
+
+struct Shell {
+    instances: Vec<Instance>,
+    mapped: Vec<MappedInstance>,
+    socket_of: Vec<usize>,
+    sockets: Vec<SocketSlot>,
+    groups: Vec<(SyncGroup, Vec<usize>)>,
+    netlink: Netlink,
+    announcers: HashMap<String, Arc<Announcer>>,
+}
+
+/// Gathers what the mapping needs to know about the host.
+async fn host_view(netlink: &Netlink) -> Result<HostView> {
+    let mut links = BTreeMap::new();
+    for link in netlink.links().await.context("listing the interfaces")? {
+        let addresses = netlink
+            .addresses(&link.name)
+            .await
+            .with_context(|| format!("listing the addresses of {}", link.name))?
+            .into_iter()
+            .map(|a| a.address)
+            .collect();
+        links.insert(
+            link.name.clone(),
+            LinkView {
+                up: link.is_up(),
+                addresses,
+            },
+        );
+    }
+    Ok(HostView { links })
+}
+
+/// Runs the VRRP part of `config` until SIGTERM or SIGINT.
+pub async fn run(config: &Config) -> Result<()> {
+    // Signals first: a SIGTERM during start-up must still clean up.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+
+    let netlink = Netlink::connect().context("connecting to rtnetlink")?;
+    let host = host_view(&netlink).await?;
+    let plan: VrrpPlan = vrrp_map::map(config, &host)?;
+    for line in &plan.unsupported {
+        warn!("{line}");
+    }
+    if plan.instances.is_empty() {
+        warn!("no vrrp_instance in the configuration; nothing to do until stopped");
+    }
+
+    // keepalived removes the addresses a killed predecessor left before its first state, so
+    // that a BACKUP does not answer for a VIP it does not own.
+    for mapped in &plan.instances {
+        for (interface, vips) in by_interface(mapped) {
+            let vips: Vec<_> = vips.into_iter().cloned().collect();
+            match netlink.remove_leftover_vips(&interface, &vips).await {
+                Ok(found) => {
+                    for address in found {
+                        info!(
+                            "({}) removed {address} left on {interface} by a previous run",
+                            mapped.config.name
+                        );
+                    }
+                }
+                Err(e) => warn!("({}) {e:#}", mapped.config.name),
+            }
+        }
+    }
+
+    let (events, mut inbox) = mpsc::channel::<Event>(256);
+    let (sockets, socket_of) = open_sockets(&plan.instances, &events)?;
+    let mut announcers = HashMap::new();
+    for interface in plan
+        .instances
+        .iter()
+        .flat_map(|m| m.vips.iter().map(|v| v.interface.clone()))
+    {
+        if announcers.contains_key(&interface) {
+            continue;
+        }
+        let link = netlink
+            .link(&interface)
+            .await
+            .with_context(|| format!("reading interface {interface}"))?;
+        match Announcer::open(&link) {
+            Ok(a) => {
+                announcers.insert(interface, Arc::new(a));
+            }
+            Err(e) => warn!("no gratuitous ARP on {interface}: {e:#}"),
+        }
+    }
+    let mut watcher = Some(LinkWatcher::start().await.context("watching link state")?);
+
+    let now = Instant::now();
+    let mut instances: Vec<Instance> = plan
+        .instances
+        .iter()
+        .map(|m| Instance::new(m.config.clone(), now))
+        .collect();
+    for instance in &instances {
+        for w in instance.config_warnings() {
+            warn!("({}) {w}", instance.config().name);
+        }
+    }
+    let groups = plan
+        .sync_groups
+        .iter()
+        .map(|g| {
+            let mut members = members_mut(&mut instances, &g.members);
+            (
+                SyncGroup::new(g.name.clone(), now, &mut members),
+                g.members.clone(),
+            )
+        })
+        .collect();
+
+    let mut shell = Shell {
+        instances,
+        mapped: plan.instances,
+        socket_of,
+        sockets,
+        groups,
+        netlink,
+        announcers,
+    };
+    shell.settle(Instant::now()).await;
+
+    loop {
+        let deadline = shell
+            .instances
+            .iter()
+            .filter_map(Instance::poll_timeout)
+            .min();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let link = async {
+            match &mut watcher {
+                Some(w) => w.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sigterm.recv() => { info!("Stopping"); break; }
+            _ = sigint.recv() => { info!("Stopping"); break; }
+            Some(event) = inbox.recv() => match event {
+                Event::Packet { socket, packet } => shell.handle_packet(socket, &packet),
+            },
+            event = link => match event {
+                Some(event) => shell.handle_link(&event),
+                None => {
+                    warn!("the link watcher stopped; restarting it");
+                    watcher = LinkWatcher::start().await.map_err(|e| error!("{e:#}")).ok();
+                }
+            },
+            () = sleep => {
+                let now = Instant::now();
+                for instance in &mut shell.instances {
+                    if instance.poll_timeout().is_some_and(|at| at <= now) {
+                        // A BACKUP's only timer is Master_Down_Timer (the GARP ones are a
+                        // MASTER's): vrrp_scheduler.c `vrrp_dispatcher_read_timeout`.
+                        if instance.state() == State::Backup {
+                            info!("({}) Receive advertisement timeout", instance.config().name);
+                        }
+                        instance.handle_timeout(now);
+                    }
+                }
+            }
+        }
+        shell.settle(Instant::now()).await;
+    }
+
+    let now = Instant::now();
+    for instance in &mut shell.instances {
+        instance.shutdown(now);
+    }
+    shell.settle(now).await;
+    // Belt and braces: whatever state an instance was in, none of its addresses stays.
+    for mapped in &shell.mapped {
+        for (interface, vips) in by_interface(mapped) {
+            let addresses: Vec<IpAddr> = vips.iter().map(|v| v.address).collect();
+            if let Err(e) = shell.netlink.remove_addresses(&interface, &addresses).await {
+                warn!("({}) {e:#}", mapped.config.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The VIPs of an instance grouped by the interface they go on.
+fn by_interface(mapped: &MappedInstance) -> BTreeMap<String, Vec<&halb_sys::VirtualAddress>> {
+    let mut by: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for placed in &mapped.vips {
+        by.entry(placed.interface.clone())
+            .or_default()
+            .push(&placed.vip);
+    }
+    by
+}
+
+/// Opens one socket per (interface, family), joining every group an instance there uses, and
+/// starts its receive loop.
+fn open_sockets(
+    instances: &[MappedInstance],
+    events: &mpsc::Sender<Event>,
+) -> Result<(Vec<SocketSlot>, Vec<usize>)> {
+    let mut keys: Vec<(String, IpFamily)> = Vec::new();
+    let mut socket_of = Vec::with_capacity(instances.len());
+    for m in instances {
+        let key = (m.interface.clone(), m.family);
+        let index = keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+            keys.push(key);
+            keys.len() - 1
+        });
+        socket_of.push(index);
+    }
+    let mut slots = Vec::with_capacity(keys.len());
+    for (index, (interface, family)) in keys.iter().enumerate() {
+        let members: Vec<usize> = (0..instances.len())
+            .filter(|&n| socket_of[n] == index)
+            .collect();
+        let mut groups: Vec<IpAddr> = Vec::new();
+        for &n in &members {
+            if let Some(g) = instances[n].multicast_group {
+                if !groups.contains(&g) {
+                    groups.push(g);
+                }
+            }
+        }
+        let socket = Arc::new(VrrpSocket::open(interface, *family, &groups)?);
+        let receiver = Arc::clone(&socket);
+        let events = events.clone();
+        tokio::spawn(async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(packet) => {
+                        if events
+                            .send(Event::Packet {
+                                socket: index,
+                                packet,
+                            })
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        debug!("{e:#}");
+                        // A persistent error must not spin.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        });
+        slots.push(SocketSlot {
+            socket,
+            instances: members,
+        });
+    }
+    Ok((slots, socket_of))
+}
+
+/// The members of a sync group, in the order `SyncGroup` expects (ascending indices).
+fn members_mut<'a>(instances: &'a mut [Instance], members: &[usize]) -> Vec<&'a mut Instance> {
+    instances
+        .iter_mut()
+        .enumerate()
+        .filter(|(n, _)| members.contains(n))
+        .map(|(_, i)| i)
+        .collect()
+}
+
+impl Shell {
+    fn handle_packet(&mut self, socket: usize, packet: &ReceivedPacket) {
+        let Some(vrid) = packet::peek_vrid(&packet.message) else {
+            debug!("short VRRP packet from {} ignored", packet.src());
+            return;
+        };
+        let Some(slot) = self.sockets.get(socket) else {
+            return;
+        };
+        let Some(&n) = slot
+            .instances
+            .iter()
+            .find(|&&n| self.instances[n].config().vrid == vrid)
+        else {
+            debug!(
+                "advert for VRID {vrid} from {} on {}: no instance",
+                packet.src(),
+                slot.socket.interface()
+            );
+            return;
+        };
+        let instance = &mut self.instances[n];
+        let name = instance.config().name.clone();
+        let now = Instant::now();
+        match instance.handle_packet(now, &packet.message, &packet.context()) {
+            Ok(()) => {
+                // vrrp.c `vrrp_state_backup`: a master that leaves says so with priority 0.
+                if instance.state() == State::Backup && packet.message.get(2) == Some(&0) {
+                    info!("({name}) Backup received priority 0 advertisement");
+                }
+            }
+            Err(Dropped::NotListening { .. } | Dropped::Stopped) => {}
+            Err(dropped @ Dropped::LowerPriority { .. }) => info!("({name}) {dropped}"),
+            Err(dropped) => warn!("({name}) {dropped} (from {})", packet.src()),
+        }
+    }
+
+    fn handle_link(&mut self, event: &LinkEvent) {
+        info!(
+            "Netlink reports {} {}",
+            event.interface,
+            if event.up { "up" } else { "down" }
+        );
+        let now = Instant::now();
+        for (n, instance) in self.instances.iter_mut().enumerate() {
+            if self.mapped[n].interface == event.interface {
+                instance.set_interface_up(now, event.up);
+            }
+            if instance
+                .config()
+                .trackers
+                .iter()
+                .any(|t| t.name == event.interface)
+            {
+                let status = if event.up {
+                    TrackerStatus::Up
+                } else {
+                    TrackerStatus::Down
+                };
+                instance.set_tracker_status(now, &event.interface, status);
+            }
+        }
+    }
+
+    /// Lets the sync groups move their members, then carries out every action.
+    async fn settle(&mut self, now: Instant) {
+        for (group, members) in &mut self.groups {
+            let before = group.state();
+            let mut refs = members_mut(&mut self.instances, members);
+            group.synchronize(now, &mut refs);
+            if group.state() != before
+                && matches!(group.state(), State::Master | State::Backup | State::Fault)
+            {
+                info!(
+                    "VRRP_Group({}) Syncing instances to {} state",
+                    group.name(),
+                    group.state()
+                );
+            }
+        }
+        for n in 0..self.instances.len() {
+            while let Some(action) = self.instances[n].poll_action() {
+                self.carry_out(n, action).await;
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, n: usize, action: Action) {
+        let instance = &self.instances[n];
+        let name = instance.config().name.clone();
+        let ours = instance.effective_priority();
+        let mapped = &self.mapped[n];
+        match action {
+            Action::SendAdvert { advert, src, dst } => {
+                let slot = &self.sockets[self.socket_of[n]];
+                if let Err(e) = slot.socket.send_advert(&advert, src, dst).await {
+                    warn!("({name}) {e:#}");
+                } else if advert.priority == 0 {
+                    info!("({name}) sent 0 priority");
+                }
+            }
+            Action::AddVips { addresses } => {
+                info!("({name}) setting VIPs.");
+                for placed in mapped
+                    .vips
+                    .iter()
+                    .filter(|p| addresses.contains(&p.vip.address))
+                {
+                    if let Err(e) = self
+                        .netlink
+                        .add_address(&placed.interface, &placed.vip)
+                        .await
+                    {
+                        error!("({name}) {e:#}");
+                    }
+                }
+            }
+            Action::RemoveVips { addresses } => {
+                info!("({name}) removing VIPs.");
+                for (interface, vips) in by_interface(mapped) {
+                    let remove: Vec<IpAddr> = vips
+                        .iter()
+                        .map(|v| v.address)
+                        .filter(|a| addresses.contains(a))
+                        .collect();
+                    if let Err(e) = self.netlink.remove_addresses(&interface, &remove).await {
+                        error!("({name}) {e:#}");
+                    }
+                }
+            }
+            Action::SendGratuitousArp { addresses, repeat } => {
+                self.announce(n, &name, &addresses, repeat);
+            }
+            Action::StateChange(change) => {
+                match (&change.reason, change.from, change.to) {
+                    (Reason::HigherPriority { from, priority }, State::Master, _) => info!(
+                        "({name}) Master received advert from {from} with higher priority {priority}, ours {ours}"
+                    ),
+                    (Reason::HigherAddress { from }, State::Master, _) => info!(
+                        "({name}) Master received advert from {from} with same priority {ours} but higher IP address than ours"
+                    ),
+                    _ => {}
+                }
+                if change.to == State::Stopped {
+                    info!("Stopped {name}");
+                } else {
+                    info!("({name}) {change}");
+                }
+            }
+            Action::PriorityChange { from, to } => {
+                info!("({name}) Changing effective priority from {from} to {to}");
+            }
+            Action::MasterReceivedLowerPriority { from, priority } => {
+                info!("({name}) Received advert from {from} with lower priority {priority}, ours {ours}");
+            }
+        }
+    }
+
+    /// Gratuitous ARPs / unsolicited NAs, `repeat` rounds over the addresses; paced by
+    /// `garp_interval` on a task of their own when it is not zero.
+    fn announce(&self, n: usize, name: &str, addresses: &[IpAddr], repeat: u32) {
+        let mapped = &self.mapped[n];
+        let mut jobs: Vec<(Arc<Announcer>, String, IpAddr)> = Vec::new();
+        for placed in mapped
+            .vips
+            .iter()
+            .filter(|p| addresses.contains(&p.vip.address))
+        {
+            let interface = &placed.interface;
+            let address = placed.vip.address;
+            info!(
+                "({name}) Sending/queueing {} on {interface} for {address}",
+                if address.is_ipv4() {
+                    "gratuitous ARPs"
+                } else {
+                    "Unsolicited Neighbour Adverts"
+                }
+            );
+            if let Some(a) = self.announcers.get(interface) {
+                jobs.push((Arc::clone(a), interface.clone(), address));
+            }
+        }
+        let interval = mapped.garp_interval;
+        let send_all = move |jobs: &[(Arc<Announcer>, String, IpAddr)]| {
+            for (announcer, interface, address) in jobs {
+                let kind = if address.is_ipv4() {
+                    "gratuitous ARP"
+                } else {
+                    "unsolicited Neighbour Advert"
+                };
+                match announcer.announce(*address, false) {
+                    Ok(()) => info!("Sending {kind} on {interface} for {address}"),
+                    Err(e) => warn!("{e:#}"),
+                }
+            }
+        };
+        if interval.is_zero() {
+            for _ in 0..repeat {
+                send_all(&jobs);
+            }
+        } else {
+            tokio::spawn(async move {
+                for round in 0..repeat {
+                    if round > 0 {
+                        tokio::time::sleep(interval).await;
+                    }
+                    send_all(&jobs);
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! `halb run`: the daemon, like `keepalived -f FILE`. So far it runs the VRRP part of the
+//! configuration (instances, sync groups, VIPs, gratuitous ARP); virtual servers are read and
+//! left alone.
+
+mod daemon;
+pub mod vrrp_map;
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args as ClapArgs;
+use halb_config::diagnostic::{Format, Severity};
+use halb_config::load;
+use tracing::{error, info};
+
+/// keepalived's exit status for a configuration it cannot run (KEEPALIVED_EXIT_CONFIG).
+const EXIT_CONFIG: u8 = 4;
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(ClapArgs)]
+pub struct Args {
+    #[command(flatten)]
+    config: crate::config_args::ConfigArgs,
+    /// Write the daemon's process id here, and remove the file on exit.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    init_logging();
+    let opts = args.config.load_options(true);
+    let loaded = load(&args.config.file, &opts);
+    let rendered = loaded.diagnostics.render(
+        &loaded.sources,
+        Format::Human,
+        std::io::stderr().is_terminal(),
+    );
+    let _ = std::io::stderr().lock().write_all(rendered.as_bytes());
+    if loaded.diagnostics.has_errors() {
+        let errors = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .count();
+        error!(
+            "{}: {errors} error(s); not starting (see `halb check-config -f {}`)",
+            args.config.file.display(),
+            args.config.file.display()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
+
+    let _pid_file = match args.pid_file.as_deref().map(PidFile::create).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            error!("{e:#}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            error!("cannot start the tokio runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    info!("Starting halb {} (VRRP)", env!("CARGO_PKG_VERSION"));
+    match runtime.block_on(daemon::run(&loaded.config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// keepalived-like lines on stderr; `RUST_LOG` chooses the level (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// The `--pid-file`, removed when the daemon ends (also on an error return).
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> anyhow::Result<PidFile> {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("cannot write the pid file {}: {e}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
