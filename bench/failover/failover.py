@@ -110,14 +110,26 @@ def probe(lab, want, timeout):
 def config(state, priority, advert_int):
     text = SEED.read_text().split("\nvirtual_server ")[0]
     out = []
+    skip_block = False
     for line in text.splitlines():
         w = line.split()
+        if skip_block:
+            # VRRPv3 has no authentication: leave the seed's PASS block out.
+            skip_block = w[:1] != ["}"]
+            continue
         if w[:1] == ["state"]:
             line = f"    state {state}"
         elif w[:1] == ["priority"]:
             line = f"    priority {priority}"
         elif w[:1] == ["advert_int"]:
             line = f"    advert_int {advert_int}"
+            if float(advert_int) < 1:
+                # Sub-second adverts exist only in VRRPv3 (centiseconds); v2 rounds to seconds.
+                out.append(line)
+                line = "    version 3"
+        elif w[:1] == ["authentication"] and float(advert_int) < 1:
+            skip_block = True
+            continue
         elif w[:1] == ["lvs_sync_daemon_interface"]:
             continue  # keepalived would start IPVS's sync daemon and exit without IPVS
         out.append(line)
@@ -132,6 +144,9 @@ def daemon_argv(kind, conf, tmp, tag, halb):
 
 
 def one_round(kind, halb, advert_int, tmp):
+    # A directory per round: keepalived refuses to start ("daemon is already running") when a
+    # pid file left by an earlier round names a pid that is alive again.
+    tmp = tempfile.mkdtemp(dir=tmp)
     lab = Lab()
     try:
         master = Path(tmp, "master.conf")
@@ -152,7 +167,9 @@ def one_round(kind, halb, advert_int, tmp):
         lab.kill(m)
         answered = probe(lab, lab.b, 10 * float(advert_int) + 5)
         if answered is None:
-            raise RuntimeError(f"{kind}: the VIP never answered from B")
+            log = Path(tmp, f"{kind}-backup.log").read_text(errors="replace")
+            tail = "\n".join(log.splitlines()[-15:])
+            raise RuntimeError(f"{kind}: the VIP never answered from B; B's log ends:\n{tail}")
         return answered - killed
     finally:
         lab.close()
