@@ -392,6 +392,78 @@ fn vrrpv3_ipv6_halb_master_keepalived_backup() {
     );
 }
 
+#[test]
+fn vrrpv3_ipv6_keepalived_master_halb_backup() {
+    let lab = Lab::new("v3k");
+    let keepalived_conf = lab.write("keepalived.conf", &ipv6_instance("MASTER", 100));
+    let halb_conf = lab.write("halb.conf", &ipv6_instance("BACKUP", 90));
+    let mut keepalived = Daemon::keepalived(
+        &lab.a.ns,
+        &keepalived_conf,
+        lab.dir.path(),
+        lab.dir.path().join("keepalived.log"),
+    );
+    let mut halb = Daemon::halb(&lab.b.ns, &halb_conf, lab.dir.path().join("halb.log"));
+
+    let took = address_moves_to(
+        VIP6,
+        &lab.a,
+        &lab.b,
+        Duration::from_secs(5),
+        &[&halb, &keepalived],
+    );
+    eprintln!("keepalived MASTER (VRRPv3, IPv6) after {took:?}");
+    assert_logged(&halb, "(V6) Entering BACKUP STATE", &[&halb, &keepalived]);
+    // The client learns A's address for the VIP; after the takeover only halb's unsolicited
+    // NA can move it (A keeps the address: SIGKILL removes nothing).
+    let a = Some(lab.a.ns.name.clone());
+    assert!(
+        wait_for(Duration::from_secs(3), || lab.client_reaches(VIP6) == a).is_some(),
+        "client does not reach [{VIP6}] at A"
+    );
+
+    // SIGKILL of keepalived: halb takes over after Master_Down_Interval (≈ 0.73 s).
+    keepalived.kill();
+    let took = wait_for(Duration::from_millis(2000), || lab.b.has(VIP6))
+        .unwrap_or_else(|| panic!("halb did not take [{VIP6}]\n{}", halb.log_text()));
+    eprintln!("halb took over {took:?} after SIGKILL of keepalived");
+    let b = Some(lab.b.ns.name.clone());
+    assert!(
+        wait_for(Duration::from_secs(3), || lab.client_reaches(VIP6) == b).is_some(),
+        "client does not reach [{VIP6}] at B (halb's unsolicited NA)"
+    );
+
+    // keepalived comes back with the higher priority and preempts halb.
+    let keepalived = Daemon::keepalived(
+        &lab.a.ns,
+        &keepalived_conf,
+        lab.dir.path(),
+        lab.dir.path().join("keepalived-2.log"),
+    );
+    address_moves_to(
+        VIP6,
+        &lab.a,
+        &lab.b,
+        Duration::from_secs(5),
+        &[&halb, &keepalived],
+    );
+    assert_logged(
+        &halb,
+        "with higher priority 100, ours 90",
+        &[&halb, &keepalived],
+    );
+    let status = halb.terminate(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "halb exits 0: {status:?}"
+    );
+    let log = halb.log_text();
+    assert!(
+        !log.contains(" WARN ") && !log.contains("ERROR"),
+        "halb warned about keepalived's adverts or failed an action:\n{log}"
+    );
+}
+
 /// VRRPv2 by unicast, both directors BACKUP with `nopreempt`: VRID 77.
 fn unicast_nopreempt(priority: u8, me: &Node, peer: &Node) -> String {
     format!(

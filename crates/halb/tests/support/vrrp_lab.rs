@@ -274,8 +274,20 @@ impl Daemon {
     /// keepalived's VRRP process alone, in the foreground, logging to the console, with its
     /// pid files in `dir`.
     pub fn keepalived(ns: &Netns, config: &Path, dir: &Path, log: PathBuf) -> Daemon {
-        let path = |name: &str| dir.join(name).to_str().expect("UTF-8").to_string();
-        let (main, vrrp, check) = (path("k.pid"), path("k-vrrp.pid"), path("k-check.pid"));
+        // Pid files named after the log, so a restart does not meet the killed instance's
+        // files: keepalived refuses to start ("daemon is already running") while a pid in them
+        // is alive, and the killed parent's VRRP child may still be exiting.
+        let stem = log
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "keepalived".into());
+        let path = |suffix: &str| {
+            dir.join(format!("{stem}{suffix}"))
+                .to_str()
+                .expect("UTF-8")
+                .to_string()
+        };
+        let (main, vrrp, check) = (path(".pid"), path("-vrrp.pid"), path("-check.pid"));
         Daemon::spawn(
             ns,
             &[
