@@ -15,6 +15,8 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+use super::notify::Notifier;
+use super::track_script::{self, ScriptResult};
 use super::vrrp_map::{self, HostView, LinkView, MappedInstance, VrrpPlan};
 use halb_config::model::Config;
 
@@ -41,7 +43,11 @@ struct Shell {
     groups: Vec<(SyncGroup, Vec<usize>)>,
     netlink: Netlink,
     announcers: HashMap<String, Arc<Announcer>>,
+    notifier: Notifier,
 }
+
+/// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
+const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
 /// Gathers what the mapping needs to know about the host.
 async fn host_view(netlink: &Netlink) -> Result<HostView> {
@@ -123,6 +129,15 @@ pub async fn run(config: &Config) -> Result<()> {
         }
     }
     let mut watcher = Some(LinkWatcher::start().await.context("watching link state")?);
+    let notifier = Notifier::new(config);
+    let (script_results, mut script_inbox) = mpsc::channel::<ScriptResult>(64);
+    for script in &plan.scripts {
+        match super::process::resolve_user(&script.script, &config.global) {
+            Ok(run_as) => track_script::spawn(script.clone(), run_as, script_results.clone()),
+            // keepalived disables such a script; its instances keep waiting for it.
+            Err(e) => error!("VRRP_Script({}) not run: {e:#}", script.name),
+        }
+    }
 
     let now = Instant::now();
     let mut instances: Vec<Instance> = plan
@@ -155,6 +170,7 @@ pub async fn run(config: &Config) -> Result<()> {
         groups,
         netlink,
         announcers,
+        notifier,
     };
     shell.settle(Instant::now()).await;
 
@@ -182,6 +198,7 @@ pub async fn run(config: &Config) -> Result<()> {
             Some(event) = inbox.recv() => match event {
                 Event::Packet { socket, packet } => shell.handle_packet(socket, &packet),
             },
+            Some(result) = script_inbox.recv() => shell.handle_script(&result),
             event = link => match event {
                 Some(event) => shell.handle_link(&event),
                 None => {
@@ -211,6 +228,10 @@ pub async fn run(config: &Config) -> Result<()> {
         instance.shutdown(now);
     }
     shell.settle(now).await;
+    // keepalived's `notify_shutdown`: every sync group reports STOP after its members.
+    for (g, (group, _)) in shell.groups.iter().enumerate() {
+        shell.notifier.group(g, group.name(), State::Stopped);
+    }
     // Belt and braces: whatever state an instance was in, none of its addresses stays.
     for mapped in &shell.mapped {
         for (interface, vips) in by_interface(mapped) {
@@ -220,6 +241,7 @@ pub async fn run(config: &Config) -> Result<()> {
             }
         }
     }
+    shell.notifier.finish(NOTIFY_GRACE).await;
     Ok(())
 }
 
@@ -371,9 +393,22 @@ impl Shell {
         }
     }
 
+    /// A `vrrp_script` changed state: every instance tracking it hears of it.
+    fn handle_script(&mut self, result: &ScriptResult) {
+        let now = Instant::now();
+        let status = if result.up {
+            TrackerStatus::Up
+        } else {
+            TrackerStatus::Down
+        };
+        for instance in &mut self.instances {
+            instance.set_tracker_status(now, &result.name, status);
+        }
+    }
+
     /// Lets the sync groups move their members, then carries out every action.
     async fn settle(&mut self, now: Instant) {
-        for (group, members) in &mut self.groups {
+        for (g, (group, members)) in self.groups.iter_mut().enumerate() {
             let before = group.state();
             let mut refs = members_mut(&mut self.instances, members);
             group.synchronize(now, &mut refs);
@@ -385,6 +420,7 @@ impl Shell {
                     group.name(),
                     group.state()
                 );
+                self.notifier.group(g, group.name(), group.state());
             }
         }
         for n in 0..self.instances.len() {
@@ -455,6 +491,7 @@ impl Shell {
                 } else {
                     info!("({name}) {change}");
                 }
+                self.notifier.instance(n, &name, change.to, ours);
             }
             Action::PriorityChange { from, to } => {
                 info!("({name}) Changing effective priority from {from} to {to}");

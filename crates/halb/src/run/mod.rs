@@ -3,6 +3,9 @@
 //! left alone.
 
 mod daemon;
+mod notify;
+mod process;
+mod track_script;
 pub mod vrrp_map;
 
 use std::io::{IsTerminal, Write};

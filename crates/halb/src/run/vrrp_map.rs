@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use halb_config::model::{
     AuthType, Broadcast as ConfBroadcast, Config, GlobalDefs, VirtualAddress as ConfVip,
-    VrrpConfig, VrrpInstance, VrrpState,
+    VrrpConfig, VrrpInstance, VrrpScript, VrrpState,
 };
 use halb_config::sections;
 use halb_config::setting::Setting;
@@ -71,6 +71,9 @@ pub struct MappedSyncGroup {
 pub struct VrrpPlan {
     pub instances: Vec<MappedInstance>,
     pub sync_groups: Vec<MappedSyncGroup>,
+    /// The `vrrp_script`s some instance tracks (each run once, whoever tracks it); their
+    /// trackers in the instances carry the script's name.
+    pub scripts: Vec<VrrpScript>,
     /// Settings halb reads but does not carry out yet, one line each, for the log.
     pub unsupported: Vec<String>,
 }
@@ -125,9 +128,23 @@ pub fn map(config: &Config, host: &HostView) -> Result<VrrpPlan, MapError> {
             }
         })
         .collect();
+    let scripts = config
+        .vrrp
+        .scripts
+        .iter()
+        .filter(|s| {
+            config
+                .vrrp
+                .instances
+                .iter()
+                .any(|i| i.track_script.iter().any(|t| t.name == s.name))
+        })
+        .cloned()
+        .collect();
     Ok(VrrpPlan {
         instances,
         sync_groups,
+        scripts,
         unsupported,
     })
 }
@@ -200,7 +217,7 @@ fn map_instance(
             .unwrap_or_else(|| family.vrrp_group())
     });
 
-    let trackers = i
+    let mut trackers: Vec<TrackerConfig> = i
         .track_interface
         .iter()
         .map(|t| TrackerConfig {
@@ -213,22 +230,20 @@ fn map_instance(
             },
         })
         .collect();
-    for script in &i.track_script {
-        unsupported.push(format!(
-            "vrrp_instance {}: track_script {} is not run yet; the instance ignores it",
-            i.name, script.name
-        ));
+    for tracked in &i.track_script {
+        match vrrp.script(&tracked.name) {
+            Some(script) => trackers.push(script_tracker(tracked, script)),
+            // keepalived: "track_script %s not found, ignoring".
+            None => unsupported.push(format!(
+                "vrrp_instance {}: track_script {} not found, ignoring",
+                i.name, tracked.name
+            )),
+        }
     }
     for file in &i.track_file {
         unsupported.push(format!(
             "vrrp_instance {}: track_file {} is not read yet; the instance ignores it",
             i.name, file.name
-        ));
-    }
-    if i.notify.iter().next().is_some() {
-        unsupported.push(format!(
-            "vrrp_instance {}: notify scripts are not run yet",
-            i.name
         ));
     }
     if i.use_vmac.is_some() {
@@ -296,6 +311,22 @@ fn map_instance(
         vips,
         garp_interval,
     })
+}
+
+/// A `track_script` line as a tracker named after its script: the line's weight and
+/// `reverse` override the script's. Until its first run an unweighted script holds the
+/// instance back (keepalived's SCRIPT_INIT_STATE_INIT); `init_fail` starts it failed.
+fn script_tracker(tracked: &halb_config::model::TrackScript, script: &VrrpScript) -> TrackerConfig {
+    TrackerConfig {
+        name: script.name.clone(),
+        weight: tracked.weight.unwrap_or(script.weight),
+        reverse: tracked.reverse.unwrap_or(script.weight_reverse),
+        initial: if script.init_fail {
+            TrackerStatus::Down
+        } else {
+            TrackerStatus::Pending
+        },
+    }
 }
 
 /// keepalived's source of adverts without `unicast_src_ip`/`mcast_src_ip`: the interface's
@@ -557,5 +588,21 @@ mod tests {
         assert_eq!(t[0].initial, TrackerStatus::Up);
         assert_eq!(t[0].weight, -20);
         assert_eq!(t[1].initial, TrackerStatus::Down, "eth1 does not exist");
+    }
+
+    #[test]
+    fn track_script_becomes_a_tracker_named_after_the_script() {
+        let plan = plan(
+            "vrrp_script chk {\n script \"/bin/true\"\n interval 1\n weight -20\n}\n\
+             vrrp_script unused {\n script \"/bin/false\"\n}\n\
+             vrrp_instance X {\n interface eth0\n virtual_router_id 9\n track_script {\n  chk\n }\n virtual_ipaddress {\n  192.168.66.251\n }\n}\n",
+        );
+        let t = &plan.instances[0].config.trackers;
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].name, "chk");
+        assert_eq!(t[0].weight, -20);
+        assert_eq!(t[0].initial, TrackerStatus::Pending);
+        assert_eq!(plan.scripts.len(), 1, "only the tracked script runs");
+        assert_eq!(plan.scripts[0].name, "chk");
     }
 }
