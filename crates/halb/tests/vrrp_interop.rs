@@ -464,6 +464,72 @@ fn vrrpv3_ipv6_keepalived_master_halb_backup() {
     );
 }
 
+/// VRRPv3 over IPv4 by unicast, with preemption: VRID 88, adverts every 0.2 s.
+fn unicast_v3(state: &str, priority: u8, me: &Node, peer: &Node) -> String {
+    format!(
+        "vrrp_instance U3 {{\n    state {state}\n    version 3\n    interface eth0\n    virtual_router_id 88\n    priority {priority}\n    advert_int 0.2\n    unicast_src_ip {}\n    unicast_peer {{\n        {}\n    }}\n    virtual_ipaddress {{\n        {VIP}/24\n    }}\n}}\n",
+        me.ipv4, peer.ipv4
+    )
+}
+
+#[test]
+fn unicast_vrrpv3_ipv4_halb_master_keepalived_backup() {
+    let lab = Lab::new("u3");
+    let halb_conf = lab.write("halb.conf", &unicast_v3("MASTER", 100, &lab.a, &lab.b));
+    let keepalived_conf = lab.write("keepalived.conf", &unicast_v3("BACKUP", 90, &lab.b, &lab.a));
+    let keepalived = Daemon::keepalived(
+        &lab.b.ns,
+        &keepalived_conf,
+        lab.dir.path(),
+        lab.dir.path().join("keepalived.log"),
+    );
+    let mut halb = Daemon::halb(&lab.a.ns, &halb_conf, lab.dir.path().join("halb.log"));
+    let took = vip_moves_to(
+        &lab.a,
+        &lab.b,
+        Duration::from_secs(5),
+        &[&halb, &keepalived],
+    );
+    eprintln!("halb MASTER (unicast VRRPv3) after {took:?}");
+    assert_logged(
+        &keepalived,
+        "(U3) Entering BACKUP STATE",
+        &[&halb, &keepalived],
+    );
+    a_keeps_the_vip(&lab, &[&halb, &keepalived]);
+
+    // Master_Down_Interval: 3 × 0.2 s + (256 − 90) × 0.2 s / 256 ≈ 0.73 s.
+    halb.kill();
+    let took = wait_for(Duration::from_millis(2000), || lab.b.has(VIP))
+        .unwrap_or_else(|| panic!("keepalived did not take over\n{}", keepalived.log_text()));
+    eprintln!("keepalived took over {took:?} after SIGKILL of halb (unicast VRRPv3)");
+
+    // halb returns with the higher priority and takes the VIP back.
+    let mut halb = Daemon::halb(&lab.a.ns, &halb_conf, lab.dir.path().join("halb-2.log"));
+    vip_moves_to(
+        &lab.a,
+        &lab.b,
+        Duration::from_secs(5),
+        &[&halb, &keepalived],
+    );
+    let status = halb.terminate(Duration::from_secs(5));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "halb exits 0: {status:?}"
+    );
+    assert!(
+        wait_for(Duration::from_millis(1500), || lab.b.has(VIP)).is_some(),
+        "priority 0 hand-over by unicast\n{}",
+        keepalived.log_text()
+    );
+    let log = keepalived.log_text();
+    assert!(
+        complaints(&log).is_empty(),
+        "keepalived complained: {:?}\n{log}",
+        complaints(&log)
+    );
+}
+
 /// VRRPv2 by unicast, both directors BACKUP with `nopreempt`: VRID 77.
 fn unicast_nopreempt(priority: u8, me: &Node, peer: &Node) -> String {
     format!(
