@@ -34,17 +34,24 @@ pub fn read_notify_once(slot: &mut Option<Script>, node: &Node, ctx: &mut Ctx) {
     }
 }
 
-/// Reads `KEYWORD COMMAND [USER [GROUP]]` (`notify_up`, `quorum_up`, …).
-pub fn read_notify(node: &Node, ctx: &mut Ctx) -> Option<Script> {
+/// The words after a script keyword with keepalived's script quoting; never empty (a missing
+/// command is reported).
+fn script_line(node: &Node, ctx: &mut Ctx) -> Option<Vec<Word>> {
     let words = script_words(&node.line, 1, ctx.diags)?;
-    let Some(command) = words.first() else {
+    if words.is_empty() {
         ctx.diags.warn(
             node.line_span(),
             format!("'{}' needs a script", node.name()),
         );
         return None;
-    };
-    let argv = split_command(command, node, ctx)?;
+    }
+    Some(words)
+}
+
+/// Reads `KEYWORD COMMAND [USER [GROUP]]` (`notify_up`, `quorum_up`, …).
+pub fn read_notify(node: &Node, ctx: &mut Ctx) -> Option<Script> {
+    let words = script_line(node, ctx)?;
+    let argv = split_command(&words[0], node, ctx)?;
     Some(Script {
         argv,
         user: words.get(1).map(|w| w.text.clone()),
@@ -55,15 +62,8 @@ pub fn read_notify(node: &Node, ctx: &mut Ctx) -> Option<Script> {
 /// Reads `misc_path COMMAND` (words after the command are ignored, as keepalived does; the user
 /// comes from the `user` keyword).
 pub fn read_command(node: &Node, ctx: &mut Ctx) -> Option<Vec<String>> {
-    let words = script_words(&node.line, 1, ctx.diags)?;
-    let Some(command) = words.first() else {
-        ctx.diags.warn(
-            node.line_span(),
-            format!("'{}' needs a script", node.name()),
-        );
-        return None;
-    };
-    split_command(command, node, ctx)
+    let words = script_line(node, ctx)?;
+    split_command(&words[0], node, ctx)
 }
 
 /// Splits the command value into the program and its arguments.

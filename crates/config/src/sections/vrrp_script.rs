@@ -81,17 +81,28 @@ fn script_secs(n: &Node, ctx: &mut Ctx, name: &str, what: &str) -> Option<u64> {
 }
 
 fn read_script_weight(n: &Node, ctx: &mut Ctx, s: &mut VrrpScript) {
-    if let Some(v) = ctx.int(n, 0, -253, 253) {
-        s.weight = v as i32;
+    let what = format!("vrrp_script {}", s.name);
+    read_weight(n, ctx, 253, &what, &mut s.weight, &mut s.weight_reverse);
+}
+
+/// `weight N [reverse]` with |N| ≤ `max`, for `what` (named in the warning).
+fn read_weight(
+    n: &Node,
+    ctx: &mut Ctx,
+    max: i64,
+    what: &str,
+    weight: &mut i32,
+    reverse: &mut bool,
+) {
+    if let Some(v) = ctx.int(n, 0, -max, max) {
+        *weight = v as i32;
     }
     if let Some(w) = n.arg(1) {
         if w.text == "reverse" {
-            s.weight_reverse = true;
+            *reverse = true;
         } else {
-            ctx.diags.warn(
-                w.span,
-                format!("vrrp_script {} unknown weight option {}", s.name, w.text),
-            );
+            ctx.diags
+                .warn(w.span, format!("{what} unknown weight option {}", w.text));
         }
     }
 }
@@ -174,19 +185,8 @@ fn read_track_file_weight(n: &Node, ctx: &mut Ctx, f: &mut TrackFile) {
         );
         return;
     }
-    if let Some(v) = ctx.int(n, 0, -254, 254) {
-        f.weight = v as i32;
-    }
-    if let Some(w) = n.arg(1) {
-        if w.text == "reverse" {
-            f.weight_reverse = true;
-        } else {
-            ctx.diags.warn(
-                w.span,
-                format!("track_file {} unknown weight option {}", f.name, w.text),
-            );
-        }
-    }
+    let what = format!("track_file {}", f.name);
+    read_weight(n, ctx, 254, &what, &mut f.weight, &mut f.weight_reverse);
 }
 
 /// `init_file [VALUE] [overwrite]`.
