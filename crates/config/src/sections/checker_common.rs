@@ -2,7 +2,7 @@
 //! dispatch from a checker keyword to its family's reader and writer.
 
 use super::checker_model::{Checker, CheckerCommon, CheckerKind, PingCheck, TcpCheck};
-use super::{checker_http, checker_misc, checker_net, checker_track};
+use super::{checker_http, checker_misc, checker_mysql, checker_net, checker_track};
 use crate::read::{format_us, Ctx};
 use crate::source::Span;
 use crate::tree::Node;
@@ -44,6 +44,7 @@ pub fn read(kind: CheckerKind, node: &Node, ctx: &mut Ctx, rs: RealServerRef) ->
         CheckerKind::Misc => checker_misc::read(node, ctx).into_iter().collect(),
         CheckerKind::File => checker_track::read_file(node, ctx).into_iter().collect(),
         CheckerKind::Bfd => checker_track::read_bfd(node, ctx).into_iter().collect(),
+        CheckerKind::Mysql => checker_mysql::read(node, ctx).into_iter().collect(),
     };
     let end = super::lvs::block_end(node);
     checkers
@@ -235,6 +236,7 @@ pub fn write(c: &Checker, w: &mut ConfWriter) {
         Checker::Misc(m) => checker_misc::write(m, w),
         Checker::File(f) => checker_track::write_file(f, w),
         Checker::Bfd(b) => checker_track::write_bfd(b, w),
+        Checker::Mysql(m) => checker_mysql::write(m, w),
     }
     w.close();
 }

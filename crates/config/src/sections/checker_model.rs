@@ -21,10 +21,12 @@ pub enum CheckerKind {
     Ping,
     File,
     Bfd,
+    /// halb's own: a MySQL / MariaDB login and query.
+    Mysql,
 }
 
 impl CheckerKind {
-    pub const ALL: [CheckerKind; 10] = [
+    pub const ALL: [CheckerKind; 11] = [
         CheckerKind::Tcp,
         CheckerKind::HttpGet,
         CheckerKind::SslGet,
@@ -35,6 +37,7 @@ impl CheckerKind {
         CheckerKind::Ping,
         CheckerKind::File,
         CheckerKind::Bfd,
+        CheckerKind::Mysql,
     ];
 
     /// The configuration keyword.
@@ -50,6 +53,7 @@ impl CheckerKind {
             CheckerKind::Ping => "PING_CHECK",
             CheckerKind::File => "FILE_CHECK",
             CheckerKind::Bfd => "BFD_CHECK",
+            CheckerKind::Mysql => "MYSQL_CHECK",
         }
     }
 
@@ -108,6 +112,8 @@ pub enum Checker {
     Ping(PingCheck),
     File(FileCheck),
     Bfd(BfdCheck),
+    /// halb's `MYSQL_CHECK`.
+    Mysql(MysqlCheck),
 }
 
 impl Checker {
@@ -123,6 +129,7 @@ impl Checker {
             Checker::Ping(_) => CheckerKind::Ping,
             Checker::File(_) => CheckerKind::File,
             Checker::Bfd(_) => CheckerKind::Bfd,
+            Checker::Mysql(_) => CheckerKind::Mysql,
         }
     }
 
@@ -141,6 +148,7 @@ impl Checker {
             Checker::Misc(c) => Some(&c.common),
             Checker::Udp(c) => Some(&c.common),
             Checker::Ping(c) => Some(&c.common),
+            Checker::Mysql(c) => Some(&c.common),
             Checker::File(_) | Checker::Bfd(_) => None,
         }
     }
@@ -463,3 +471,22 @@ pub struct BfdCheck {
     pub name: String,
     pub alpha: Option<bool>,
 }
+
+/// halb's `MYSQL_CHECK`: the MySQL handshake, a login as a monitor user, a query and a clean
+/// `COM_QUIT`, so that the server never counts the balancer's address against
+/// `max_connect_errors`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MysqlCheck {
+    pub common: CheckerCommon,
+    /// `user NAME`: the monitor account.
+    pub user: String,
+    /// `password SECRET`; default empty.
+    pub password: String,
+    /// `database NAME`: the schema to log in to; default none.
+    pub database: Option<String>,
+    /// `query "SQL"`: must succeed; default `SELECT 1`.
+    pub query: String,
+}
+
+/// The query MYSQL_CHECK runs when none is set.
+pub const DEFAULT_MYSQL_QUERY: &str = "SELECT 1";

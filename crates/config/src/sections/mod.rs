@@ -5,6 +5,7 @@ pub mod checker_common;
 pub mod checker_http;
 pub mod checker_misc;
 pub mod checker_model;
+pub mod checker_mysql;
 pub mod checker_net;
 pub mod checker_track;
 pub mod global_defs;
