@@ -11,6 +11,8 @@ packages=(
     cpio            # the kernel lab's initramfs
     busybox-static  # the kernel lab's userland
     qemu-system-x86 # the kernel lab (IPVS runs in a real kernel under TCG)
+    mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
+    mariadb-client  # the lab runs SQL on those servers through their sockets
 )
 
 missing=()
@@ -31,9 +33,15 @@ echo "deps.sh: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The packages' services are not wanted: tests start their own processes.
-for svc in keepalived; do
+# The packages' services are not wanted: tests start their own processes (mariadbd with its own
+# datadir and port). A system mariadb left running would hold 127.0.0.1:3306 in the root
+# namespace, where a test or the lab may want that port, and take memory from the test run.
+for svc in keepalived mariadb; do
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi
 done
+# Without systemd (a container), the package's init script may have started it instead.
+if [ -x /etc/init.d/mariadb ] && [ -e /run/mysqld/mysqld.pid ]; then
+    /etc/init.d/mariadb stop >/dev/null 2>&1 || true
+fi

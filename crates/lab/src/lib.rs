@@ -14,6 +14,7 @@
 pub mod keepalived_dump;
 pub mod keepalived_oracle;
 pub mod kernel_vm;
+pub mod mariadb;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,326 @@
+//! The tokio shell: one task per timed checker, each looping [`Policy`] and [`Probe`], sending
+//! [`Report`]s over a channel and logging the policy's lines.
+//!
+//! FILE_CHECK and BFD_CHECK are not run here (they follow a file and a BFD session, not a
+//! probe); the runner says so once in the log.
+
+use crate::names;
+use crate::policy::{Level, Output, Policy, PolicyConfig, Timing, Wording};
+use crate::probe::{outcome, Probe, ScriptUser};
+use crate::{CheckerId, Report};
+use halb_config::model::{Checker, CheckerKind, LvsConfig, RealServer, VirtualServer};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Settings from outside the LVS sections.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerOptions {
+    /// The global `script_user USER [GROUP]`.
+    pub script_user: ScriptUser,
+    /// The global `checker_log_all_failures`.
+    pub log_all_failures: bool,
+    /// Virtual servers (indices) whose checkers start suspended: `ha_suspend` services whose
+    /// address is not on this host.
+    pub suspended_vs: Vec<usize>,
+}
+
+/// Which checkers [`RunnerHandle::probe_now`] addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeTarget {
+    /// Every checker of the real servers with this address and port.
+    RealServer(SocketAddr),
+    Checker(CheckerId),
+}
+
+impl From<SocketAddr> for ProbeTarget {
+    fn from(a: SocketAddr) -> Self {
+        ProbeTarget::RealServer(a)
+    }
+}
+
+impl From<CheckerId> for ProbeTarget {
+    fn from(id: CheckerId) -> Self {
+        ProbeTarget::Checker(id)
+    }
+}
+
+/// A checker the runner runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningChecker {
+    pub id: CheckerId,
+    pub real_server: SocketAddr,
+    pub kind: CheckerKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    ProbeNow,
+    Suspend,
+    Resume,
+}
+
+/// Controls the running checkers. Dropping it stops them.
+#[derive(Debug)]
+pub struct RunnerHandle {
+    checkers: Vec<(RunningChecker, mpsc::UnboundedSender<Command>)>,
+    tasks: JoinSet<()>,
+}
+
+impl RunnerHandle {
+    /// The checkers running, in configuration order.
+    pub fn checkers(&self) -> Vec<RunningChecker> {
+        self.checkers.iter().map(|(c, _)| c.clone()).collect()
+    }
+
+    /// Asks for an immediate probe (a passive failure seen by the data plane); a failure then
+    /// goes through the usual retries. Returns how many checkers were asked.
+    pub fn probe_now(&self, which: impl Into<ProbeTarget>) -> usize {
+        let which = which.into();
+        self.send(
+            |c| match which {
+                ProbeTarget::RealServer(a) => c.real_server == a,
+                ProbeTarget::Checker(id) => c.id == id,
+            },
+            Command::ProbeNow,
+        )
+    }
+
+    /// Stops probing the real servers of virtual server `vs` (`ha_suspend`: its address left
+    /// this host). Returns how many checkers were suspended.
+    pub fn suspend_vs(&self, vs: usize) -> usize {
+        self.send(|c| c.id.vs == vs, Command::Suspend)
+    }
+
+    /// Probes them again.
+    pub fn resume_vs(&self, vs: usize) -> usize {
+        self.send(|c| c.id.vs == vs, Command::Resume)
+    }
+
+    /// Stops every checker (a running MISC_CHECK script's process group is killed) and waits
+    /// for their tasks to end.
+    pub async fn stop(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    fn send(&self, pick: impl Fn(&RunningChecker) -> bool, cmd: Command) -> usize {
+        self.checkers
+            .iter()
+            .filter(|(c, _)| pick(c))
+            .filter(|(_, tx)| tx.send(cmd).is_ok())
+            .count()
+    }
+}
+
+/// Starts one task per timed checker of `cfg`; verdicts go to `reports`. Must be called within
+/// a tokio runtime.
+pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report>) -> RunnerHandle {
+    let mut handle = RunnerHandle {
+        checkers: Vec::new(),
+        tasks: JoinSet::new(),
+    };
+    let mut not_probes = 0usize;
+    for (vs_index, vs) in cfg.virtual_servers.iter().enumerate() {
+        for (rs_index, rs) in vs.real_servers.iter().enumerate() {
+            for (checker_index, checker) in rs.checkers.iter().enumerate() {
+                let id = CheckerId {
+                    vs: vs_index,
+                    rs: rs_index,
+                    checker: checker_index,
+                };
+                let probe = match Probe::from_config(vs, rs, checker, &opts.script_user) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => {
+                        not_probes += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(
+                            "{} for service {} of VS {} not run: {e}",
+                            checker.kind_name(),
+                            names::real_server(vs, rs.ip, rs.port),
+                            names::virtual_server(vs)
+                        );
+                        continue;
+                    }
+                };
+                let Some(timing) = rs.effective_checker_timing(vs, checker) else {
+                    continue;
+                };
+                let policy_cfg = PolicyConfig {
+                    timing: Timing::from(&timing),
+                    alpha: rs.effective_checker_alpha(vs, checker),
+                    log_all_failures: opts.log_all_failures
+                        || checker.common().is_some_and(|c| c.log_all_failures),
+                    service: names::real_server(vs, rs.ip, rs.port),
+                    wording: wording(vs, checker),
+                };
+                let suspended = opts.suspended_vs.contains(&vs_index);
+                let (tx, rx) = mpsc::unbounded_channel();
+                let running = RunningChecker {
+                    id,
+                    real_server: SocketAddr::new(rs.ip, rs.port),
+                    kind: checker.kind(),
+                };
+                let task = CheckerTask {
+                    id,
+                    real_server: running.real_server,
+                    label: Label::new(vs, rs),
+                    probe,
+                    policy_cfg,
+                    suspended,
+                    commands: rx,
+                    reports: reports.clone(),
+                };
+                handle.tasks.spawn(task.run());
+                handle.checkers.push((running, tx));
+            }
+        }
+    }
+    if not_probes > 0 {
+        info!("FILE_CHECK and BFD_CHECK are not run by the health checker: {not_probes} ignored");
+    }
+    handle
+}
+
+fn wording(vs: &VirtualServer, checker: &Checker) -> Wording {
+    match checker {
+        Checker::Tcp(_) => Wording::Tcp,
+        Checker::Http(_) => Wording::Http,
+        Checker::Ssl(_) => Wording::Ssl,
+        Checker::Smtp(_) => Wording::Smtp,
+        Checker::Dns(_) => Wording::Dns,
+        Checker::Udp(_) => Wording::Udp,
+        Checker::Ping(_) => Wording::Ping {
+            vs: names::virtual_server(vs),
+        },
+        Checker::Misc(m) => Wording::Misc {
+            vs: names::virtual_server(vs),
+            script: m.misc_path.argv.first().cloned().unwrap_or_default(),
+        },
+        Checker::Mysql(_) | Checker::File(_) | Checker::Bfd(_) => Wording::Mysql,
+    }
+}
+
+/// The names keepalived's activation lines use.
+#[derive(Debug)]
+struct Label {
+    rs: String,
+    vs: String,
+}
+
+impl Label {
+    fn new(vs: &VirtualServer, rs: &RealServer) -> Label {
+        Label {
+            rs: names::real_server(vs, rs.ip, rs.port),
+            vs: names::virtual_server(vs),
+        }
+    }
+}
+
+struct CheckerTask {
+    id: CheckerId,
+    real_server: SocketAddr,
+    label: Label,
+    probe: Probe,
+    policy_cfg: PolicyConfig,
+    suspended: bool,
+    commands: mpsc::UnboundedReceiver<Command>,
+    reports: mpsc::Sender<Report>,
+}
+
+impl CheckerTask {
+    async fn run(mut self) {
+        let warmup_us =
+            u64::try_from(self.policy_cfg.timing.warmup.as_micros()).unwrap_or(u64::MAX);
+        let warmup = Duration::from_micros(if warmup_us == 0 {
+            0
+        } else {
+            rand::random_range(0..=warmup_us)
+        });
+        let mut policy = Policy::new(Instant::now().into_std(), self.policy_cfg.clone(), warmup);
+        let Label { rs, vs } = &self.label;
+        if self.suspended {
+            policy.suspend();
+            info!("Deactivating healthchecker for service {rs} for VS {vs}");
+        } else {
+            info!("Activating healthchecker for service {rs} for VS {vs}");
+        }
+        loop {
+            let deadline = policy.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    None => return,
+                    Some(Command::ProbeNow) => {
+                        if policy.probe_now(Instant::now().into_std()) {
+                            debug!(vs = self.id.vs, rs = self.id.rs, checker = self.id.checker,
+                                "probe of {rs} brought forward");
+                        }
+                    }
+                    Some(Command::Suspend) => {
+                        if !policy.is_suspended() {
+                            info!("Suspending healthchecker for service {rs} for VS {vs}");
+                            policy.suspend();
+                        }
+                    }
+                    Some(Command::Resume) => {
+                        if policy.is_suspended() {
+                            info!("Activating healthchecker for service {rs} for VS {vs}");
+                            policy.resume();
+                        }
+                    }
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    if policy.handle_timeout(Instant::now().into_std()) {
+                        let result = self.probe.run().await;
+                        match &result {
+                            Ok(ok) => debug!(vs = self.id.vs, rs = self.id.rs,
+                                checker = self.id.checker, "probe ok: {}", ok.detail),
+                            Err(f) => debug!(vs = self.id.vs, rs = self.id.rs,
+                                checker = self.id.checker, "probe failed: {f}"),
+                        }
+                        let outputs = policy.handle_result(Instant::now().into_std(), outcome(&result));
+                        self.emit(outputs).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn emit(&self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Log {
+                    level: Level::Info,
+                    line,
+                } => info!("{line}"),
+                Output::Log {
+                    level: Level::Warn,
+                    line,
+                } => warn!("{line}"),
+                Output::Verdict { up, weight, detail } => {
+                    let report = Report {
+                        id: self.id,
+                        real_server: self.real_server,
+                        up,
+                        weight,
+                        detail,
+                    };
+                    // Nobody listening any more: the daemon is stopping.
+                    let _ = self.reports.send(report).await;
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
