@@ -1,0 +1,391 @@
+//! The userspace proxy: serves the service table where the kernel has no IPVS. TCP
+//! connections are relayed with `splice(2)`, UDP datagrams per client flow; each service
+//! listens on its VIP with `IP_FREEBIND`, so a BACKUP is ready before VRRP gives it the
+//! address. Every `lb_kind` (NAT, DR, TUN) is served the same way, as a full proxy: the real
+//! servers see the director's address as the client's and need no VIP on `lo`.
+//!
+//! What differs from IPVS, by necessity or by choice:
+//! - Firewall-mark and SCTP services cannot be proxied: [`Proxy::apply`] applies every
+//!   other change, then returns [`DataplaneError::Refused`] naming them.
+//! - Passive failure detection: a failed connect to a real server (refused, unreachable,
+//!   no answer within [`ProxyOptions::connect_timeout`]) tries the next destination, holds
+//!   the failed one out of scheduling for [`ProxyOptions::failure_hold`] (a later success
+//!   clears it), and sends a [`PassiveFailure`] so its checkers look now. When no
+//!   destination can take a connection, the service's `fallback` (the sorry server) does;
+//!   only when that fails too is the client's connection closed.
+//! - Weight 0 also ends persistence for new connections (IPVS's
+//!   `expire_quiescent_template=1`).
+//! - Packets are estimated for TCP (see [`relay`]), exact for UDP; bytes are exact.
+//! - Closed TCP entries linger [`ProxyOptions::linger`] (not IPVS's 2 min), see
+//!   [`conn_table`].
+
+mod conn_table;
+mod dest;
+mod listener;
+mod persist;
+mod relay;
+mod service;
+mod splice;
+mod stats;
+mod tcp;
+mod udp;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use halb_lb::table::{Change, ProtocolKey, ServiceKey, ServiceSettings};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::AbortHandle;
+
+use crate::{ConnectionEntry, Dataplane, DataplaneError, PassiveFailure, ServiceStats};
+use conn_table::Timeouts;
+pub use service::NewScheduler;
+use service::{Choice, Service};
+use stats::lock;
+pub use stats::{Estimator, ESTIMATOR_PERIOD};
+
+/// The proxy's knobs; [`Default`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct ProxyOptions {
+    /// How long a connect to a real server may take before it counts as failed (2 s).
+    pub connect_timeout: Duration,
+    /// Passive failover (true): a failed connect tries the next destination, then the
+    /// sorry server, and tells the checkers. False behaves as IPVS: the client's connection
+    /// fails until the checkers take the server out.
+    pub passive_failover: bool,
+    /// How long a destination whose connect failed is skipped by new connections (2 s).
+    pub failure_hold: Duration,
+    /// A UDP flow ends after this long without a datagram either way (300 s, IPVS's default).
+    pub udp_timeout: Duration,
+    /// How long a closed TCP connection stays in the table as TIME_WAIT / CLOSE (2 s).
+    pub linger: Duration,
+    /// The listeners' backlog (4096).
+    pub listen_backlog: i32,
+    /// Relay TCP with splice(2) (true); false copies through userspace.
+    pub splice: bool,
+    /// The size asked for each direction's pipe (1 MiB; the kernel caps it at
+    /// `/proc/sys/fs/pipe-max-size` and falls back to 64 KiB when the user's pipe quota is
+    /// spent).
+    pub pipe_size: usize,
+    /// Makes a service's scheduler: [`halb_lb::sched::new`].
+    pub new_scheduler: NewScheduler,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            connect_timeout: Duration::from_secs(2),
+            passive_failover: true,
+            failure_hold: Duration::from_secs(2),
+            udp_timeout: Duration::from_secs(300),
+            linger: Duration::from_secs(2),
+            listen_backlog: 4096,
+            splice: true,
+            pipe_size: 1 << 20,
+            new_scheduler: halb_lb::sched::new,
+        }
+    }
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) opts: ProxyOptions,
+    passive_tx: UnboundedSender<PassiveFailure>,
+    epoch: Instant,
+}
+
+impl Ctx {
+    /// The proxy's clock in milliseconds, cheap enough to stamp each relayed chunk with.
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A connect to `choice` failed: new connections skip it for the hold time, and its
+    /// checkers are told (not for the sorry server, which nothing checks).
+    pub(crate) fn report_failure(&self, service: &Service, choice: &Choice) {
+        if choice.fallback {
+            return;
+        }
+        let hold_ms = u64::try_from(self.opts.failure_hold.as_millis()).unwrap_or(u64::MAX);
+        choice
+            .dest
+            .hold_failed(self.now_ms().saturating_add(hold_ms));
+        // The receiver may be gone while the daemon stops; nothing to do then.
+        let _ = self.passive_tx.send(PassiveFailure {
+            service: service.key,
+            dest: choice.dest.addr,
+        });
+    }
+
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            linger: self.opts.linger,
+            udp: self.opts.udp_timeout,
+        }
+    }
+}
+
+/// The userspace proxy data plane.
+pub struct Proxy {
+    ctx: Arc<Ctx>,
+    runtime: Handle,
+    services: Arc<Mutex<Services>>,
+    estimator: AbortHandle,
+}
+
+#[derive(Default)]
+struct Services {
+    live: BTreeMap<ServiceKey, Live>,
+    /// Deleted services whose connections still run (IPVS keeps them too); forgotten when
+    /// their last connection ends.
+    retired: Vec<Arc<Service>>,
+}
+
+struct Live {
+    service: Arc<Service>,
+    /// `None` until the listener is bound (a failed bind is retried at the next `apply`).
+    listener: Option<AbortHandle>,
+}
+
+impl Proxy {
+    /// A proxy with no services. Passive failures go to `passive_tx`. Must be called within
+    /// a tokio runtime (it panics otherwise); its tasks run on that runtime, and
+    /// [`Dataplane::apply`] may then be called from any thread.
+    pub fn new(passive_tx: UnboundedSender<PassiveFailure>, options: ProxyOptions) -> Proxy {
+        let runtime = Handle::current();
+        let services = Arc::new(Mutex::new(Services::default()));
+        let estimator = runtime
+            .spawn(estimate(Arc::downgrade(&services)))
+            .abort_handle();
+        Proxy {
+            ctx: Arc::new(Ctx {
+                opts: options,
+                passive_tx,
+                epoch: Instant::now(),
+            }),
+            runtime,
+            services,
+            estimator,
+        }
+    }
+
+    fn add_service(
+        &self,
+        services: &mut Services,
+        settings: &ServiceSettings,
+    ) -> Result<(), DataplaneError> {
+        let (protocol, vip) = match settings.key {
+            ServiceKey::Addr {
+                protocol: protocol @ (ProtocolKey::Tcp | ProtocolKey::Udp),
+                addr,
+            } => (protocol, addr),
+            ServiceKey::Addr { .. } => {
+                return Err(DataplaneError::Refused(format!(
+                "{}: the userspace proxy serves TCP and UDP only; SCTP needs the ipvs data plane",
+                settings.key
+            )))
+            }
+            ServiceKey::Fwmark { .. } => {
+                return Err(DataplaneError::Refused(format!(
+                    "{}: a firewall-mark service cannot be served by the userspace proxy (it \
+                     sees no marks); use the ipvs data plane or a virtual_server with an address",
+                    settings.key
+                )))
+            }
+        };
+        let service = Service::new(settings, protocol, vip, self.ctx.opts.new_scheduler);
+        services.live.insert(
+            settings.key,
+            Live {
+                service: Arc::new(service),
+                listener: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Binds the service's VIP socket and starts the task that serves it.
+    fn listen(&self, service: &Arc<Service>) -> Result<AbortHandle, DataplaneError> {
+        let what = || format!("proxy {}: binding the VIP socket", service.key);
+        let io = |source| DataplaneError::Io {
+            what: what(),
+            source,
+        };
+        let (svc, ctx) = (service.clone(), self.ctx.clone());
+        let task = match service.protocol {
+            ProtocolKey::Tcp => {
+                let socket =
+                    listener::tcp(service.vip, self.ctx.opts.listen_backlog).map_err(io)?;
+                let socket = tokio::net::TcpListener::from_std(socket).map_err(io)?;
+                self.runtime.spawn(tcp::accept_loop(socket, svc, ctx))
+            }
+            ProtocolKey::Udp | ProtocolKey::Sctp => {
+                let socket = listener::udp(service.vip).map_err(io)?;
+                let socket = tokio::net::UdpSocket::from_std(socket).map_err(io)?;
+                self.runtime.spawn(udp::serve(Arc::new(socket), svc, ctx))
+            }
+        };
+        tracing::info!("proxy: listening for {}", service.key);
+        Ok(task.abort_handle())
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.estimator.abort();
+        for live in lock(&self.services).live.values() {
+            if let Some(listener) = &live.listener {
+                listener.abort();
+            }
+        }
+    }
+}
+
+impl Dataplane for Proxy {
+    /// Applies every change it can; a refused service (firewall mark, SCTP) or a failed bind
+    /// is logged and skipped, and the first such error is returned after the rest is applied.
+    /// A service whose listener could not be bound keeps its destinations, and the bind is
+    /// tried again at the next `apply`.
+    fn apply(&mut self, changes: &[Change]) -> Result<(), DataplaneError> {
+        // Registering sockets with tokio needs the runtime's context on this thread.
+        let _runtime = self.runtime.enter();
+        let mut errors = Vec::new();
+        let services_lock = self.services.clone();
+        let mut services = lock(&services_lock);
+        let new_scheduler = self.ctx.opts.new_scheduler;
+        for change in changes {
+            match change {
+                Change::AddService(s) | Change::EditService(s) => match services.live.get(&s.key) {
+                    Some(live) => live.service.edit(s, new_scheduler),
+                    None => {
+                        if let Err(e) = self.add_service(&mut services, s) {
+                            errors.push(e);
+                        }
+                    }
+                },
+                Change::DelService(key) => {
+                    if let Some(live) = services.live.remove(key) {
+                        if let Some(listener) = live.listener {
+                            listener.abort();
+                        }
+                        tracing::info!("proxy: no longer serving {key}");
+                        if !live.service.conns.is_empty() {
+                            services.retired.push(live.service);
+                        }
+                    }
+                }
+                Change::AddDest(key, dest) | Change::EditDest(key, dest) => {
+                    if let Some(live) = services.live.get(key) {
+                        live.service.put_dest(dest);
+                    }
+                }
+                Change::DelDest(key, addr) => {
+                    if let Some(live) = services.live.get(key) {
+                        live.service.del_dest(*addr);
+                    }
+                }
+            }
+        }
+        // Listen last, so that the first client finds the destinations in place.
+        let unbound: Vec<Arc<Service>> = services
+            .live
+            .values()
+            .filter(|l| l.listener.is_none())
+            .map(|l| l.service.clone())
+            .collect();
+        for service in unbound {
+            match self.listen(&service) {
+                Ok(listener) => {
+                    if let Some(live) = services.live.get_mut(&service.key) {
+                        live.listener = Some(listener);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        for e in &errors {
+            tracing::warn!("{e}");
+        }
+        match errors.into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+
+    fn stats(&self) -> Vec<ServiceStats> {
+        let services: Vec<Arc<Service>> = lock(&self.services)
+            .live
+            .values()
+            .map(|l| l.service.clone())
+            .collect();
+        services.iter().map(|s| s.snapshot()).collect()
+    }
+
+    fn connections(&self) -> Vec<ConnectionEntry> {
+        let services: Vec<Arc<Service>> = {
+            let s = lock(&self.services);
+            s.live
+                .values()
+                .map(|l| l.service.clone())
+                .chain(s.retired.iter().cloned())
+                .collect()
+        };
+        let (now_ms, timeouts) = (self.ctx.now_ms(), self.ctx.timeouts());
+        let mut entries: Vec<ConnectionEntry> = services
+            .iter()
+            .flat_map(|s| s.conns.entries(now_ms, &timeouts))
+            .collect();
+        entries.sort_by_key(|e| (e.protocol, e.virtual_addr, e.client, e.dest));
+        entries
+    }
+
+    fn drop_connections(&mut self, service: &ServiceKey, dest: SocketAddr) -> usize {
+        let services: Vec<Arc<Service>> = {
+            let s = lock(&self.services);
+            s.live
+                .get(service)
+                .map(|l| l.service.clone())
+                .into_iter()
+                .chain(s.retired.iter().filter(|r| r.key == *service).cloned())
+                .collect()
+        };
+        let dropped: usize = services.iter().map(|s| s.conns.drop_to(dest)).sum();
+        if dropped > 0 {
+            tracing::info!("proxy {service}: closed {dropped} connection(s) to {dest}");
+        }
+        dropped
+    }
+
+    fn name(&self) -> &'static str {
+        "proxy"
+    }
+}
+
+/// The estimator: every [`ESTIMATOR_PERIOD`], one sample of every service and destination;
+/// also forgets deleted services whose last connection ended. Stops with the proxy.
+async fn estimate(services: Weak<Mutex<Services>>) {
+    let mut tick = tokio::time::interval(ESTIMATOR_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(services) = services.upgrade() else {
+            return;
+        };
+        let all: Vec<Arc<Service>> = {
+            let mut s = lock(&services);
+            s.retired.retain(|r| !r.conns.is_empty());
+            s.live
+                .values()
+                .map(|l| l.service.clone())
+                .chain(s.retired.iter().cloned())
+                .collect()
+        };
+        for service in all {
+            service.sample();
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Relaying one TCP connection: two directions, each moved by `splice(2)` through its own
+//! pipe (or by a plain copy where splice is refused), driven by tokio's readiness.
+//!
+//! A FIN on one side becomes a `shutdown(SHUT_WR)` on the other, so half-closed
+//! conversations (a client that sends its request, shuts down writing and waits for the
+//! reply) work end to end.
+//!
+//! Counting: bytes are exact. A proxy cannot see packets, so "packets" are estimated as IPVS
+//! would roughly have counted the data segments: each read of `n` bytes counts
+//! `ceil(n / MSS)`, with the MSS of the socket the data came from. Pure ACKs, handshakes and
+//! FINs, which IPVS counts too, are not seen.
+//!
+//! splice(2) into a socket whose peer has gone raises SIGPIPE (it cannot pass MSG_NOSIGNAL):
+//! the process must ignore SIGPIPE, as every Rust program does unless it opts out.
+
+use std::io;
+use std::net::Shutdown;
+use std::os::fd::AsRawFd;
+
+use socket2::SockRef;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::conn_table::{ConnRecord, ConnState};
+use super::splice::{self, Pipe};
+use super::stats::Stats;
+use super::Ctx;
+
+/// How a relay ended.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// Both sides sent FIN.
+    Closed,
+    /// A socket failed (reset, timeout); both are closed now.
+    Failed(io::Error),
+    /// `drop_connections` closed it.
+    Dropped,
+}
+
+/// What the relay counts into.
+pub(crate) struct Meters<'a> {
+    pub(crate) service: &'a Stats,
+    pub(crate) dest: &'a Stats,
+    pub(crate) record: &'a ConnRecord,
+    pub(crate) ctx: &'a Ctx,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// Client to real server (IPVS's "in").
+    In,
+    /// Real server to client ("out").
+    Out,
+}
+
+struct Meter<'a> {
+    way: Way,
+    mss: usize,
+    meters: &'a Meters<'a>,
+}
+
+impl Meter<'_> {
+    fn new<'a>(way: Way, from: &TcpStream, meters: &'a Meters<'a>) -> Meter<'a> {
+        let mss = SockRef::from(from).tcp_mss().unwrap_or(1460).max(1) as usize;
+        Meter { way, mss, meters }
+    }
+
+    fn count(&self, bytes: usize) {
+        let packets = bytes.div_ceil(self.mss) as u64;
+        let bytes = bytes as u64;
+        let m = self.meters;
+        match self.way {
+            Way::In => {
+                m.service.counters.add_in(packets, bytes);
+                m.dest.counters.add_in(packets, bytes);
+            }
+            Way::Out => {
+                m.service.counters.add_out(packets, bytes);
+                m.dest.counters.add_out(packets, bytes);
+            }
+        }
+        m.record.touch(m.ctx.now_ms());
+    }
+}
+
+/// Relays until both sides have closed, one fails, or the connection is dropped.
+pub(crate) async fn run(client: &TcpStream, server: &TcpStream, meters: &Meters<'_>) -> End {
+    let record = meters.record;
+    let inbound = async {
+        pump(client, server, &Meter::new(Way::In, client, meters)).await?;
+        let _ = SockRef::from(server).shutdown(Shutdown::Write);
+        record.transition(ConnState::after_client_fin);
+        io::Result::Ok(())
+    };
+    let outbound = async {
+        pump(server, client, &Meter::new(Way::Out, server, meters)).await?;
+        let _ = SockRef::from(client).shutdown(Shutdown::Write);
+        record.transition(ConnState::after_server_fin);
+        io::Result::Ok(())
+    };
+    tokio::pin!(inbound, outbound);
+    let (mut in_done, mut out_done) = (false, false);
+    while !(in_done && out_done) {
+        tokio::select! {
+            r = &mut inbound, if !in_done => {
+                in_done = true;
+                if let Err(e) = r {
+                    return End::Failed(e);
+                }
+            }
+            r = &mut outbound, if !out_done => {
+                out_done = true;
+                if let Err(e) = r {
+                    return End::Failed(e);
+                }
+            }
+            _ = record.dropped() => return End::Dropped,
+        }
+    }
+    End::Closed
+}
+
+/// Moves one direction until `from` sends FIN.
+async fn pump(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::Result<()> {
+    let opts = &meter.meters.ctx.opts;
+    if opts.splice {
+        match Pipe::new(opts.pipe_size) {
+            Ok(pipe) => match pump_splice(from, to, &pipe, meter).await? {
+                Spliced::Eof => return Ok(()),
+                Spliced::Unsupported => {}
+            },
+            Err(e) => tracing::debug!("proxy: no pipe for splice ({e}); copying instead"),
+        }
+    }
+    pump_copy(from, to, meter).await
+}
+
+enum Spliced {
+    Eof,
+    /// The kernel refused to splice this socket before any byte moved: copy instead.
+    Unsupported,
+}
+
+async fn pump_splice(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe: &Pipe,
+    meter: &Meter<'_>,
+) -> io::Result<Spliced> {
+    let (from_fd, to_fd) = (from.as_raw_fd(), to.as_raw_fd());
+    let mut first = true;
+    loop {
+        // The pipe is empty here, so a WouldBlock can only mean the socket has nothing.
+        let n = loop {
+            from.readable().await?;
+            match from.try_io(Interest::READABLE, || pipe.fill_from(from_fd)) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if first && splice::is_unsupported(&e) => return Ok(Spliced::Unsupported),
+                Err(e) => return Err(e),
+            }
+        };
+        first = false;
+        if n == 0 {
+            return Ok(Spliced::Eof);
+        }
+        let mut left = n;
+        while left > 0 {
+            to.writable().await?;
+            match to.try_io(Interest::WRITABLE, || pipe.drain_into(to_fd, left)) {
+                Ok(m) => left -= m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        meter.count(n);
+    }
+}
+
+async fn pump_copy(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = loop {
+            from.readable().await?;
+            match from.try_read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        let mut sent = 0;
+        while sent < n {
+            to.writable().await?;
+            match to.try_write(&buf[sent..n]) {
+                Ok(m) => sent += m,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        meter.count(n);
+    }
+}

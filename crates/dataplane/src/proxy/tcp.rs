@@ -1,0 +1,159 @@
+//! TCP services: the accept loop, and per client connection the choice of a real server with
+//! passive failover, then the relay.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use halb_lb::sched::Flow;
+use halb_lb::table::ProtocolKey;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+use super::conn_table::ConnState;
+use super::relay::{self, End, Meters};
+use super::service::{Choice, Service};
+use super::Ctx;
+
+/// Accepts clients for `service` until the task is aborted (`DelService`).
+pub(crate) async fn accept_loop(listener: TcpListener, service: Arc<Service>, ctx: Arc<Ctx>) {
+    loop {
+        match listener.accept().await {
+            Ok((client, peer)) => {
+                tokio::spawn(serve(client, peer, service.clone(), ctx.clone()));
+            }
+            Err(e) => {
+                tracing::warn!("proxy {}: accepting a connection: {e}", service.key);
+                // Out of descriptors or memory: give the running connections time to end
+                // rather than spinning on an error that will repeat at once.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one client: connects to a real server (trying the next one when a connect fails,
+/// then the sorry server), relays, and keeps the closed entry for the linger time.
+async fn serve(client: TcpStream, peer: SocketAddr, service: Arc<Service>, ctx: Arc<Ctx>) {
+    let _ = client.set_nodelay(true);
+    let flow = Flow {
+        client: peer,
+        local: client.local_addr().unwrap_or(service.vip),
+    };
+    let mut tried: Vec<SocketAddr> = Vec::new();
+    let (server, guard, choice) = loop {
+        let Some(choice) = service.choose(Instant::now(), ctx.now_ms(), &flow, &tried) else {
+            if !service.may_log_unavailable(ctx.now_ms()) {
+                return;
+            }
+            tracing::warn!(
+                "proxy {}: no destination available for client {peer}{}; closing it",
+                service.key,
+                if tried.is_empty() {
+                    ""
+                } else {
+                    " (every connect failed)"
+                },
+            );
+            return;
+        };
+        let dest = choice.dest.addr;
+        let guard = service.conns.open(
+            ProtocolKey::Tcp,
+            peer,
+            service.vip,
+            choice.dest.clone(),
+            ConnState::SynRecv,
+            ctx.now_ms(),
+        );
+        let attempt = tokio::select! {
+            r = connect(dest, ctx.opts.connect_timeout) => r,
+            _ = guard.record.dropped() => return,
+        };
+        match attempt {
+            Ok(server) => break (server, guard, choice),
+            Err(e) if !ctx.opts.passive_failover => {
+                // As IPVS does: the client's connection fails, and only the checkers take
+                // the server out.
+                tracing::warn!(
+                    "proxy {}: connecting to {dest} for client {peer} failed: {e}; closing it",
+                    service.key
+                );
+                return;
+            }
+            Err(e) => {
+                drop(guard);
+                tried.push(dest);
+                failed(&service, &ctx, &choice, peer, &e);
+            }
+        }
+    };
+    let dest = &choice.dest;
+    dest.clear_failed();
+    guard.record.transition(|_| ConnState::Established);
+    guard.record.touch(ctx.now_ms());
+    dest.stats.counters.add_conn();
+    service.stats.counters.add_conn();
+    if !choice.fallback {
+        service.remember(&flow, dest.addr, Instant::now());
+    }
+
+    let meters = Meters {
+        service: &service.stats,
+        dest: &dest.stats,
+        record: &guard.record,
+        ctx: &ctx,
+    };
+    let end = relay::run(&client, &server, &meters).await;
+    drop(client);
+    drop(server);
+    let closed = match end {
+        End::Dropped => return,
+        End::Closed => ConnState::TimeWait,
+        End::Failed(e) => {
+            tracing::debug!(
+                "proxy {}: connection {peer} -> {}: {e}",
+                service.key,
+                dest.addr
+            );
+            ConnState::Close
+        }
+    };
+    guard.record.transition(|_| closed);
+    guard.record.touch(ctx.now_ms());
+    if !choice.fallback {
+        // The template lives on for its timeout after the last connection.
+        service.remember(&flow, dest.addr, Instant::now());
+    }
+    if !ctx.opts.linger.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.opts.linger) => {}
+            _ = guard.record.dropped() => {}
+        }
+    }
+}
+
+/// A connect failed: log it and let the proxy hold the destination and tell its checkers.
+fn failed(service: &Service, ctx: &Ctx, choice: &Choice, peer: SocketAddr, e: &io::Error) {
+    tracing::warn!(
+        "proxy {}: connecting to {} for client {peer} failed: {e}; trying the next destination",
+        service.key,
+        choice.dest.addr
+    );
+    ctx.report_failure(service, choice);
+}
+
+async fn connect(dest: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let socket = match dest {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_nodelay(true)?;
+    match tokio::time::timeout(timeout, socket.connect(dest)).await {
+        Ok(stream) => stream,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("no answer within {} ms", timeout.as_millis()),
+        )),
+    }
+}
