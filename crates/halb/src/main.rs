@@ -2,7 +2,11 @@
 
 mod check_config;
 mod config_args;
+mod control;
+mod ipvs_tool;
+mod realserver;
 mod run;
+mod status;
 
 // Reading a large configuration is dominated by many small allocations; mimalloc makes them
 // (and freeing them) several times cheaper than glibc's malloc.
@@ -31,6 +35,14 @@ enum Command {
     /// Exit status: 0 after SIGTERM or SIGINT, 4 when the configuration has errors, 1 when
     /// the host cannot run it (a missing interface, no permission for raw sockets).
     Run(run::Args),
+    /// Show the running daemon's tables, like `ipvsadm -L -n`, then its VRRP instances and
+    /// the health of every real server.
+    Status(status::Args),
+    /// Put VIPs on lo for a DR real server and keep it from answering ARP for them, or undo it.
+    Realserver(realserver::Args),
+    /// Drive the kernel's IPVS directly (tests and benchmarks).
+    #[command(hide = true)]
+    Ipvs(ipvs_tool::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +50,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Realserver(args) => realserver::run(&args),
+        Command::Ipvs(args) => ipvs_tool::run(&args),
     }
 }

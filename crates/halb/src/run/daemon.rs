@@ -12,12 +12,13 @@ use halb_sys::{Announcer, IpFamily, LinkEvent, LinkWatcher, Netlink, ReceivedPac
 use halb_vrrp::packet::{self};
 use halb_vrrp::{Action, Dropped, Instance, Reason, State, SyncGroup, TrackerStatus};
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
 use super::notify::Notifier;
 use super::track_script::{self, ScriptResult};
 use super::vrrp_map::{self, HostView, LinkView, MappedInstance, VrrpPlan};
+use crate::control::protocol::VrrpView;
 use halb_config::model::Config;
 
 /// What the receive loops report.
@@ -44,6 +45,8 @@ struct Shell {
     netlink: Netlink,
     announcers: HashMap<String, Arc<Announcer>>,
     notifier: Notifier,
+    /// What `halb status` and the virtual servers (`ha_suspend`, the sync daemon) see.
+    views: watch::Sender<Vec<VrrpView>>,
 }
 
 /// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
@@ -71,8 +74,9 @@ async fn host_view(netlink: &Netlink) -> Result<HostView> {
     Ok(HostView { links })
 }
 
-/// Runs the VRRP part of `config` until SIGTERM or SIGINT.
-pub async fn run(config: &Config) -> Result<()> {
+/// Runs the VRRP part of `config` until SIGTERM or SIGINT, publishing the instances' state
+/// on `views` after every change.
+pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result<()> {
     // Signals first: a SIGTERM during start-up must still clean up.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -171,6 +175,7 @@ pub async fn run(config: &Config) -> Result<()> {
         netlink,
         announcers,
         notifier,
+        views,
     };
     shell.settle(Instant::now()).await;
 
@@ -428,6 +433,39 @@ impl Shell {
                 self.carry_out(n, action).await;
             }
         }
+        self.publish();
+    }
+
+    fn publish(&self) {
+        let views: Vec<VrrpView> = self
+            .instances
+            .iter()
+            .zip(&self.mapped)
+            .map(|(instance, mapped)| VrrpView {
+                name: instance.config().name.clone(),
+                interface: mapped.interface.clone(),
+                vrid: instance.config().vrid,
+                state: instance.state().to_string(),
+                priority: instance.base_priority(),
+                effective_priority: instance.effective_priority(),
+                virtual_addresses: mapped
+                    .vips
+                    .iter()
+                    .map(|p| format!("{}/{}", p.vip.address, p.vip.prefix_len))
+                    .collect(),
+                last_master: instance
+                    .last_master()
+                    .map(|(ip, prio)| format!("{ip} (priority {prio})")),
+            })
+            .collect();
+        self.views.send_if_modified(|old| {
+            if *old == views {
+                false
+            } else {
+                *old = views;
+                true
+            }
+        });
     }
 
     async fn carry_out(&mut self, n: usize, action: Action) {

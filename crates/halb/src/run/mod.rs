@@ -1,8 +1,9 @@
-//! `halb run`: the daemon, like `keepalived -f FILE`. So far it runs the VRRP part of the
-//! configuration (instances, sync groups, VIPs, gratuitous ARP); virtual servers are read and
-//! left alone.
+//! `halb run`: the daemon, like `keepalived -f FILE`: the VRRP part (instances, sync groups,
+//! VIPs, gratuitous ARP), the virtual servers (checkers, quorum, sorry server) on a data plane,
+//! and the control socket `halb status` reads.
 
 mod daemon;
+mod lvs;
 mod notify;
 mod process;
 mod track_script;
@@ -28,6 +29,17 @@ pub struct Args {
     /// Write the daemon's process id here, and remove the file on exit.
     #[arg(long)]
     pid_file: Option<PathBuf>,
+    /// Where `halb status` reaches the daemon (a unix socket, mode 0600).
+    #[arg(long, default_value = crate::control::DEFAULT_SOCKET)]
+    control_socket: PathBuf,
+    /// The data plane: kernel IPVS, the userspace proxy, or IPVS when the kernel has it.
+    #[arg(long, value_enum, default_value = "auto")]
+    dataplane: lvs::DataplaneChoice,
+    /// Turn passive failure detection off: the proxy neither tries the next real server (or
+    /// the sorry server) when a connect fails nor asks the checkers to look at once; as with
+    /// IPVS, only the checkers take a dead server out.
+    #[arg(long)]
+    no_passive: bool,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -61,7 +73,9 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // Two workers: the proxy relays on both cores while VRRP and the checkers stay responsive.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -71,14 +85,45 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    info!("Starting halb {} (VRRP)", env!("CARGO_PKG_VERSION"));
-    match runtime.block_on(daemon::run(&loaded.config)) {
+    info!("Starting halb {}", env!("CARGO_PKG_VERSION"));
+    match runtime.block_on(run_all(&loaded.config, args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// Runs every part of the daemon until SIGTERM or SIGINT stops the VRRP part.
+async fn run_all(config: &halb_config::model::Config, args: &Args) -> anyhow::Result<()> {
+    let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
+    let (query_tx, queries) = tokio::sync::mpsc::channel(16);
+    let _control = crate::control::server::ControlServer::start(&args.control_socket, query_tx)?;
+    let (stop_tx, stop) = tokio::sync::oneshot::channel();
+    let options = lvs::LvsOptions {
+        dataplane: args.dataplane,
+        passive_checks: !args.no_passive,
+        proxy: halb_dataplane::proxy::ProxyOptions {
+            passive_failover: !args.no_passive,
+            ..halb_dataplane::proxy::ProxyOptions::default()
+        },
+    };
+    let lvs = tokio::spawn(lvs::run(
+        std::sync::Arc::new(config.clone()),
+        options,
+        views,
+        queries,
+        stop,
+    ));
+    let vrrp = daemon::run(config, views_tx).await;
+    let _ = stop_tx.send(());
+    match lvs.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => error!("virtual servers: {e:#}"),
+        Err(e) => error!("the virtual servers' task failed: {e}"),
+    }
+    vrrp
 }
 
 /// keepalived-like lines on stderr; `RUST_LOG` chooses the level (default `info`).

@@ -1,5 +1,6 @@
 //! Helpers shared by halb's integration tests.
 #![allow(dead_code)]
 
+pub mod lvs_lab;
 pub mod netns;
 pub mod vrrp_lab;

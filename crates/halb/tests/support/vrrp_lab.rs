@@ -262,10 +262,28 @@ impl Daemon {
 
     /// `halb run -f CONFIG` in the namespace.
     pub fn halb(ns: &Netns, config: &Path, log: PathBuf) -> Daemon {
+        Daemon::halb_with(ns, config, log, &[])
+    }
+
+    /// `halb run` with more arguments; its control socket is the log's path with `.sock`.
+    pub fn halb_with(ns: &Netns, config: &Path, log: PathBuf, extra: &[&str]) -> Daemon {
         let config = config.to_str().expect("a UTF-8 path");
+        // One control socket per daemon: tests run several at once.
+        let socket = log.with_extension("sock");
+        let socket = socket.to_str().expect("a UTF-8 path");
         Daemon::spawn(
             ns,
-            &[env!("CARGO_BIN_EXE_halb"), "run", "-f", config],
+            &[
+                env!("CARGO_BIN_EXE_halb"),
+                "run",
+                "-f",
+                config,
+                "--control-socket",
+                socket,
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
             log,
             "halb",
         )

@@ -1,0 +1,37 @@
+//! `halb status`'s side.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::protocol::{Request, Snapshot};
+
+/// Asks the daemon listening on `path` for a snapshot.
+pub fn query(path: &Path, request: &Request) -> Result<Snapshot> {
+    let mut stream = UnixStream::connect(path).with_context(|| {
+        format!(
+            "cannot reach halb on {} (is `halb run` running, and are you root?)",
+            path.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream
+        .write_all(&line)
+        .with_context(|| format!("writing to {}", path.display()))?;
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .with_context(|| format!("reading from {}", path.display()))?;
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&answer) {
+        if let Some(e) = map.get("error") {
+            anyhow::bail!("halb on {} refused the request: {e}", path.display());
+        }
+    }
+    serde_json::from_str(&answer)
+        .with_context(|| format!("reading halb's answer from {}", path.display()))
+}

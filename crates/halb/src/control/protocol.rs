@@ -1,0 +1,95 @@
+//! What crosses the control socket.
+
+use std::net::SocketAddr;
+
+use halb_dataplane::{ConnectionEntry, Counters, Rates};
+use halb_lb::table::{Persistence, SchedFlags, ServiceKey};
+use serde::{Deserialize, Serialize};
+
+/// A request line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Request {
+    /// Include the connection table (`-c`): it can be large.
+    #[serde(default)]
+    pub connections: bool,
+}
+
+/// Everything `halb status` shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub version: String,
+    /// `proxy`, `ipvs`, or empty when the configuration has no virtual servers.
+    pub dataplane: String,
+    pub services: Vec<ServiceView>,
+    pub connections: Vec<ConnectionEntry>,
+    pub vrrp: Vec<VrrpView>,
+    pub virtual_servers: Vec<VirtualServerView>,
+}
+
+/// One service as `ipvsadm -L -n` shows it, with its counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub key: ServiceKey,
+    pub scheduler: String,
+    pub flags: SchedFlags,
+    pub persistence: Option<Persistence>,
+    pub counters: Counters,
+    pub rates: Rates,
+    pub dests: Vec<DestView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DestView {
+    pub addr: SocketAddr,
+    /// ipvsadm's name: `Masq`, `Route`, `Tunnel`.
+    pub forward: String,
+    pub weight: u32,
+    pub active: u32,
+    pub inactive: u32,
+    pub uthreshold: u32,
+    pub lthreshold: u32,
+    pub counters: Counters,
+    pub rates: Rates,
+}
+
+/// One VRRP instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpView {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    /// `MASTER`, `BACKUP`, `FAULT`, `INIT`, `STOP`.
+    pub state: String,
+    pub priority: u8,
+    pub effective_priority: u8,
+    pub virtual_addresses: Vec<String>,
+    /// The current master's address and priority, as last heard.
+    pub last_master: Option<String>,
+}
+
+/// One virtual server of the configuration with its real servers' health.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VirtualServerView {
+    /// keepalived's name of the service: `[192.168.66.251]:tcp:3306`.
+    pub name: String,
+    pub quorum_up: bool,
+    pub sorry_server_active: bool,
+    pub real_servers: Vec<RealServerView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RealServerView {
+    pub addr: SocketAddr,
+    pub alive: bool,
+    pub weight: u32,
+    pub checkers: Vec<CheckerView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckerView {
+    /// `TCP_CHECK`, `MYSQL_CHECK`, …
+    pub kind: String,
+    pub up: bool,
+    /// The last thing the checker said (its failure, or MySQL's read_only).
+    pub detail: String,
+}

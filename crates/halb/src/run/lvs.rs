@@ -1,0 +1,567 @@
+//! The virtual-server shell: the checkers (`halb_check`) report verdicts, the pure core
+//! (`halb_lb::virtual_server`) turns them into the desired table and keepalived's events, and
+//! a data plane holds the table. It also answers the control socket, since it owns the live
+//! tables; the VRRP part's state arrives on a watch channel.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use halb_check::runner::{self, RunnerHandle, RunnerOptions};
+use halb_check::Report;
+use halb_config::model::{Config, Forwarding};
+use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
+use halb_dataplane::ipvs::Ipvs;
+use halb_dataplane::proxy::{Proxy, ProxyOptions};
+use halb_dataplane::{Dataplane, PassiveFailure};
+use halb_lb::table::Table;
+use halb_lb::virtual_server::{CheckerKey, Level, Output, VirtualServers};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, error, info, warn};
+
+use super::process;
+use crate::control::protocol::{
+    CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView, VrrpView,
+};
+use crate::control::server::Query;
+
+/// Which data plane `--dataplane` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DataplaneChoice {
+    /// IPVS when the kernel has it, else the userspace proxy.
+    Auto,
+    Proxy,
+    Ipvs,
+}
+
+#[derive(Debug, Clone)]
+pub struct LvsOptions {
+    pub dataplane: DataplaneChoice,
+    /// Ask a real server's checkers to look at once when a connection to it fails.
+    pub passive_checks: bool,
+    pub proxy: ProxyOptions,
+}
+
+/// How long scripts run at shutdown (omega's `notify_down`, `quorum_down`) may take.
+const SHUTDOWN_SCRIPT_GRACE: Duration = Duration::from_secs(5);
+
+struct Shell {
+    config: Arc<Config>,
+    vs: VirtualServers,
+    dataplane: Option<Box<dyn Dataplane>>,
+    /// What the data plane holds.
+    held: Table,
+    runner: Option<RunnerHandle>,
+    /// The last thing each checker said, for `halb status`.
+    details: BTreeMap<CheckerKey, String>,
+    /// Local addresses ha_suspend knows of (the VIPs of MASTER instances).
+    vips: BTreeSet<IpAddr>,
+    scripts: tokio::task::JoinSet<()>,
+    /// Kernel IPVS's global side (timeouts, the sync daemon), when that is the data plane.
+    ipvs: Option<IpvsControl>,
+}
+
+/// How often the kernel's table is compared with the desired one and repaired.
+const RECONCILE_EVERY: Duration = Duration::from_secs(60);
+
+/// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
+/// daemon otherwise (keepalived's `lvs_sync_daemon`).
+struct IpvsControl {
+    ipvs: Ipvs,
+    /// Every service halb has put in the kernel, so reconciliation never touches others.
+    owned: BTreeSet<halb_lb::table::ServiceKey>,
+    sync: Option<SyncDaemonPlan>,
+    running: Option<SyncState>,
+}
+
+struct SyncDaemonPlan {
+    instance: Option<String>,
+    daemon: SyncDaemon,
+}
+
+/// Runs the virtual servers until `stop` fires, answering `queries` meanwhile.
+pub async fn run(
+    config: Arc<Config>,
+    options: LvsOptions,
+    mut vrrp: watch::Receiver<Vec<VrrpView>>,
+    mut queries: mpsc::Receiver<Query>,
+    mut stop: oneshot::Receiver<()>,
+) -> Result<()> {
+    let (passive_tx, mut passive) = mpsc::unbounded_channel::<PassiveFailure>();
+    let has_services = !config.lvs.virtual_servers.is_empty();
+    let (dataplane, ipvs) = if has_services {
+        let (d, i) = choose_dataplane(&options, passive_tx, &config)?;
+        (Some(d), i)
+    } else {
+        (None, None)
+    };
+    let mut shell = Shell {
+        vs: VirtualServers::new(&config.lvs),
+        config: Arc::clone(&config),
+        dataplane,
+        held: Table::default(),
+        runner: None,
+        details: BTreeMap::new(),
+        vips: BTreeSet::new(),
+        scripts: tokio::task::JoinSet::new(),
+        ipvs,
+    };
+    shell.follow_sync_daemon(&vrrp.borrow());
+    if has_services {
+        for ip in host_addresses().await {
+            let out = shell.vs.local_address_added(ip);
+            shell.carry_out(out).await;
+        }
+        let vips = master_vips(&vrrp.borrow());
+        shell.update_vips(vips).await;
+        let out = shell.vs.start();
+        shell.sync_table();
+        shell.carry_out(out).await;
+    }
+    let (report_tx, mut reports) = mpsc::channel::<Report>(1024);
+    if has_services {
+        let opts = RunnerOptions {
+            script_user: config.global.script_user.clone(),
+            log_all_failures: false,
+            suspended_vs: shell.vs.suspended_virtual_servers(),
+        };
+        shell.runner = Some(runner::spawn(&config.lvs, &opts, report_tx));
+    } else {
+        drop(report_tx);
+    }
+
+    let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    reconcile.tick().await;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = reconcile.tick(), if shell.ipvs.is_some() => shell.reconcile(),
+            Some(report) = reports.recv() => shell.handle_report(report).await,
+            Some(failure) = passive.recv() => {
+                if options.passive_checks {
+                    if let Some(runner) = &shell.runner {
+                        let n = runner.probe_now(failure.dest);
+                        debug!("connection to {} through {} failed; {n} checker(s) look now",
+                            failure.dest, failure.service);
+                    }
+                }
+            }
+            changed = vrrp.changed() => {
+                if changed.is_err() {
+                    // The VRRP part ended; the stop signal follows.
+                    continue;
+                }
+                let views = vrrp.borrow_and_update().clone();
+                shell.follow_sync_daemon(&views);
+                shell.update_vips(master_vips(&views)).await;
+            }
+            Some((request, answer)) = queries.recv() => {
+                let snapshot = shell.snapshot(request.connections, &vrrp.borrow());
+                let _ = answer.send(snapshot);
+            }
+        }
+    }
+
+    if has_services {
+        let out = shell.vs.shutdown();
+        shell.sync_table();
+        shell.carry_out(out).await;
+        if let Some(runner) = shell.runner.take() {
+            runner.stop().await;
+        }
+        let _ = tokio::time::timeout(SHUTDOWN_SCRIPT_GRACE, async {
+            while shell.scripts.join_next().await.is_some() {}
+        })
+        .await;
+        shell.stop_sync_daemon();
+    }
+    Ok(())
+}
+
+type Chosen = (Box<dyn Dataplane>, Option<IpvsControl>);
+
+/// IPVS when asked for or when the kernel has it (`auto`), else the userspace proxy; one
+/// log line says which and why.
+fn choose_dataplane(
+    options: &LvsOptions,
+    passive_tx: mpsc::UnboundedSender<PassiveFailure>,
+    config: &Config,
+) -> Result<Chosen> {
+    let want_ipvs = match options.dataplane {
+        DataplaneChoice::Proxy => false,
+        DataplaneChoice::Ipvs => true,
+        DataplaneChoice::Auto => Ipvs::available_or_load(),
+    };
+    if want_ipvs {
+        let open = || -> Result<Chosen> {
+            let data = Ipvs::open()?;
+            let control = Ipvs::open()?;
+            let t = &config.global.lvs_timeouts;
+            if t.tcp.is_some() || t.tcpfin.is_some() || t.udp.is_some() {
+                control.set_timeouts(t.tcp, t.tcpfin, t.udp)?;
+            }
+            let sync = config.global.lvs_sync_daemon.as_ref().map(|d| {
+                let vrid = d.instance.as_ref().and_then(|name| {
+                    config
+                        .vrrp
+                        .instances
+                        .iter()
+                        .find(|i| &i.name == name)
+                        .map(|i| i.virtual_router_id)
+                });
+                let mut daemon = SyncDaemon::new(
+                    SyncState::Backup,
+                    d.interface.clone(),
+                    u32::from(d.sync_id.or(vrid).unwrap_or(0)),
+                );
+                daemon.max_len = d.maxlen;
+                daemon.group = d.group;
+                daemon.port = d.port;
+                daemon.ttl = d.ttl;
+                SyncDaemonPlan {
+                    instance: d.instance.clone(),
+                    daemon,
+                }
+            });
+            Ok((
+                Box::new(data),
+                Some(IpvsControl {
+                    ipvs: control,
+                    owned: BTreeSet::new(),
+                    sync,
+                    running: None,
+                }),
+            ))
+        };
+        match open() {
+            Ok(chosen) => {
+                info!("Using the kernel's IPVS data plane");
+                return Ok(chosen);
+            }
+            Err(e) if options.dataplane == DataplaneChoice::Ipvs => {
+                anyhow::bail!("--dataplane ipvs: {e:#}");
+            }
+            Err(e) => warn!("IPVS is there but halb cannot use it ({e:#})"),
+        }
+    } else if options.dataplane == DataplaneChoice::Auto {
+        info!("Using the userspace proxy data plane (this kernel offers no IPVS)");
+    } else {
+        info!("Using the userspace proxy data plane (--dataplane proxy)");
+    }
+    if config.global.lvs_sync_daemon.is_some() {
+        info!("lvs_sync_daemon: the userspace proxy has no connection sync; ignored");
+    }
+    Ok((
+        Box::new(Proxy::new(passive_tx, options.proxy.clone())),
+        None,
+    ))
+}
+
+/// The addresses of the instances that are MASTER: on this host now.
+fn master_vips(views: &[VrrpView]) -> BTreeSet<IpAddr> {
+    views
+        .iter()
+        .filter(|v| v.state == "MASTER")
+        .flat_map(|v| v.virtual_addresses.iter())
+        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .collect()
+}
+
+/// Every address on the host now (ha_suspend's starting point).
+async fn host_addresses() -> Vec<IpAddr> {
+    let Ok(netlink) = halb_sys::Netlink::connect() else {
+        return Vec::new();
+    };
+    let Ok(links) = netlink.links().await else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for link in links {
+        if let Ok(addresses) = netlink.addresses(&link.name).await {
+            out.extend(addresses.into_iter().map(|a| a.address));
+        }
+    }
+    out
+}
+
+impl Shell {
+    async fn handle_report(&mut self, report: Report) {
+        let key = CheckerKey {
+            vs: report.id.vs,
+            rs: report.id.rs,
+            checker: report.id.checker,
+        };
+        self.details.insert(key, report.detail.clone());
+        let out = self.vs.handle_check(key, report.up, report.weight);
+        self.sync_table();
+        self.carry_out(out).await;
+    }
+
+    /// Starts, swaps or keeps the IPVS sync daemon as the instance it follows changes state.
+    fn follow_sync_daemon(&mut self, views: &[VrrpView]) {
+        let Some(ctl) = self.ipvs.as_mut() else {
+            return;
+        };
+        let Some(plan) = &ctl.sync else {
+            return;
+        };
+        let master = views.iter().any(|v| {
+            v.state == "MASTER" && plan.instance.as_ref().is_none_or(|name| &v.name == name)
+        });
+        let want = if master {
+            SyncState::Master
+        } else {
+            SyncState::Backup
+        };
+        if ctl.running == Some(want) {
+            return;
+        }
+        if let Some(old) = ctl.running.take() {
+            if let Err(e) = ctl.ipvs.stop_daemon(old) {
+                warn!("stopping the IPVS sync daemon: {e}");
+            }
+        }
+        let mut daemon = plan.daemon.clone();
+        daemon.state = want;
+        match ctl.ipvs.start_daemon(&daemon) {
+            Ok(()) => {
+                info!(
+                    "Starting IPVS sync daemon as {} on {} (syncid {})",
+                    if master { "master" } else { "backup" },
+                    daemon.interface,
+                    daemon.sync_id
+                );
+                ctl.running = Some(want);
+            }
+            Err(e) => error!("starting the IPVS sync daemon on {}: {e}", daemon.interface),
+        }
+    }
+
+    fn stop_sync_daemon(&mut self) {
+        if let Some(ctl) = self.ipvs.as_mut() {
+            if let Some(state) = ctl.running.take() {
+                if let Err(e) = ctl.ipvs.stop_daemon(state) {
+                    warn!("stopping the IPVS sync daemon: {e}");
+                }
+            }
+        }
+    }
+
+    /// Repairs drift in the kernel's table (someone ran ipvsadm), leaving services halb
+    /// never owned alone.
+    fn reconcile(&mut self) {
+        let Some(ctl) = self.ipvs.as_mut() else {
+            return;
+        };
+        ctl.owned.extend(self.held.services.keys().copied());
+        match ctl.ipvs.reconcile(&self.held, &ctl.owned) {
+            Ok(changes) if !changes.is_empty() => warn!(
+                "IPVS table drifted from halb's; repaired with {} change(s)",
+                changes.len()
+            ),
+            Ok(_) => {}
+            Err(e) => error!("reconciling the IPVS table: {e}"),
+        }
+    }
+
+    async fn update_vips(&mut self, vips: BTreeSet<IpAddr>) {
+        let added: Vec<IpAddr> = vips.difference(&self.vips).copied().collect();
+        let removed: Vec<IpAddr> = self.vips.difference(&vips).copied().collect();
+        self.vips = vips;
+        let mut out = Vec::new();
+        for ip in added {
+            out.extend(self.vs.local_address_added(ip));
+        }
+        for ip in removed {
+            out.extend(self.vs.local_address_removed(ip));
+        }
+        if !out.is_empty() {
+            self.sync_table();
+            self.carry_out(out).await;
+        }
+    }
+
+    /// Brings the data plane to the core's desired table. Changes go in before the outputs
+    /// of the same step are carried out, so that no new connection reaches a destination
+    /// whose connections are being dropped.
+    fn sync_table(&mut self) {
+        let Some(dataplane) = self.dataplane.as_mut() else {
+            return;
+        };
+        let desired = self.vs.table();
+        let changes = self.held.diff(&desired);
+        if changes.is_empty() {
+            return;
+        }
+        if let Err(e) = dataplane.apply(&changes) {
+            error!("{} data plane: {e}", dataplane.name());
+        }
+        if let Some(ctl) = self.ipvs.as_mut() {
+            ctl.owned.extend(desired.services.keys().copied());
+        }
+        self.held = desired;
+    }
+
+    async fn carry_out(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Log { level, message } => match level {
+                    Level::Info => info!("{message}"),
+                    Level::Warn => warn!("{message}"),
+                },
+                Output::RunScript { script, .. } => {
+                    let run_as = match process::resolve_user(&script, &self.config.global) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            error!("not running {}: {e:#}", script.argv.join(" "));
+                            continue;
+                        }
+                    };
+                    let argv = script.argv.clone();
+                    self.scripts.spawn(async move {
+                        process::run(&argv, run_as, Duration::from_secs(30), true).await;
+                    });
+                }
+                Output::DropConnections { service, dest } => {
+                    if let Some(dataplane) = self.dataplane.as_mut() {
+                        let n = dataplane.drop_connections(&service, dest);
+                        info!(
+                            "Closed {n} connection(s) still open to [{}]:{} through {service}",
+                            dest.ip(),
+                            dest.port()
+                        );
+                    }
+                }
+                Output::SuspendCheckers { vs } => {
+                    if let Some(r) = &self.runner {
+                        r.suspend_vs(vs);
+                    }
+                }
+                Output::ResumeCheckers { vs } => {
+                    if let Some(r) = &self.runner {
+                        r.resume_vs(vs);
+                    }
+                }
+            }
+        }
+        // Reap the scripts that ended, so the set does not grow.
+        while self.scripts.try_join_next().is_some() {}
+    }
+
+    fn snapshot(&self, connections: bool, vrrp: &[VrrpView]) -> Snapshot {
+        let stats = self
+            .dataplane
+            .as_ref()
+            .map(|d| d.stats())
+            .unwrap_or_default();
+        let stats: BTreeMap<_, _> = stats.into_iter().map(|s| (s.key, s)).collect();
+        let services = self
+            .held
+            .services
+            .values()
+            .map(|s| {
+                let st = stats.get(&s.key);
+                let dests = s
+                    .destinations
+                    .values()
+                    .map(|d| {
+                        let ds = st.and_then(|st| st.dests.iter().find(|x| x.addr == d.addr));
+                        DestView {
+                            addr: d.addr,
+                            forward: forward_name(&d.forwarding).to_string(),
+                            weight: d.weight,
+                            active: ds.map_or(0, |x| x.active),
+                            inactive: ds.map_or(0, |x| x.inactive),
+                            uthreshold: d.uthreshold,
+                            lthreshold: d.lthreshold,
+                            counters: ds.map(|x| x.counters).unwrap_or_default(),
+                            rates: ds.map(|x| x.rates).unwrap_or_default(),
+                        }
+                    })
+                    .collect();
+                ServiceView {
+                    key: s.key,
+                    scheduler: s.scheduler.as_str().to_string(),
+                    flags: s.flags,
+                    persistence: s.persistence,
+                    counters: st.map(|x| x.counters).unwrap_or_default(),
+                    rates: st.map(|x| x.rates).unwrap_or_default(),
+                    dests,
+                }
+            })
+            .collect();
+        let virtual_servers = self
+            .vs
+            .status()
+            .into_iter()
+            .map(|v| VirtualServerView {
+                name: v.name,
+                quorum_up: v.quorum_up,
+                sorry_server_active: v.sorry_server.as_ref().is_some_and(|s| s.active),
+                real_servers: v
+                    .real_servers
+                    .iter()
+                    .map(|rs| RealServerView {
+                        addr: rs.addr,
+                        alive: rs.alive,
+                        weight: rs.effective_weight,
+                        checkers: rs
+                            .checkers
+                            .iter()
+                            .map(|c| CheckerView {
+                                kind: c.kind.to_string(),
+                                up: c.up,
+                                detail: self
+                                    .details
+                                    .get(&CheckerKey {
+                                        vs: v.index,
+                                        rs: rs.index,
+                                        checker: c.index,
+                                    })
+                                    .cloned()
+                                    .unwrap_or_else(|| {
+                                        if c.has_run {
+                                            String::new()
+                                        } else {
+                                            "not run yet".into()
+                                        }
+                                    }),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Snapshot {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            dataplane: self
+                .dataplane
+                .as_ref()
+                .map(|d| d.name().to_string())
+                .unwrap_or_default(),
+            services,
+            connections: if connections {
+                self.dataplane
+                    .as_ref()
+                    .map(|d| d.connections())
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+            vrrp: vrrp.to_vec(),
+            virtual_servers,
+        }
+    }
+}
+
+/// ipvsadm's names of the forwarding methods.
+fn forward_name(f: &Forwarding) -> &'static str {
+    match f {
+        Forwarding::Nat => "Masq",
+        Forwarding::Dr => "Route",
+        Forwarding::Tun(_) => "Tunnel",
+    }
+}
