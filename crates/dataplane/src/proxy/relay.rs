@@ -1,5 +1,6 @@
-//! Relaying one TCP connection: two directions, each moved by `splice(2)` through its own
-//! pipe (or by a plain copy where splice is refused), driven by tokio's readiness.
+//! Relaying one TCP connection: two directions, each copied through a short-lived buffer
+//! until it carries bulk data, then moved by `splice(2)` through a pipe of its own (see
+//! [`pump`]), driven by tokio's readiness.
 //!
 //! A FIN on one side becomes a `shutdown(SHUT_WR)` on the other, so half-closed
 //! conversations (a client that sends its request, shuts down writing and waits for the
@@ -120,19 +121,64 @@ pub(crate) async fn run(client: &TcpStream, server: &TcpStream, meters: &Meters<
     End::Closed
 }
 
+/// A read that fills this much means bulk data: the direction switches to splice.
+const COPY_CHUNK: usize = 16 * 1024;
+
 /// Moves one direction until `from` sends FIN.
+///
+/// Each direction starts by copying through a short-lived buffer and takes a pipe for
+/// splice(2) only when a read fills [`COPY_CHUNK`] (HAProxy's `splice-auto` idea): an idle
+/// or chatty connection (a MySQL session) then holds two descriptors and no pipe pages, and
+/// opening a connection costs no pipe2/fcntl calls; bulk transfers still never enter userspace
+/// after their first chunk.
 async fn pump(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::Result<()> {
     let opts = &meter.meters.ctx.opts;
-    if opts.splice {
-        match Pipe::new(opts.pipe_size) {
-            Ok(pipe) => match pump_splice(from, to, &pipe, meter).await? {
-                Spliced::Eof => return Ok(()),
-                Spliced::Unsupported => {}
-            },
-            Err(e) => tracing::debug!("proxy: no pipe for splice ({e}); copying instead"),
+    let mut may_splice = opts.splice;
+    loop {
+        let n = copy_once(from, to, meter).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        if n == COPY_CHUNK && may_splice {
+            match Pipe::new(opts.pipe_size) {
+                Ok(pipe) => match pump_splice(from, to, &pipe, meter).await? {
+                    Spliced::Eof => return Ok(()),
+                    Spliced::Unsupported => may_splice = false,
+                },
+                Err(e) => {
+                    tracing::debug!("proxy: no pipe for splice ({e}); copying instead");
+                    may_splice = false;
+                }
+            }
         }
     }
-    pump_copy(from, to, meter).await
+}
+
+/// Waits for data, copies one read of at most [`COPY_CHUNK`] bytes to `to`, and returns how
+/// much it was (0: FIN). The buffer lives only while data is in flight.
+async fn copy_once(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::Result<usize> {
+    from.readable().await?;
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let n = loop {
+        match from.try_read(&mut buf) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => from.readable().await?,
+            Err(e) => return Err(e),
+        }
+    };
+    let mut sent = 0;
+    while sent < n {
+        to.writable().await?;
+        match to.try_write(&buf[sent..n]) {
+            Ok(m) => sent += m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if n > 0 {
+        meter.count(n);
+    }
+    Ok(n)
 }
 
 enum Spliced {
@@ -169,33 +215,6 @@ async fn pump_splice(
             to.writable().await?;
             match to.try_io(Interest::WRITABLE, || pipe.drain_into(to_fd, left)) {
                 Ok(m) => left -= m,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        meter.count(n);
-    }
-}
-
-async fn pump_copy(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = loop {
-            from.readable().await?;
-            match from.try_read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        let mut sent = 0;
-        while sent < n {
-            to.writable().await?;
-            match to.try_write(&buf[sent..n]) {
-                Ok(m) => sent += m,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => return Err(e),
             }
