@@ -14,6 +14,7 @@
 //! splice(2) into a socket whose peer has gone raises SIGPIPE (it cannot pass MSG_NOSIGNAL):
 //! the process must ignore SIGPIPE, as every Rust program does unless it opts out.
 
+use std::cell::RefCell;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
@@ -154,22 +155,42 @@ async fn pump(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::Result
     }
 }
 
+thread_local! {
+    /// The copy buffer of every connection this worker thread relays: a read is written on at
+    /// once from here, so an idle connection owns no buffer at all.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; COPY_CHUNK].into_boxed_slice());
+}
+
 /// Waits for data, copies one read of at most [`COPY_CHUNK`] bytes to `to`, and returns how
-/// much it was (0: FIN). The buffer lives only while data is in flight.
+/// much it was (0: FIN). Only what `to` cannot take at once is kept across an await.
 async fn copy_once(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::Result<usize> {
-    from.readable().await?;
-    let mut buf = vec![0u8; COPY_CHUNK];
-    let n = loop {
-        match from.try_read(&mut buf) {
-            Ok(n) => break n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => from.readable().await?,
-            Err(e) => return Err(e),
+    let (n, rest) = loop {
+        from.readable().await?;
+        let step = SCRATCH.with(|cell| -> io::Result<Option<(usize, Vec<u8>)>> {
+            let mut buf = cell.borrow_mut();
+            let n = match from.try_read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let mut sent = 0;
+            while sent < n {
+                match to.try_write(&buf[sent..n]) {
+                    Ok(m) => sent += m,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(Some((n, buf[sent..n].to_vec())))
+        })?;
+        if let Some(step) = step {
+            break step;
         }
     };
     let mut sent = 0;
-    while sent < n {
+    while sent < rest.len() {
         to.writable().await?;
-        match to.try_write(&buf[sent..n]) {
+        match to.try_write(&rest[sent..]) {
             Ok(m) => sent += m,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
