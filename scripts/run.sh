@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
-# Sets up and runs halb's main job on a fresh Debian machine.
-# Today that is reading the seed's keepalived.conf exactly as keepalived does and showing what
-# halb understood; it grows into `halb lab run` (the seed's whole plan) as the issues land.
+# Sets up and runs halb's main job on a fresh Debian machine: the seed's whole test plan
+# (`halb lab run`): two directors running halb with the seed's keepalived.conf files, four
+# MariaDB instances in two dual-master pairs, the seed's writer and reader, and its scenarios,
+# with a live timeline on stderr and the report on stdout. Arguments go to `halb lab run`
+# (scenario names, --json, --rate N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 cargo build --release --locked -p halb
-
-for conf in ../shared/seed/keepalived-master.conf ../shared/seed/keepalived-backup.conf; do
-    echo "== halb check-config -f $conf"
-    status=0
-    ./target/release/halb check-config --no-interface-check -f "$conf" --dump summary || status=$?
-    echo "(exit status $status: 0 clean, 5 warnings, 4 errors, as keepalived -t)"
-done
+exec ./target/release/halb lab run "$@"

@@ -4,6 +4,7 @@ mod check_config;
 mod config_args;
 mod control;
 mod ipvs_tool;
+mod lab;
 mod realserver;
 mod run;
 mod status;
@@ -40,6 +41,8 @@ enum Command {
     Status(status::Args),
     /// Put VIPs on lo for a DR real server and keep it from answering ARP for them, or undo it.
     Realserver(realserver::Args),
+    /// The seed's topology in network namespaces and its test plan: `halb lab run`, `up`, `down`.
+    Lab(lab::Args),
     /// Drive the kernel's IPVS directly (tests and benchmarks).
     #[command(hide = true)]
     Ipvs(ipvs_tool::Args),
@@ -53,5 +56,6 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(&args),
         Command::Realserver(args) => realserver::run(&args),
         Command::Ipvs(args) => ipvs_tool::run(&args),
+        Command::Lab(args) => lab::run(&args),
     }
 }

@@ -15,6 +15,10 @@ pub mod keepalived_dump;
 pub mod keepalived_oracle;
 pub mod kernel_vm;
 pub mod mariadb;
+pub mod mysql_client;
+pub mod scenarios;
+pub mod topology;
+pub mod writer;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};

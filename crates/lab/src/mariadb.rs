@@ -389,8 +389,13 @@ impl Drop for MariaDb {
 /// A fresh datadir with the system tables, root reachable through the socket.
 fn install_datadir(dir: &Path) -> Result<()> {
     let datadir = dir.join("data");
+    // Its own temporary directory: the bootstrap server deletes the `#sql*` tables it finds
+    // in its tmpdir, which in a shared /tmp are those of bootstraps running beside it.
+    let tmpdir = dir.join("tmp");
+    std::fs::create_dir_all(&tmpdir).with_context(|| format!("creating {}", tmpdir.display()))?;
     let mut c = Command::new("mariadb-install-db");
     c.arg("--no-defaults");
+    c.arg(format!("--tmpdir={}", tmpdir.display()));
     if running_as_root() {
         c.arg("--user=root");
     }
