@@ -375,12 +375,49 @@ impl Shell {
         for ip in added {
             out.extend(self.vs.local_address_added(ip));
         }
-        for ip in removed {
-            out.extend(self.vs.local_address_removed(ip));
+        for ip in &removed {
+            out.extend(self.vs.local_address_removed(*ip));
         }
+        self.drop_proxied_on(&removed);
         if !out.is_empty() {
             self.sync_table();
             self.carry_out(out).await;
+        }
+    }
+
+    /// The VIPs went to the other director: the proxy's connections through them can carry
+    /// nothing any more (the clients' packets now reach the new MASTER, which resets them),
+    /// but their server side would stay open on the database for as long as it keeps idle
+    /// sessions. Close them now. IPVS needs nothing: its entries hold no server socket.
+    fn drop_proxied_on(&mut self, gone: &[IpAddr]) {
+        if self.ipvs.is_some() || gone.is_empty() {
+            return;
+        }
+        let Some(dataplane) = self.dataplane.as_mut() else {
+            return;
+        };
+        for service in self.held.services.values() {
+            let halb_lb::table::ServiceKey::Addr { addr, .. } = service.key else {
+                continue;
+            };
+            if !gone.contains(&addr.ip()) {
+                continue;
+            }
+            let dests = service
+                .destinations
+                .keys()
+                .copied()
+                .chain(service.fallback.map(|f| f.addr));
+            let closed: usize = dests
+                .map(|d| dataplane.drop_connections(&service.key, d))
+                .sum();
+            if closed > 0 {
+                info!(
+                    "Closed {closed} connection(s) through {} now that {} is gone from this director",
+                    service.key,
+                    addr.ip()
+                );
+            }
         }
     }
 
