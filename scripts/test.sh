@@ -18,4 +18,6 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+# The suite takes about a quarter of an hour on two cores; a test that hangs should fail the run
+# with its name on screen, not outlast the CI's own limit.
+timeout --foreground --kill-after=30s 50m cargo test --workspace --locked

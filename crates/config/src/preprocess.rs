@@ -12,7 +12,7 @@
 
 use crate::diagnostic::Diagnostics;
 use crate::source::{FileId, SourceMap, Span};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// How the preprocessor reads files and what it may expand.
@@ -269,6 +269,7 @@ pub fn preprocess(
         out: Vec::new(),
         include_depth: 0,
         overflow: false,
+        runaway_lines: HashSet::new(),
         random_state: 0x2545_f491_4f6c_dd1d,
     };
     pp.defs.insert(
@@ -300,11 +301,17 @@ struct Preprocessor<'a, 'o> {
     out: Vec<Line>,
     include_depth: usize,
     overflow: bool,
+    /// Lines already reported for runaway substitution: one such line can expand into
+    /// thousands of lines that each hit the limit, and one error says it.
+    runaway_lines: HashSet<(FileId, u32)>,
     random_state: u64,
 }
 
 const MAX_INCLUDE_DEPTH: usize = 32;
 const MAX_SUBSTITUTION_ROUNDS: usize = 64;
+/// A definition that refers to itself twice doubles the line each round: stop long before the
+/// rounds run out (2^64 bytes would). keepalived's own lines are far shorter than this.
+const MAX_SUBSTITUTED_LINE: usize = 64 * 1024;
 
 impl Preprocessor<'_, '_> {
     fn read_top(&mut self, path: &Path) {
@@ -444,6 +451,9 @@ impl Preprocessor<'_, '_> {
             return;
         }
         if depth > MAX_SUBSTITUTION_ROUNDS {
+            if !self.runaway_lines.insert((file, line)) {
+                return;
+            }
             let span = Span::new(file, line, text.col(0), text.s.len() as u32);
             self.diags
                 .error(span, "parameter expansion nests too deeply")
@@ -479,6 +489,18 @@ impl Preprocessor<'_, '_> {
             }
             match self.substitute(&mut text) {
                 Some(rest) => {
+                    if text.s.len() > MAX_SUBSTITUTED_LINE {
+                        let span = Span::new(file, line, text.col(0), 1);
+                        self.diags
+                            .error(
+                                span,
+                                format!(
+                                    "parameter substitution makes this line longer than {MAX_SUBSTITUTED_LINE} bytes"
+                                ),
+                            )
+                            .set_help("a definition probably refers to itself more than once");
+                        return;
+                    }
                     // Lines of a multi-line value come after this line, before the next one.
                     for (i, l) in rest.into_iter().enumerate() {
                         pending.insert(i, l);
@@ -1144,6 +1166,9 @@ mod tests {
         assert!(d.has_errors());
         let (_, d, _) = run(&[("/k.conf", "include /k.conf\n")], "h");
         assert!(d.has_errors());
+        // Doubling on every round: 2^64 bytes unless the line length is bounded.
+        let (_, d, _) = run(&[("/k.conf", "$X=$X$X\n$X\n")], "h");
+        assert!(d.iter().any(|d| d.message.contains("longer than")));
     }
 
     #[test]

@@ -123,6 +123,11 @@ fn is_blank(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | b'\x0b' | b'\x0c')
 }
 
+/// keepalived's deepest real nesting is four blocks (virtual_server, real_server, HTTP_GET,
+/// url); far deeper text is a runaway substitution, and a tree that deep would exhaust the stack
+/// of everything that walks or drops it recursively.
+const MAX_BLOCK_DEPTH: usize = 32;
+
 /// Builds the tree of a whole configuration.
 pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
     // Each frame is a block being filled: its nodes, and the `{` that opened it (None for the
@@ -131,11 +136,14 @@ pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
         nodes: Vec<Node>,
         open: Option<Span>,
         orphan: bool,
+        /// Opened past MAX_BLOCK_DEPTH: already reported once, so not again when unclosed.
+        too_deep: bool,
     }
     let mut stack = vec![Frame {
         nodes: Vec::new(),
         open: None,
         orphan: false,
+        too_deep: false,
     }];
     let mut previous_was_keyword = false;
     for line in lines {
@@ -145,7 +153,17 @@ pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
                 let top = stack.last().expect("stack never empty");
                 let owner_ok =
                     previous_was_keyword && top.nodes.last().is_some_and(|n| n.block.is_none());
-                if !owner_ok {
+                let too_deep = stack.len() > MAX_BLOCK_DEPTH;
+                if too_deep {
+                    if !top.orphan {
+                        diags
+                            .error(
+                                open,
+                                format!("blocks nest more than {MAX_BLOCK_DEPTH} deep"),
+                            )
+                            .set_help("this block is ignored");
+                    }
+                } else if !owner_ok {
                     diags.error(open, "unexpected '{'").set_help(
                         "a block must follow the keyword it belongs to; this block is ignored",
                     );
@@ -153,7 +171,8 @@ pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
                 stack.push(Frame {
                     nodes: Vec::new(),
                     open: Some(open),
-                    orphan: !owner_ok,
+                    orphan: !owner_ok || too_deep,
+                    too_deep,
                 });
                 previous_was_keyword = false;
             }
@@ -200,9 +219,11 @@ pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
     while stack.len() > 1 {
         let frame = stack.pop().expect("checked length");
         let open = frame.open.expect("only the top frame has no brace");
-        diags
-            .error(open, "this '{' is never closed")
-            .set_help("add the missing '}'");
+        if !frame.too_deep {
+            diags
+                .error(open, "this '{' is never closed")
+                .set_help("add the missing '}'");
+        }
         if frame.orphan {
             continue;
         }
@@ -401,6 +422,32 @@ mod tests {
         let msgs: Vec<_> = d.iter().map(|x| x.message.clone()).collect();
         assert_eq!(msgs, ["extra '}' found", "unexpected '{'"]);
     }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let mut d = Diagnostics::new();
+        let mut lines = Vec::new();
+        for _ in 0..100_000 {
+            lines.push(line("n"));
+            lines.push(line("{"));
+        }
+        let nodes = build(lines, &mut d);
+        let mut depth = 0;
+        let mut level = &nodes;
+        while let Some(n) = level.first() {
+            depth += 1;
+            level = n.block.as_ref().map(|b| &b.nodes).unwrap_or(&EMPTY);
+        }
+        assert_eq!(depth, MAX_BLOCK_DEPTH + 1);
+        let deep = d
+            .iter()
+            .filter(|x| x.message.contains("nest more than"))
+            .count();
+        assert_eq!(deep, 1, "one error where the nesting goes too deep");
+        drop(nodes);
+    }
+
+    static EMPTY: Vec<Node> = Vec::new();
 
     #[test]
     fn unclosed_block_keeps_content() {

@@ -82,6 +82,10 @@ fn fuzz_findings_round_trip() {
         "global_defs {\n    notification_email {\n        @x\n    }\n}\n",
         // Words with comment characters, braces and backslashes.
         "global_defs {\n    router_id \"a#b{c}\\\\d\"\n}\n",
+        // A definition that doubles itself on every substitution round.
+        "$X=$X$X\n$X",
+        // A multi-line definition that opens a block and refers to itself: endless nesting.
+        "$X=n{\\\n$X$X\n$X",
     ];
     for text in cases {
         let loaded = load_str("/fuzz/keepalived.conf", text, &opts());
