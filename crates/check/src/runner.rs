@@ -244,11 +244,13 @@ impl CheckerTask {
         });
         let mut policy = Policy::new(Instant::now().into_std(), self.policy_cfg.clone(), warmup);
         let Label { rs, vs } = &self.label;
+        // keepalived's "Activating/Suspending healthchecker" lines are the virtual-server
+        // engine's to write (it decides); here they are only traces.
         if self.suspended {
             policy.suspend();
-            info!("Deactivating healthchecker for service {rs} for VS {vs}");
+            debug!("checker for service {rs} for VS {vs} starts suspended");
         } else {
-            info!("Activating healthchecker for service {rs} for VS {vs}");
+            debug!("checker for service {rs} for VS {vs} starts, first probe in {warmup:?}");
         }
         loop {
             let deadline = policy.poll_timeout().map(Instant::from_std);
@@ -263,13 +265,13 @@ impl CheckerTask {
                     }
                     Some(Command::Suspend) => {
                         if !policy.is_suspended() {
-                            info!("Suspending healthchecker for service {rs} for VS {vs}");
+                            debug!("checker for service {rs} for VS {vs} suspended");
                             policy.suspend();
                         }
                     }
                     Some(Command::Resume) => {
                         if policy.is_suspended() {
-                            info!("Activating healthchecker for service {rs} for VS {vs}");
+                            debug!("checker for service {rs} for VS {vs} resumed");
                             policy.resume();
                         }
                     }

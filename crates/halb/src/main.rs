@@ -31,7 +31,7 @@ enum Command {
     /// Exit status, as keepalived's: 0 clean, 5 when it would run after halb fixed values up
     /// (warnings), 4 when it cannot run (errors).
     CheckConfig(check_config::Args),
-    /// Run the daemon, like `keepalived -f FILE` (so far: the VRRP part).
+    /// Run the daemon, like `keepalived -f FILE`: VRRP instances, virtual servers and their checkers.
     ///
     /// Exit status: 0 after SIGTERM or SIGINT, 4 when the configuration has errors, 1 when
     /// the host cannot run it (a missing interface, no permission for raw sockets).

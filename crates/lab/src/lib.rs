@@ -11,6 +11,7 @@
 //! Everything here needs root and a Debian system (packages are installed when missing); see
 //! [`ensure_prerequisites`].
 
+pub mod halb_binary;
 pub mod keepalived_dump;
 pub mod keepalived_oracle;
 pub mod kernel_vm;

@@ -18,12 +18,10 @@
 //! Needs root on Debian (missing packages are installed). Run with
 //! `cargo test -p halb-lab --test ipvs_lab -- --nocapture` to see the timings.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use halb_lab::kernel_vm::{KernelVm, Payload};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 // ---------------------------------------------------------------------------------------------
@@ -605,62 +603,11 @@ fn by_key(services: &Value) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// The halb binary to put into the machine, stripped, in `dir`.
-fn halb_binary(dir: &Path) -> Result<PathBuf> {
-    let built = match std::env::var_os("HALB_BIN") {
-        Some(path) => PathBuf::from(path),
-        None => build_halb()?,
-    };
-    let stripped = dir.join("halb");
-    let status = Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(&built)
-        .arg(&stripped)
-        .status();
-    if !matches!(status, Ok(s) if s.success()) {
-        // Without binutils the binary goes in whole: slower to pack, same test.
-        std::fs::copy(&built, &stripped).with_context(|| format!("copying {}", built.display()))?;
-    }
-    Ok(stripped)
-}
-
-/// `cargo build -p halb --bin halb`, in this workspace and target directory; returns the
-/// executable cargo reports.
-fn build_halb() -> Result<PathBuf> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let started = Instant::now();
-    let output = Command::new(&cargo)
-        .current_dir(halb_lab::repo_root()?)
-        .args([
-            "build",
-            "-p",
-            "halb",
-            "--bin",
-            "halb",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run cargo to build halb")?;
-    if !output.status.success() {
-        bail!("cargo build -p halb failed: {}", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let exe = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "halb")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo built halb but named no executable")?;
-    eprintln!("ipvs lab: halb built in {:?}", started.elapsed());
-    Ok(exe)
-}
-
 #[test]
 fn halb_programs_ipvs_as_ipvsadm_does() -> Result<()> {
     halb_lab::ensure_prerequisites()?;
     let work = tempfile::tempdir()?;
-    let halb = halb_binary(work.path())?;
+    let halb = halb_lab::halb_binary::stripped_into(work.path())?;
 
     let t1 = table_one();
     let t2 = table_two();

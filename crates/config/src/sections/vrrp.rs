@@ -104,11 +104,12 @@ pub fn fold_into_global(vrrp: &mut VrrpConfig, global: &mut GlobalDefs) {
     drop_unrunnable(vrrp);
     settle(vrrp, global, &mut Report(None));
     if let Some((interface, instance)) = vrrp.pending.take_lvs_sync_daemon() {
-        // keepalived ignores it when global_defs has one.
+        // keepalived ignores it when global_defs has one. Its sync id is 0, not the instance's
+        // VRID: keepalived 2.2 defaults to the VRID only for an instance named in the global form.
         global.lvs_sync_daemon.get_or_insert(LvsSyncDaemon {
             interface,
             instance: Some(instance),
-            sync_id: None,
+            sync_id: Some(0),
             maxlen: None,
             port: None,
             ttl: None,
