@@ -48,6 +48,7 @@ fn seed_service() -> ServiceSettings {
             timeout_s: 120,
             granularity: None,
         }),
+        persistence_engine: None,
         fallback: None,
     }
 }

@@ -40,6 +40,7 @@ fn service(key: ServiceKey, dests: &[Destination]) -> Service {
             timeout_s: 120,
             granularity: None,
         }),
+        persistence_engine: None,
         fallback: None,
         destinations: dests.iter().map(|d| (d.addr, *d)).collect(),
     }

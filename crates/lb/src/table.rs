@@ -93,6 +93,8 @@ pub struct Service {
     pub scheduler: Scheduler,
     pub flags: SchedFlags,
     pub persistence: Option<Persistence>,
+    /// `persistence_engine NAME` (`--pe`): the kernel's only one is `sip`.
+    pub persistence_engine: Option<String>,
     /// The sorry server, where a proxy may send a connection when every destination refused
     /// it, before the checkers have taken them out. IPVS has no such thing and ignores it.
     pub fallback: Option<Destination>,
@@ -107,6 +109,7 @@ pub struct ServiceSettings {
     pub scheduler: Scheduler,
     pub flags: SchedFlags,
     pub persistence: Option<Persistence>,
+    pub persistence_engine: Option<String>,
     pub fallback: Option<Destination>,
 }
 
@@ -117,6 +120,7 @@ impl Service {
             scheduler: self.scheduler,
             flags: self.flags,
             persistence: self.persistence,
+            persistence_engine: self.persistence_engine.clone(),
             fallback: self.fallback,
         }
     }
@@ -213,12 +217,14 @@ impl Table {
                         scheduler: s.scheduler,
                         flags: s.flags,
                         persistence: s.persistence,
+                        persistence_engine: s.persistence_engine.clone(),
                         fallback: s.fallback,
                         destinations: BTreeMap::new(),
                     });
                     entry.scheduler = s.scheduler;
                     entry.flags = s.flags;
                     entry.persistence = s.persistence;
+                    entry.persistence_engine = s.persistence_engine.clone();
                     entry.fallback = s.fallback;
                 }
                 Change::DelService(key) => {

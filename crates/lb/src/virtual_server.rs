@@ -105,6 +105,7 @@ impl VirtualServers {
                     scheduler: vs.template.scheduler,
                     flags: vs.template.flags,
                     persistence: vs.template.persistence,
+                    persistence_engine: vs.template.persistence_engine.clone(),
                     fallback: fallback.map(|(s, weight)| Destination {
                         addr: VsState::dest_addr(spec, s.ip, s.port, &s.forwarding),
                         weight,

@@ -271,6 +271,7 @@ impl Model {
             scheduler: Scheduler::Wrr,
             flags: Default::default(),
             persistence: None,
+            persistence_engine: None,
             fallback: self.spec.sorry.map(|_| dest(IpAddr::V4(SORRY_IP), 1)),
             destinations: Default::default(),
         };

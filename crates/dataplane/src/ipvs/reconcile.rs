@@ -59,6 +59,7 @@ impl KernelTable {
                     scheduler: settings.scheduler,
                     flags: settings.flags,
                     persistence: settings.persistence,
+                    persistence_engine: settings.persistence_engine,
                     fallback: None,
                     destinations,
                 },

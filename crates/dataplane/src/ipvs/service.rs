@@ -174,7 +174,7 @@ impl ServiceAttrs {
         Ok(ServiceAttrs {
             id,
             scheduler: settings.scheduler.as_str().to_string(),
-            pe_name: None,
+            pe_name: settings.persistence_engine.clone(),
             flags,
             timeout_s,
             netmask,
@@ -207,6 +207,7 @@ impl ServiceAttrs {
                 flag_3: self.flags & SVC_F_SCHED3 != 0,
             },
             persistence,
+            persistence_engine: self.pe_name.clone(),
             fallback: None,
         })
     }

@@ -75,6 +75,7 @@ pub fn settings(key: ServiceKey) -> ServiceSettings {
         scheduler: Scheduler::Rr,
         flags: SchedFlags::default(),
         persistence: None,
+        persistence_engine: None,
         fallback: None,
     }
 }

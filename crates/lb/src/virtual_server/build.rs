@@ -113,6 +113,7 @@ fn build_vs(
             scheduler: vs.sched,
             flags: vs.sched_flags,
             persistence,
+            persistence_engine: vs.persistence_engine.clone(),
         },
         quorum: vs.quorum,
         hysteresis: vs.hysteresis,

@@ -57,6 +57,7 @@ pub(crate) struct ServiceTemplate {
     pub scheduler: Scheduler,
     pub flags: SchedFlags,
     pub persistence: Option<Persistence>,
+    pub persistence_engine: Option<String>,
 }
 
 #[derive(Debug, Clone)]
