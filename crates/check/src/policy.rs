@@ -65,6 +65,8 @@ pub enum Wording {
     },
     /// halb's MYSQL_CHECK, worded like keepalived's connection checkers.
     Mysql,
+    /// halb's DR_PATH_CHECK: its cause (which step, which MAC) is the point, so lines carry it.
+    DrPath,
 }
 
 /// What the policy needs to know about its checker.
@@ -314,6 +316,7 @@ impl Policy {
             Wording::Dns => format!("DNS_CHECK ({s}) succeed on service."),
             Wording::Misc { .. } => format!("{} succeeded.", self.who()),
             Wording::Mysql => format!("MYSQL_CHECK on service {s} succeed."),
+            Wording::DrPath => format!("DR_PATH_CHECK on service {s} succeed."),
         }
     }
 
@@ -343,6 +346,7 @@ impl Policy {
                 self.misc_line(cause, timed_out, &progress)
             }
             Wording::Mysql => format!("MYSQL_CHECK to server {s}: {cause}."),
+            Wording::DrPath => format!("DR_PATH_CHECK to server {s}: {cause}."),
         }
     }
 
@@ -363,6 +367,11 @@ impl Policy {
             Wording::Http => (after("HTTP_CHECK"), false),
             Wording::Ssl => (after("SSL_CHECK"), false),
             Wording::Mysql => (after("MYSQL_CHECK"), false),
+            Wording::DrPath => {
+                let line = after("DR_PATH_CHECK");
+                let line = line.strip_suffix('.').unwrap_or(&line);
+                (format!("{line}: {cause}."), true)
+            }
             Wording::Ping { vs } => {
                 if retry > 0 {
                     (

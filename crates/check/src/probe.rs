@@ -6,6 +6,7 @@
 //! probe (keepalived applies it to each step); HTTP_GET / SSL_GET give it to each url.
 
 pub mod dns;
+pub mod dr_path;
 pub mod http;
 pub mod http_response;
 pub mod misc;
@@ -19,7 +20,10 @@ pub mod udp;
 pub use net::Target;
 
 use crate::policy::Outcome;
-use halb_config::model::{Checker, MysqlCheck, RealServer, VirtualServer, DEFAULT_SMTP_HELO};
+use halb_config::model::{
+    Checker, MysqlCheck, RealServer, VirtualServer, VirtualServerKey, DEFAULT_SMTP_HELO,
+};
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// A probe that succeeded.
@@ -99,6 +103,7 @@ pub enum Probe {
         cfg: MysqlCheck,
         target: Target,
     },
+    DrPath(dr_path::DrPathProbe),
 }
 
 /// The user scripts run as when they name none: the global `script_user`, else the
@@ -182,6 +187,27 @@ impl Probe {
                 cfg: c.clone(),
                 target: target(&c.common),
             },
+            Checker::DrPath(c) => {
+                let (
+                    VirtualServerKey::Addr {
+                        ip: IpAddr::V4(vip),
+                        port,
+                    },
+                    IpAddr::V4(rip),
+                ) = (&vs.key, rs.ip)
+                else {
+                    return Err(SetupError(
+                        "DR_PATH_CHECK needs an IPv4 virtual server address and real server".into(),
+                    ));
+                };
+                Probe::DrPath(dr_path::DrPathProbe {
+                    vip: *vip,
+                    port: c.common.connect_port.unwrap_or(*port),
+                    real_server: rip,
+                    interface: c.common.bind_if.clone(),
+                    timeout,
+                })
+            }
             Checker::File(_) | Checker::Bfd(_) => return Ok(None),
         };
         Ok(Some(probe))
@@ -197,7 +223,7 @@ impl Probe {
             Probe::Udp(p) => Some(&p.target),
             Probe::Ping(p) => Some(&p.target),
             Probe::Mysql { target, .. } => Some(target),
-            Probe::Misc(_) => None,
+            Probe::Misc(_) | Probe::DrPath(_) => None,
         }
     }
 
@@ -212,6 +238,7 @@ impl Probe {
             Probe::Ping(p) => p.check().await,
             Probe::Misc(p) => p.check().await,
             Probe::Mysql { cfg, target } => mysql(cfg, target).await,
+            Probe::DrPath(p) => p.check().await,
         }
     }
 }

@@ -203,6 +203,7 @@ fn wording(vs: &VirtualServer, checker: &Checker) -> Wording {
             script: m.misc_path.argv.first().cloned().unwrap_or_default(),
         },
         Checker::Mysql(_) | Checker::File(_) | Checker::Bfd(_) => Wording::Mysql,
+        Checker::DrPath(_) => Wording::DrPath,
     }
 }
 

@@ -1,5 +1,5 @@
-//! Whole-configuration differential against the kernel: for the seed's keepalived.conf files and
-//! every Debian keepalived sample with virtual servers, `ipvsadm -S -n` (with timeouts and sync
+//! Whole-configuration differential against the kernel: for the seed's keepalived.conf files,
+//! every Debian keepalived sample with virtual servers and the reader's LVS fixtures, `ipvsadm -S -n` (with timeouts and sync
 //! daemons) after `halb run --dataplane ipvs` equals `ipvsadm -S -n` after keepalived, run from
 //! the same file in the kernel lab.
 //!
@@ -37,6 +37,17 @@ const DELIBERATE: &[(&str, &str)] = &[
          the server is removed",
     ),
     (
+        "fwmark.conf",
+        "`virtual_server fwmark 0` is refused by halb; keepalived programs it as an address-less \
+         UDP service 255.255.255.255:0",
+    ),
+    (
+        "group_entries.conf",
+        "the group's range 10.0.3.1-10.0.4.7 crosses the third octet: keepalived wraps within \
+         10.0.3.0/24 (\"Service already exists\" for every address) and never programs the group's \
+         later entries (10.0.4.x, the fwmarks, the IPv6 ranges); halb programs every entry",
+    ),
+    (
         "keepalived.conf.misc_check_arg",
         "as keepalived.conf.misc_check: a MISC_CHECK whose script is missing fails in halb",
     ),
@@ -62,6 +73,17 @@ fn files() -> Result<Vec<PathBuf>> {
         .collect();
     samples.sort();
     files.extend(samples);
+    // The reader's LVS fixtures: every forwarding method and tunnel type, weights and
+    // thresholds, IPv6, fwmarks, groups with ranges, every scheduler.
+    let fixtures = halb_lab::repo_root()?.join("crates/config/tests/fixtures/lvs");
+    let mut more: Vec<PathBuf> = std::fs::read_dir(&fixtures)
+        .with_context(|| format!("cannot list {}", fixtures.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    more.sort();
+    files.extend(more);
     Ok(files)
 }
 

@@ -74,7 +74,7 @@ start="$(date +%s)"
 for n in $CONFIGS; do
     conf="/payload/configs/$n.conf"
     ip netns exec "k$n" keepalived -n -l -D -f "$conf" \
-        -p "/run/k$n.pid" -c "/run/k$n-check.pid" -r "/run/k$n-vrrp.pid" \
+        -p "/run/k$n.pid" -c "/run/k$n-check.pid" -r "/run/k$n-vrrp.pid" -b "/run/k$n-bfd.pid" \
         >"/tmp/k$n.log" 2>&1 &
     echo $! >"/tmp/k$n.main"
     ip netns exec "h$n" halb run -f "$conf" --dataplane ipvs \

@@ -105,7 +105,7 @@ start_daemon() {
     local ns="$1" daemon="$2" conf="$3"
     if [ "$daemon" = keepalived ]; then
         ip netns exec "$ns" keepalived -n -l -D -f "$conf" -p "/run/$ns-k.pid" \
-            -c "/run/$ns-kc.pid" -r "/run/$ns-kv.pid" >"/tmp/$ns-$daemon.log" 2>&1 &
+            -c "/run/$ns-kc.pid" -r "/run/$ns-kv.pid" -b "/run/$ns-kb.pid" >"/tmp/$ns-$daemon.log" 2>&1 &
     else
         ip netns exec "$ns" halb run -f "$conf" --dataplane ipvs \
             --control-socket "/run/$ns-halb.sock" >"/tmp/$ns-$daemon.log" 2>&1 &
@@ -233,7 +233,7 @@ scenario_sync() {
 }
 
 setup
-for s in ${SCENARIOS:-sync:sync sync:nosync}; do
+for s in ${SCENARIOS:-dr:halb dr:keepalived sync:sync sync:nosync}; do
     "scenario_${s%%:*}" "${s#*:}"
 done
 section end

@@ -22,17 +22,17 @@ pub struct RealServerRef {
 /// with `host` blocks gives one checker per host.
 pub fn read(kind: CheckerKind, node: &Node, ctx: &mut Ctx, rs: RealServerRef) -> Vec<Checker> {
     let checkers = match kind {
-        CheckerKind::Tcp | CheckerKind::Ping => {
+        CheckerKind::Tcp | CheckerKind::Ping | CheckerKind::DrPath => {
             let mut common = CheckerCommon::default();
             for n in ctx.block(node) {
                 if !read_keyword(n, ctx, &mut common, kind) {
                     ctx.unknown(n);
                 }
             }
-            vec![if kind == CheckerKind::Tcp {
-                Checker::Tcp(TcpCheck { common })
-            } else {
-                Checker::Ping(PingCheck { common })
+            vec![match kind {
+                CheckerKind::Tcp => Checker::Tcp(TcpCheck { common }),
+                CheckerKind::DrPath => Checker::DrPath(TcpCheck { common }),
+                _ => Checker::Ping(PingCheck { common }),
             }]
         }
         CheckerKind::HttpGet | CheckerKind::SslGet => {
@@ -227,7 +227,7 @@ fn read_ip(n: &Node, ctx: &mut Ctx, what: &str) -> Option<IpAddr> {
 pub fn write(c: &Checker, w: &mut ConfWriter) {
     w.open(c.kind_name());
     match c {
-        Checker::Tcp(t) => write_keywords(&t.common, c.kind(), w),
+        Checker::Tcp(t) | Checker::DrPath(t) => write_keywords(&t.common, c.kind(), w),
         Checker::Ping(p) => write_keywords(&p.common, c.kind(), w),
         Checker::Http(h) | Checker::Ssl(h) => checker_http::write(h, c.kind(), w),
         Checker::Smtp(s) => checker_net::write_smtp(s, w),

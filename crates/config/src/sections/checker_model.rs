@@ -23,10 +23,12 @@ pub enum CheckerKind {
     Bfd,
     /// halb's own: a MySQL / MariaDB login and query.
     Mysql,
+    /// halb's own: a SYN to VIP:port through the real server's MAC address (direct routing).
+    DrPath,
 }
 
 impl CheckerKind {
-    pub const ALL: [CheckerKind; 11] = [
+    pub const ALL: [CheckerKind; 12] = [
         CheckerKind::Tcp,
         CheckerKind::HttpGet,
         CheckerKind::SslGet,
@@ -38,6 +40,7 @@ impl CheckerKind {
         CheckerKind::File,
         CheckerKind::Bfd,
         CheckerKind::Mysql,
+        CheckerKind::DrPath,
     ];
 
     /// The configuration keyword.
@@ -54,6 +57,7 @@ impl CheckerKind {
             CheckerKind::File => "FILE_CHECK",
             CheckerKind::Bfd => "BFD_CHECK",
             CheckerKind::Mysql => "MYSQL_CHECK",
+            CheckerKind::DrPath => "DR_PATH_CHECK",
         }
     }
 
@@ -114,6 +118,8 @@ pub enum Checker {
     Bfd(BfdCheck),
     /// halb's `MYSQL_CHECK`.
     Mysql(MysqlCheck),
+    /// halb's `DR_PATH_CHECK`.
+    DrPath(TcpCheck),
 }
 
 impl Checker {
@@ -130,6 +136,7 @@ impl Checker {
             Checker::File(_) => CheckerKind::File,
             Checker::Bfd(_) => CheckerKind::Bfd,
             Checker::Mysql(_) => CheckerKind::Mysql,
+            Checker::DrPath(_) => CheckerKind::DrPath,
         }
     }
 
@@ -149,6 +156,7 @@ impl Checker {
             Checker::Udp(c) => Some(&c.common),
             Checker::Ping(c) => Some(&c.common),
             Checker::Mysql(c) => Some(&c.common),
+            Checker::DrPath(c) => Some(&c.common),
             Checker::File(_) | Checker::Bfd(_) => None,
         }
     }

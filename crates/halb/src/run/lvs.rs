@@ -41,6 +41,8 @@ pub struct LvsOptions {
     pub dataplane: DataplaneChoice,
     /// Ask a real server's checkers to look at once when a connection to it fails.
     pub passive_checks: bool,
+    /// With IPVS, add a DR_PATH_CHECK to direct-routing real servers ([`super::dr_path`]).
+    pub dr_path_checks: bool,
     pub proxy: ProxyOptions,
 }
 
@@ -96,6 +98,19 @@ pub async fn run(
         (Some(d), i)
     } else {
         (None, None)
+    };
+    let config = if ipvs.is_some() && options.dr_path_checks {
+        let mut augmented = (*config).clone();
+        let added = super::dr_path::add_checks(&mut augmented.lvs);
+        if added > 0 {
+            info!(
+                "DR_PATH_CHECK added to {added} direct-routing real server(s): \
+                 a real server without the VIP on its loopback will be taken out"
+            );
+        }
+        Arc::new(augmented)
+    } else {
+        config
     };
     let mut shell = Shell {
         vs: VirtualServers::new(&config.lvs),

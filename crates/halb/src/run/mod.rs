@@ -3,6 +3,7 @@
 //! and the control socket `halb status` reads.
 
 mod daemon;
+mod dr_path;
 mod lvs;
 mod notify;
 mod process;
@@ -40,6 +41,10 @@ pub struct Args {
     /// IPVS, only the checkers take a dead server out.
     #[arg(long)]
     no_passive: bool,
+    /// With IPVS, do not add a DR-path check to direct-routing real servers (a SYN to VIP:port
+    /// through the real server's MAC, which finds a real server that lost its VIP on lo).
+    #[arg(long)]
+    no_dr_path_check: bool,
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -104,6 +109,7 @@ async fn run_all(config: &halb_config::model::Config, args: &Args) -> anyhow::Re
     let options = lvs::LvsOptions {
         dataplane: args.dataplane,
         passive_checks: !args.no_passive,
+        dr_path_checks: !args.no_dr_path_check,
         proxy: halb_dataplane::proxy::ProxyOptions {
             passive_failover: !args.no_passive,
             ..halb_dataplane::proxy::ProxyOptions::default()
