@@ -91,6 +91,9 @@ pub enum Outcome {
     /// `cause` says what failed and where; `timed_out` when the probe ran out of time (keepalived
     /// words a timeout differently in some lines).
     Failure { cause: String, timed_out: bool },
+    /// The probe could not start on this host (its socket could not be bound): as keepalived,
+    /// no verdict, the next try after `delay_loop`.
+    Skipped { cause: String },
 }
 
 impl Outcome {
@@ -286,6 +289,10 @@ impl Policy {
                     // Already down: no retries, keep probing every delay_loop.
                     self.cfg.timing.delay_loop
                 }
+            }
+            Outcome::Skipped { cause } => {
+                out.push(log(&format!("{cause}. Rescheduling.")));
+                self.cfg.timing.delay_loop
             }
         };
         self.next_probe = now + delay;
@@ -564,6 +571,27 @@ mod tests {
         step(&mut p, fail());
         let (_, out) = step(&mut p, fail());
         assert_eq!(verdicts(&out), vec![false]);
+    }
+
+    #[test]
+    fn a_probe_that_cannot_start_here_gives_no_verdict() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(t0, cfg(0, 1, 10, false), Duration::ZERO);
+        let skipped = || {
+            Outcome::Skipped {
+            cause: "socket for [2001:db8::2]:443: binding to [2001:db8::9]:0: Cannot assign requested address".into(),
+        }
+        };
+        let (at, out) = step(&mut p, skipped());
+        assert!(verdicts(&out).is_empty(), "the server stays as it was");
+        assert!(lines(&out)[0].ends_with("Rescheduling."), "{out:?}");
+        assert_eq!(
+            p.poll_timeout(),
+            Some(at + secs(10)),
+            "next try after delay_loop"
+        );
+        let (_, out) = step(&mut p, fail());
+        assert_eq!(verdicts(&out), vec![false], "a real failure still counts");
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub struct ProbeFailure {
     pub message: String,
     /// The probe ran out of time.
     pub timed_out: bool,
+    /// The probe could not start here (no socket, its source address or device not on this
+    /// host): says nothing about the server.
+    pub local: bool,
 }
 
 impl ProbeFailure {
@@ -58,6 +61,16 @@ impl ProbeFailure {
         ProbeFailure {
             message: message.into(),
             timed_out: false,
+            local: false,
+        }
+    }
+
+    /// A failure on this host, before anything reached the server.
+    pub fn local(message: impl Into<String>) -> ProbeFailure {
+        ProbeFailure {
+            message: message.into(),
+            timed_out: false,
+            local: true,
         }
     }
 
@@ -65,6 +78,7 @@ impl ProbeFailure {
         ProbeFailure {
             message: message.into(),
             timed_out: true,
+            local: false,
         }
     }
 }
@@ -75,6 +89,9 @@ pub type ProbeResult = Result<ProbeOk, ProbeFailure>;
 pub fn outcome(result: &ProbeResult) -> Outcome {
     match result {
         Ok(ok) => Outcome::Success { weight: ok.weight },
+        Err(f) if f.local => Outcome::Skipped {
+            cause: f.message.clone(),
+        },
         Err(f) => Outcome::Failure {
             cause: f.message.clone(),
             timed_out: f.timed_out,

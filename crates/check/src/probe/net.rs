@@ -95,7 +95,7 @@ impl Target {
     pub(crate) async fn tcp(&self) -> Result<TcpStream, ProbeFailure> {
         let socket = self
             .socket(Type::STREAM, Some(Protocol::TCP))
-            .map_err(|e| self.setup_failure(e))?;
+            .map_err(|e| self.bind_failure(e))?;
         let std: std::net::TcpStream = socket.into();
         let socket = TcpSocket::from_std_stream(std);
         socket.connect(self.connect).await.map_err(|e| {
@@ -107,7 +107,7 @@ impl Target {
     pub(crate) fn udp(&self) -> Result<UdpSocket, ProbeFailure> {
         let socket = self
             .socket(Type::DGRAM, Some(Protocol::UDP))
-            .map_err(|e| self.setup_failure(e))?;
+            .map_err(|e| self.bind_failure(e))?;
         socket
             .connect(&self.connect.into())
             .map_err(|e| ProbeFailure::new(format!("UDP connect to {}: {e}", self.peer())))?;
@@ -117,6 +117,12 @@ impl Target {
 
     pub(crate) fn setup_failure(&self, e: io::Error) -> ProbeFailure {
         ProbeFailure::new(format!("socket for {}: {e}", self.peer()))
+    }
+
+    /// keepalived reschedules a TCP or UDP check whose socket cannot be made or bound ("TCP
+    /// socket bind failed. Rescheduling."): the source address may simply not be here yet.
+    fn bind_failure(&self, e: io::Error) -> ProbeFailure {
+        ProbeFailure::local(format!("socket for {}: {e}", self.peer()))
     }
 
     /// Runs `probe` within the target's deadline; on timeout the failure names the step the
