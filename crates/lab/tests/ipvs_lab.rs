@@ -181,6 +181,8 @@ impl Svc {
             "scheduler": sched,
             "flags": {"ops": self.ops, "flag_1": self.flags[0], "flag_2": self.flags[1], "flag_3": self.flags[2]},
             "persistence": persistence,
+            // The kernel differential covers `--pe sip` (all_keywords.conf).
+            "persistence_engine": null,
             "fallback": null,
             "destinations": dests,
         })
