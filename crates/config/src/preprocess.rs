@@ -269,6 +269,7 @@ pub fn preprocess(
         out: Vec::new(),
         include_depth: 0,
         overflow: false,
+        out_bytes: 0,
         runaway_lines: HashSet::new(),
         random_state: 0x2545_f491_4f6c_dd1d,
     };
@@ -301,6 +302,9 @@ struct Preprocessor<'a, 'o> {
     out: Vec<Line>,
     include_depth: usize,
     overflow: bool,
+    /// The bytes of `out`: a short file can expand to gigabytes (a 64 KiB definition on every
+    /// line of a sequence), so the total is bounded too.
+    out_bytes: usize,
     /// Lines already reported for runaway substitution: one such line can expand into
     /// thousands of lines that each hit the limit, and one error says it.
     runaway_lines: HashSet<(FileId, u32)>,
@@ -309,6 +313,9 @@ struct Preprocessor<'a, 'o> {
 
 const MAX_INCLUDE_DEPTH: usize = 32;
 const MAX_SUBSTITUTION_ROUNDS: usize = 64;
+/// The most a configuration may expand to: keepalived files of 10,000 real servers are about
+/// 1 MiB.
+const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
 /// A definition that refers to itself twice doubles the line each round: stop long before the
 /// rounds run out (2^64 bytes would). keepalived's own lines are far shorter than this.
 const MAX_SUBSTITUTED_LINE: usize = 64 * 1024;
@@ -800,20 +807,24 @@ impl Preprocessor<'_, '_> {
         if text.s.is_empty() {
             return;
         }
-        if self.out.len() >= self.opts.max_lines {
+        let too_long = self.out.len() >= self.opts.max_lines;
+        if too_long || self.out_bytes + text.s.len() > MAX_EXPANDED_BYTES {
             if !self.overflow {
                 let span = Span::new(file, line, text.col(0), text.s.len() as u32);
+                let limit = if too_long {
+                    format!("{} lines", self.opts.max_lines)
+                } else {
+                    format!("{} MiB", MAX_EXPANDED_BYTES >> 20)
+                };
                 self.diags.error(
                     span,
-                    format!(
-                        "the configuration expands to more than {} lines",
-                        self.opts.max_lines
-                    ),
+                    format!("the configuration expands to more than {limit}"),
                 );
             }
             self.overflow = true;
             return;
         }
+        self.out_bytes += text.s.len();
         self.out.push(Line {
             text: text.s,
             cols: text.cols,
@@ -1166,6 +1177,17 @@ mod tests {
         assert!(d.has_errors());
         let (_, d, _) = run(&[("/k.conf", "include /k.conf\n")], "h");
         assert!(d.has_errors());
+        // 60 KiB on each of 90,000 lines: 5 GiB unless the total is bounded.
+        let big = "$A=0123456789abcdef\n$B=$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A\n\
+                   $C=$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B\n$D=$C$C$C$C$C$C$C$C$C$C$C$C$C$C$C\n\
+                   ~SEQ(i,1,90000) $D\n";
+        let (lines, d, _) = run(&[("/k.conf", big)], "h");
+        assert!(
+            d.iter().any(|d| d.message.contains("MiB")),
+            "{:?}",
+            d.iter().map(|d| &d.message).collect::<Vec<_>>()
+        );
+        assert!(lines.iter().map(String::len).sum::<usize>() <= MAX_EXPANDED_BYTES);
         // Doubling on every round: 2^64 bytes unless the line length is bounded.
         let (_, d, _) = run(&[("/k.conf", "$X=$X$X\n$X\n")], "h");
         assert!(d.iter().any(|d| d.message.contains("longer than")));
