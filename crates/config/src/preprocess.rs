@@ -270,6 +270,7 @@ pub fn preprocess(
         include_depth: 0,
         overflow: false,
         out_bytes: 0,
+        processed: 0,
         runaway_lines: HashSet::new(),
         random_state: 0x2545_f491_4f6c_dd1d,
     };
@@ -305,6 +306,9 @@ struct Preprocessor<'a, 'o> {
     /// The bytes of `out`: a short file can expand to gigabytes (a 64 KiB definition on every
     /// line of a sequence), so the total is bounded too.
     out_bytes: usize,
+    /// Lines looked at, emitted or not: lines that expand into failing includes or definitions
+    /// emit nothing, and a self-referring multi-line value can multiply them without end.
+    processed: usize,
     /// Lines already reported for runaway substitution: one such line can expand into
     /// thousands of lines that each hit the limit, and one error says it.
     runaway_lines: HashSet<(FileId, u32)>,
@@ -455,6 +459,17 @@ impl Preprocessor<'_, '_> {
     /// includes, then brace splitting.
     fn process(&mut self, mut text: Text, file: FileId, line: u32, dir: &Path, depth: usize) {
         if self.overflow {
+            return;
+        }
+        self.processed += 1;
+        let work_limit = self.opts.max_lines.saturating_mul(4);
+        if self.processed > work_limit {
+            let span = Span::new(file, line, text.col(0), text.s.len() as u32);
+            self.diags.error(
+                span,
+                format!("the configuration expands to more than {work_limit} lines of work"),
+            );
+            self.overflow = true;
             return;
         }
         if depth > MAX_SUBSTITUTION_ROUNDS {
@@ -1188,6 +1203,10 @@ mod tests {
             d.iter().map(|d| &d.message).collect::<Vec<_>>()
         );
         assert!(lines.iter().map(String::len).sum::<usize>() <= MAX_EXPANDED_BYTES);
+        // A multi-line value whose second line includes it twice: every include fails and emits
+        // nothing, while the pending lines double.
+        let (_, d, _) = run(&[("/k.conf", "$X=)\\\ninclude $X$X\n$X")], "h");
+        assert!(d.iter().any(|d| d.message.contains("lines of work")));
         // Doubling on every round: 2^64 bytes unless the line length is bounded.
         let (_, d, _) = run(&[("/k.conf", "$X=$X$X\n$X\n")], "h");
         assert!(d.iter().any(|d| d.message.contains("longer than")));

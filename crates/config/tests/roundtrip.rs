@@ -86,6 +86,8 @@ fn fuzz_findings_round_trip() {
         "$X=$X$X\n$X",
         // A multi-line definition that opens a block and refers to itself: endless nesting.
         "$X=n{\\\n$X$X\n$X",
+        // One whose second line includes it twice: failing includes emit nothing, lines double.
+        "$X=)\\\ninclude $X$X\n$X",
     ];
     for text in cases {
         let loaded = load_str("/fuzz/keepalived.conf", text, &opts());
