@@ -197,3 +197,21 @@ impl KernelVm {
         })
     }
 }
+
+/// A payload's output split at lines `MARK NAME`: each section's lines by name; what comes before
+/// the first mark is under "preamble".
+pub fn sections(stdout: &str, mark: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut current = String::from("preamble");
+    for line in stdout.lines() {
+        if let Some(name) = line.strip_prefix(mark) {
+            current = name.to_string();
+            out.entry(current.clone()).or_default();
+        } else {
+            out.entry(current.clone())
+                .or_default()
+                .push(line.to_string());
+        }
+    }
+    out
+}

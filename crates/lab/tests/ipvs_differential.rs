@@ -14,8 +14,7 @@
 
 use anyhow::{bail, Context, Result};
 use halb_lab::keepalived_oracle::interfaces_named;
-use halb_lab::kernel_vm::{KernelVm, Payload};
-use std::collections::BTreeMap;
+use halb_lab::kernel_vm::{sections, KernelVm, Payload};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -93,23 +92,6 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The payload's output, by section name.
-fn sections(stdout: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut current = String::from("preamble");
-    for line in stdout.lines() {
-        if let Some(name) = line.strip_prefix(MARK) {
-            current = name.to_string();
-            out.entry(current.clone()).or_default();
-        } else {
-            out.entry(current.clone())
-                .or_default()
-                .push(line.to_string());
-        }
-    }
-    out
-}
-
 /// Lines in one list and not the other, marked like a diff.
 fn line_diff(keepalived: &[String], halb: &[String]) -> String {
     let mut s = String::new();
@@ -158,7 +140,7 @@ fn halb_programs_the_kernel_as_keepalived_does() -> Result<()> {
     if let Some(path) = std::env::var_os("IPVS_DIFF_OUTPUT") {
         std::fs::write(&path, &output.stdout)?;
     }
-    let out = sections(&output.stdout);
+    let out = sections(&output.stdout, MARK);
     let get = |name: &str| -> Result<Vec<String>> {
         out.get(name)
             .cloned()

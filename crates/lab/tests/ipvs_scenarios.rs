@@ -14,8 +14,7 @@
 //! `cargo test -p halb-lab --test ipvs_scenarios -- --nocapture` to see the figures.
 
 use anyhow::{bail, Context, Result};
-use halb_lab::kernel_vm::{KernelVm, Payload};
-use std::collections::BTreeMap;
+use halb_lab::kernel_vm::{sections, KernelVm, Payload};
 use std::time::{Duration, Instant};
 
 const SCRIPT: &str = include_str!("ipvs_scenarios.sh");
@@ -89,22 +88,6 @@ fn failover_conf(director: &str, sync: bool) -> String {
 "
 }
 
-fn sections(stdout: &str) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut current = String::from("preamble");
-    for line in stdout.lines() {
-        if let Some(name) = line.strip_prefix(MARK) {
-            current = name.to_string();
-            out.entry(current.clone()).or_default();
-        } else {
-            out.entry(current.clone())
-                .or_default()
-                .push(line.to_string());
-        }
-    }
-    out
-}
-
 /// The value of `key: value` in a section.
 fn value<'a>(lines: &'a [String], key: &str) -> Option<&'a str> {
     lines
@@ -151,7 +134,7 @@ fn director_scenarios_on_a_real_kernel() -> Result<()> {
         started.elapsed()
     );
     eprintln!("{}", output.stdout);
-    let out = sections(&output.stdout);
+    let out = sections(&output.stdout, MARK);
     if !out.contains_key("end") {
         bail!("the scenarios did not finish:\n{}", output.stdout);
     }
