@@ -1,9 +1,6 @@
-//! The control socket: `halb run` answers on a unix socket (mode 0600, so only root reads the
-//! tables), `halb status` asks. One JSON request line, one JSON answer line.
+//! The client side of the control socket (`halb status`); the protocol and the daemon's side
+//! are in `halb_daemon::control`.
 
 pub mod client;
-pub mod protocol;
-pub mod server;
 
-/// Where the daemon listens unless `--control-socket` says otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/halb/halb.sock";
+pub use halb_daemon::control::{protocol, DEFAULT_SOCKET};

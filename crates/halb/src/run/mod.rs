@@ -1,14 +1,5 @@
-//! `halb run`: the daemon, like `keepalived -f FILE`: the VRRP part (instances, sync groups,
-//! VIPs, gratuitous ARP), the virtual servers (checkers, quorum, sorry server) on a data plane,
-//! and the control socket `halb status` reads.
-
-mod daemon;
-mod dr_path;
-mod lvs;
-mod notify;
-mod process;
-mod track_script;
-pub mod vrrp_map;
+//! `halb run`: reads the configuration, reports its diagnostics, and runs `halb_daemon` on a
+//! tokio runtime.
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -35,7 +26,7 @@ pub struct Args {
     control_socket: PathBuf,
     /// The data plane: kernel IPVS, the userspace proxy, or IPVS when the kernel has it.
     #[arg(long, value_enum, default_value = "auto")]
-    dataplane: lvs::DataplaneChoice,
+    dataplane: DataplaneArg,
     /// Turn passive failure detection off: the proxy neither tries the next real server (or
     /// the sorry server) when a connect fails nor asks the checkers to look at once; as with
     /// IPVS, only the checkers take a dead server out.
@@ -45,6 +36,25 @@ pub struct Args {
     /// through the real server's MAC, which finds a real server that lost its VIP on lo).
     #[arg(long)]
     no_dr_path_check: bool,
+}
+
+/// `--dataplane`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DataplaneArg {
+    /// IPVS when the kernel has it, else the userspace proxy.
+    Auto,
+    Proxy,
+    Ipvs,
+}
+
+impl From<DataplaneArg> for halb_daemon::DataplaneChoice {
+    fn from(arg: DataplaneArg) -> Self {
+        match arg {
+            DataplaneArg::Auto => halb_daemon::DataplaneChoice::Auto,
+            DataplaneArg::Proxy => halb_daemon::DataplaneChoice::Proxy,
+            DataplaneArg::Ipvs => halb_daemon::DataplaneChoice::Ipvs,
+        }
+    }
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -91,45 +101,19 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     info!("Starting halb {}", env!("CARGO_PKG_VERSION"));
-    match runtime.block_on(run_all(&loaded.config, args)) {
+    let options = halb_daemon::Options {
+        control_socket: args.control_socket.clone(),
+        dataplane: args.dataplane.into(),
+        passive: !args.no_passive,
+        dr_path_checks: !args.no_dr_path_check,
+    };
+    match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
     }
-}
-
-/// Runs every part of the daemon until SIGTERM or SIGINT stops the VRRP part.
-async fn run_all(config: &halb_config::model::Config, args: &Args) -> anyhow::Result<()> {
-    let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
-    let (query_tx, queries) = tokio::sync::mpsc::channel(16);
-    let _control = crate::control::server::ControlServer::start(&args.control_socket, query_tx)?;
-    let (stop_tx, stop) = tokio::sync::oneshot::channel();
-    let options = lvs::LvsOptions {
-        dataplane: args.dataplane,
-        passive_checks: !args.no_passive,
-        dr_path_checks: !args.no_dr_path_check,
-        proxy: halb_dataplane::proxy::ProxyOptions {
-            passive_failover: !args.no_passive,
-            ..halb_dataplane::proxy::ProxyOptions::default()
-        },
-    };
-    let lvs = tokio::spawn(lvs::run(
-        std::sync::Arc::new(config.clone()),
-        options,
-        views,
-        queries,
-        stop,
-    ));
-    let vrrp = daemon::run(config, views_tx).await;
-    let _ = stop_tx.send(());
-    match lvs.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => error!("virtual servers: {e:#}"),
-        Err(e) => error!("the virtual servers' task failed: {e}"),
-    }
-    vrrp
 }
 
 /// keepalived-like lines on stderr; `RUST_LOG` chooses the level (default `info`).

@@ -21,14 +21,14 @@ use halb_lb::virtual_server::{CheckerKey, Level, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use super::process;
 use crate::control::protocol::{
     CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView, VrrpView,
 };
 use crate::control::server::Query;
+use crate::process;
 
 /// Which data plane `--dataplane` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataplaneChoice {
     /// IPVS when the kernel has it, else the userspace proxy.
     Auto,
@@ -41,7 +41,7 @@ pub struct LvsOptions {
     pub dataplane: DataplaneChoice,
     /// Ask a real server's checkers to look at once when a connection to it fails.
     pub passive_checks: bool,
-    /// With IPVS, add a DR_PATH_CHECK to direct-routing real servers ([`super::dr_path`]).
+    /// With IPVS, add a DR_PATH_CHECK to direct-routing real servers ([`crate::dr_path`]).
     pub dr_path_checks: bool,
     pub proxy: ProxyOptions,
 }
@@ -101,7 +101,7 @@ pub async fn run(
     };
     let config = if ipvs.is_some() && options.dr_path_checks {
         let mut augmented = (*config).clone();
-        let added = super::dr_path::add_checks(&mut augmented.lvs);
+        let added = crate::dr_path::add_checks(&mut augmented.lvs);
         if added > 0 {
             info!(
                 "DR_PATH_CHECK added to {added} direct-routing real server(s): \

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::info;
 
-use super::process::{self, Outcome, RunAs};
+use crate::process::{self, Outcome, RunAs};
 
 /// keepalived's `result` counter: 0..rise are failed, rise..rise+fall are up. A script starts
 /// one success short of up (or at 0 with `init_fail`), and its first result is always

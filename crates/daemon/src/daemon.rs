@@ -15,10 +15,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use super::notify::Notifier;
-use super::track_script::{self, ScriptResult};
-use super::vrrp_map::{self, HostView, LinkView, MappedInstance, VrrpPlan};
 use crate::control::protocol::VrrpView;
+use crate::notify::Notifier;
+use crate::track_script::{self, ScriptResult};
+use crate::vrrp_map::{self, HostView, LinkView, MappedInstance, VrrpPlan};
 use halb_config::model::Config;
 
 /// What the receive loops report.
@@ -136,7 +136,7 @@ pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result
     let notifier = Notifier::new(config);
     let (script_results, mut script_inbox) = mpsc::channel::<ScriptResult>(64);
     for script in &plan.scripts {
-        match super::process::resolve_user(&script.script, &config.global) {
+        match crate::process::resolve_user(&script.script, &config.global) {
             Ok(run_as) => track_script::spawn(script.clone(), run_as, script_results.clone()),
             // keepalived disables such a script; its instances keep waiting for it.
             Err(e) => error!("VRRP_Script({}) not run: {e:#}", script.name),

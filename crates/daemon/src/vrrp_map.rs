@@ -427,7 +427,7 @@ mod tests {
     use halb_config::{load_str, LoadOptions};
     use std::net::Ipv4Addr;
 
-    const SEED_MASTER: &str = include_str!("../../../../../shared/seed/keepalived-master.conf");
+    const SEED_MASTER: &str = include_str!("../../../../shared/seed/keepalived-master.conf");
 
     fn host() -> HostView {
         let mut links = BTreeMap::new();

@@ -16,7 +16,7 @@ use halb_vrrp::State;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use super::process::{self, RunAs};
+use crate::process::{self, RunAs};
 
 /// `notify_stop` gets one second, as in keepalived (`system_call_script(..., TIMER_HZ, ...)`),
 /// so that a stopping daemon can wait for it.
