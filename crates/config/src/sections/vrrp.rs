@@ -8,7 +8,7 @@
 use super::global_defs::{GlobalDefs, LvsSyncDaemon};
 use super::lvs_script::notify_line;
 use super::vrrp_address::{address_words, peer_words};
-use super::vrrp_model::{AuthType, VrrpConfig, VrrpInstance, VrrpState, DEFAULT_ADVERT_INT_US};
+use super::vrrp_model::{VrrpConfig, VrrpInstance, VrrpState, DEFAULT_ADVERT_INT_US};
 use super::vrrp_pending::{settle, Report};
 use crate::read::{format_us, Ctx, US_PER_SEC};
 use crate::setting::Setting;
@@ -284,6 +284,18 @@ fn write_switches(i: &VrrpInstance, w: &mut ConfWriter) {
         Some(false) => w.line("no_accept"),
         None => {}
     }
+    w.flag("check_unicast_src", i.check_unicast_src);
+    for (keyword, value) in [
+        ("lower_prio_no_advert", i.lower_prio_no_advert),
+        ("higher_prio_send_advert", i.higher_prio_send_advert),
+    ] {
+        if let Some(v) = value {
+            w.line(&format!("{keyword} {v}"));
+        }
+    }
+    if let Some(v) = i.down_timer_adverts {
+        w.kv("down_timer_adverts", v);
+    }
 }
 
 /// The key values of each instance, as keepalived resolves them (with the default global
@@ -300,7 +312,7 @@ pub fn summarize(vrrp: &VrrpConfig, global: &GlobalDefs) -> Vec<InstanceSummary>
                 priority: i.priority,
                 version,
                 advert_int_us: i.effective_advert_int_us(version),
-                initial_state: start_state(vrrp, i).as_str().to_string(),
+                initial_state: vrrp.start_state(i).as_str().to_string(),
                 vips: i
                     .virtual_ipaddress
                     .iter()
@@ -309,48 +321,4 @@ pub fn summarize(vrrp: &VrrpConfig, global: &GlobalDefs) -> Vec<InstanceSummary>
             }
         })
         .collect()
-}
-
-/// The state an instance starts in, after keepalived's adjustments of the configured one: a
-/// MASTER that is not the address owner with AH authentication waits as BACKUP (it needs an
-/// advert for the AH sequence number), and in a sync group the MASTER members start as BACKUP
-/// unless every member is an address owner wanting MASTER (`vrrp.c: vrrp_complete_init`).
-pub fn start_state(vrrp: &VrrpConfig, instance: &VrrpInstance) -> VrrpState {
-    let wants = |i: &VrrpInstance| {
-        let ah = i
-            .authentication
-            .as_ref()
-            .is_some_and(|a| a.auth_type == AuthType::Ah);
-        if i.state == VrrpState::Master && ah && i.priority != 255 {
-            VrrpState::Backup
-        } else {
-            i.state
-        }
-    };
-    let own = wants(instance);
-    if own != VrrpState::Master {
-        return own;
-    }
-    let Some(group) = vrrp
-        .sync_groups
-        .iter()
-        .find(|g| g.group.contains(&instance.name))
-    else {
-        return own;
-    };
-    let members = vrrp
-        .instances
-        .iter()
-        .filter(|i| group.group.contains(&i.name));
-    let mut has_backup = false;
-    for m in members {
-        if wants(m) == VrrpState::Backup || m.priority != 255 {
-            has_backup = true;
-        }
-    }
-    if has_backup {
-        VrrpState::Backup
-    } else {
-        own
-    }
 }
