@@ -1,7 +1,7 @@
 //! `global_defs { ... }`: settings for the whole daemon.
 
-use super::vrrp_model::DEFAULT_DOWN_TIMER_ADVERTS;
 use crate::read::{secs, Ctx};
+use crate::sections::vrrp::model::DEFAULT_DOWN_TIMER_ADVERTS;
 use crate::setting::Setting;
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};

@@ -1,13 +1,13 @@
 //! `vrrp_instance NAME { ... }`: the keywords, as keepalived's handlers in `vrrp_parser.c` read
-//! them. What keepalived checks once an instance is read is in [`super::vrrp_complete`].
+//! them. What keepalived checks once an instance is read is in [`super::complete`].
 
-use super::lvs_script::read_notify;
-use super::vrrp_address::{read_address, read_peer_line, MAX_IFNAME_LEN};
-use super::vrrp_complete::{check_vrid_conflicts, complete, end_of_block, Seen};
-use super::vrrp_model::{AuthType, UseVmac, VrrpConfig, VrrpInstance, VrrpState, DEFAULT_PRIORITY};
-use super::vrrp_pending::{resolve_groups, Report};
-use super::vrrp_track::{read_track_files, read_track_interfaces, read_track_scripts, value_lines};
+use super::address::{read_address, read_peer_line, MAX_IFNAME_LEN};
+use super::complete::{check_vrid_conflicts, complete, end_of_block, Seen};
+use super::model::{AuthType, UseVmac, VrrpConfig, VrrpInstance, VrrpState, DEFAULT_PRIORITY};
+use super::pending::{resolve_groups, Report};
+use super::track::{read_track_files, read_track_interfaces, read_track_scripts, value_lines};
 use crate::read::{secs, Ctx, US_PER_SEC};
+use crate::sections::script::read_notify;
 use crate::setting::Setting;
 use crate::tree::Node;
 use std::net::IpAddr;
@@ -161,13 +161,13 @@ impl Reader<'_> {
             "virtual_ipaddress_excluded" => self.read_vips(n, ctx, true),
             "virtual_routes" => {
                 for line in value_lines(n, ctx) {
-                    let route = super::routes::read_route(line, ctx);
+                    let route = crate::sections::routes::read_route(line, ctx);
                     self.inst.virtual_routes.push(route);
                 }
             }
             "virtual_rules" => {
                 for line in value_lines(n, ctx) {
-                    let rule = super::routes::read_rule(line, ctx);
+                    let rule = crate::sections::routes::read_rule(line, ctx);
                     self.inst.virtual_rules.push(rule);
                 }
             }
@@ -666,7 +666,7 @@ pub fn read_notify_slot(
     n: &Node,
     ctx: &mut Ctx,
     owner: &str,
-    notify: &mut super::vrrp_model::NotifyScripts,
+    notify: &mut super::model::NotifyScripts,
 ) {
     let Some(slot) = notify.slot(n.name()) else {
         return;

@@ -5,15 +5,12 @@
 //! that keepalived takes from `global_defs` when an instance does not set them are `Option`s here
 //! (`None` = the global value), so that the model says what the file says.
 
-use super::global_defs::GlobalDefs;
 use crate::read::US_PER_SEC;
+use crate::sections::global_defs::GlobalDefs;
+use crate::sections::script::Script;
 use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
-
-/// A script to run (shared with the LVS part): the command split with keepalived's script
-/// quoting, and the user and group to run it as.
-pub use super::lvs_script::Script;
 
 /// Everything of the VRRP part of a configuration, in file order.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -31,7 +28,7 @@ pub struct VrrpConfig {
     /// ends (`fold_into_global`); not part of the model: never serialized, ignored by `==`.
     #[serde(skip)]
     #[doc(hidden)]
-    pub pending: super::vrrp_pending::Pending,
+    pub pending: super::pending::Pending,
 }
 
 impl VrrpConfig {

@@ -3,11 +3,11 @@
 //! keepalived; halb reports them at the instance's name line), `check_vrid_conflicts`, and the
 //! rules on tracking weights of address owners and sync group members.
 
-use super::vrrp_model::{
+use super::model::{
     AuthType, Authentication, SyncGroup, TrackFile, VrrpConfig, VrrpInstance, VrrpScript,
     VrrpState, DEFAULT_DOWN_TIMER_ADVERTS, DEFAULT_PRIORITY, OWNER_PRIORITY,
 };
-use super::vrrp_pending::{check_advert_int, Report};
+use super::pending::{check_advert_int, Report};
 use crate::read::Ctx;
 use crate::source::Span;
 use std::net::IpAddr;

@@ -5,12 +5,22 @@
 //! scripts, what `global_defs` decides for instances). [`read_top`] runs what can be decided
 //! so far; [`finish`] reports the rest, and [`fold_into_global`] completes the model.
 
-use super::global_defs::{GlobalDefs, LvsSyncDaemon};
-use super::lvs_script::notify_line;
-use super::vrrp_address::{address_words, peer_words};
-use super::vrrp_model::{VrrpConfig, VrrpInstance, VrrpState, DEFAULT_ADVERT_INT_US};
-use super::vrrp_pending::{settle, Report};
+pub mod model;
+
+mod address;
+mod complete;
+mod group;
+mod instance;
+mod pending;
+mod script;
+mod track;
+
+use self::address::{address_words, peer_words};
+use self::model::{VrrpConfig, VrrpInstance, VrrpState, DEFAULT_ADVERT_INT_US};
+use self::pending::{settle, Report};
 use crate::read::{format_us, Ctx, US_PER_SEC};
+use crate::sections::global_defs::{GlobalDefs, LvsSyncDaemon};
+use crate::sections::script::notify_line;
 use crate::setting::Setting;
 use crate::summary::InstanceSummary;
 use crate::tree::Node;
@@ -30,10 +40,10 @@ pub const TOP_LEVEL: &[&str] = &[
 
 pub fn read_top(node: &Node, ctx: &mut Ctx, vrrp: &mut VrrpConfig) {
     match node.name() {
-        "vrrp_sync_group" => super::vrrp_group::read_sync_group(node, ctx, vrrp),
-        "vrrp_instance" => super::vrrp_instance::read_instance(node, ctx, vrrp),
-        "vrrp_script" => super::vrrp_script::read_vrrp_script(node, ctx, vrrp),
-        "track_file" | "vrrp_track_file" => super::vrrp_script::read_track_file(node, ctx, vrrp),
+        "vrrp_sync_group" => self::group::read_sync_group(node, ctx, vrrp),
+        "vrrp_instance" => self::instance::read_instance(node, ctx, vrrp),
+        "vrrp_script" => self::script::read_vrrp_script(node, ctx, vrrp),
+        "track_file" | "vrrp_track_file" => self::script::read_track_file(node, ctx, vrrp),
         "linkbeat_interfaces" | "interface_up_down_delays" => {
             check_interface_lines(node, ctx);
             vrrp.other.push(Setting::from_node(node));
@@ -131,10 +141,10 @@ pub fn fold_into_global(vrrp: &mut VrrpConfig, global: &mut GlobalDefs) {
 /// are read), then instances, then sync groups.
 pub fn write(vrrp: &VrrpConfig, w: &mut ConfWriter) {
     for s in &vrrp.scripts {
-        super::vrrp_script::write_vrrp_script(s, w);
+        self::script::write_vrrp_script(s, w);
     }
     for f in &vrrp.track_files {
-        super::vrrp_script::write_track_file(f, w);
+        self::script::write_track_file(f, w);
     }
     for s in &vrrp.other {
         s.write(w);
@@ -143,7 +153,7 @@ pub fn write(vrrp: &VrrpConfig, w: &mut ConfWriter) {
         write_instance(i, w);
     }
     for g in &vrrp.sync_groups {
-        super::vrrp_group::write_sync_group(g, w);
+        self::group::write_sync_group(g, w);
     }
 }
 
@@ -181,7 +191,7 @@ fn write_instance(i: &VrrpInstance, w: &mut ConfWriter) {
         w.close();
     }
     write_addressing(i, w);
-    super::vrrp_track::write_tracking(&i.track_interface, &i.track_script, &i.track_file, w);
+    self::track::write_tracking(&i.track_interface, &i.track_script, &i.track_file, w);
     w.flag("dont_track_primary", i.dont_track_primary);
     write_garp(i, w);
     for (keyword, script) in i.notify.iter() {
