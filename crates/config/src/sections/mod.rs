@@ -30,7 +30,6 @@ const KEPT_TOP_LEVEL: &[&str] = &[
     "garp_group",
     "vrrp_track_process",
     "track_process",
-    "static_ipaddress",
     "SSL",
 ];
 
@@ -43,6 +42,7 @@ pub fn read_config(nodes: &[Node], ctx: &mut Ctx) -> Config {
             name if vrrp::TOP_LEVEL.contains(&name) => vrrp::read_top(node, ctx, &mut config.vrrp),
             name if lvs::TOP_LEVEL.contains(&name) => lvs::read_top(node, ctx, &mut config.lvs),
             "static_routes" | "static_rules" => config.other.push(routes::read_static(node, ctx)),
+            "static_ipaddress" => config.other.push(routes::read_static_addresses(node, ctx)),
             name if KEPT_TOP_LEVEL.contains(&name) => config.other.push(Setting::from_node(node)),
             _ => ctx.unknown(node),
         }

@@ -7,13 +7,13 @@
 
 pub mod model;
 
-mod address;
+pub(crate) mod address;
 mod complete;
 mod group;
 mod instance;
 mod pending;
 mod script;
-mod track;
+pub(crate) mod track;
 
 use self::address::{address_words, peer_words};
 use self::model::{VrrpConfig, VrrpInstance, VrrpState, DEFAULT_ADVERT_INT_US};
