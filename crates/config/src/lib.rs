@@ -126,6 +126,12 @@ pub fn host_name() -> String {
         .unwrap_or_default()
 }
 
+/// The directories keepalived searches for scripts named without a path (`PATH`, or its
+/// default), for [`LoadOptions::script_search_path`].
+pub fn script_search_path() -> Vec<PathBuf> {
+    sections::script_security::default_search_path()
+}
+
 /// The names of this host's network interfaces (in the current network namespace).
 pub fn host_interfaces() -> Option<Vec<String>> {
     let dir = std::fs::read_dir("/sys/class/net").ok()?;

@@ -484,6 +484,8 @@ impl Preprocessor<'_, '_> {
         }
         let mut pending: VecDeque<String> = VecDeque::new();
         let mut rounds = 0;
+        // Names already reported as left unsubstituted on this line (each round rescans it).
+        let mut not_substituted: Vec<String> = Vec::new();
         loop {
             if text.s.starts_with('@') && !self.keep_conditional(&mut text) {
                 return;
@@ -509,7 +511,7 @@ impl Preprocessor<'_, '_> {
                     .set_help("a definition probably refers to itself");
                 return;
             }
-            match self.substitute(&mut text) {
+            match self.substitute(&mut text, file, line, &mut not_substituted) {
                 Some(rest) => {
                     if text.s.len() > MAX_SUBSTITUTED_LINE {
                         let span = Span::new(file, line, text.col(0), 1);
@@ -607,13 +609,35 @@ impl Preprocessor<'_, '_> {
 
     /// Replaces every defined `$NAME` / `${NAME}` in the line. Returns `None` when nothing was
     /// replaced, else the further lines a multi-line value brought.
-    fn substitute(&mut self, text: &mut Text) -> Option<Vec<String>> {
+    fn substitute(
+        &mut self,
+        text: &mut Text,
+        file: FileId,
+        line: u32,
+        not_substituted: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
         let mut found = false;
         let mut rest = Vec::new();
         let mut pos = 0;
         while let Some(off) = text.s[pos..].find('$') {
             let at = pos + off;
             let Some((name, args, end)) = reference_at(&text.s, at) else {
+                if let Some(name) = glued_reference_at(&text.s, at) {
+                    if self.defs.contains_key(name) && !not_substituted.iter().any(|n| n == name) {
+                        let span = Span::new(file, line, text.col(at), name.len() as u32 + 1);
+                        let glued = &text.s[at + 1 + name.len()..];
+                        let next = glued.chars().next().unwrap_or_default();
+                        self.diags
+                            .note(
+                                span,
+                                format!(
+                                    "${name} is not substituted here: keepalived replaces $NAME only before a space, a tab or the end of the line, not before '{next}'"
+                                ),
+                            )
+                            .set_help(format!("write ${{{name}}} to substitute it"));
+                        not_substituted.push(name.to_string());
+                    }
+                }
                 pos = at + 1;
                 continue;
             };
@@ -903,13 +927,38 @@ fn reference_at(s: &str, at: usize) -> Option<(String, Option<String>, usize)> {
         if !(first.is_ascii_alphabetic() || first == b'_') {
             return None;
         }
-        let end = bytes[start..]
-            .iter()
-            .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
-            .map(|p| p + start)
-            .unwrap_or(bytes.len());
+        let end = name_end(bytes, start);
+        // keepalived's find_definition(): an unbraced name must end the word.
+        if !matches!(bytes.get(end), None | Some(b' ' | b'\t')) {
+            return None;
+        }
         Some((s[start..end].to_string(), None, end))
     }
+}
+
+/// The name of an unbraced `$NAME` at `at` that keepalived does not take as a reference because
+/// another character follows it directly (`$VIP/32`).
+fn glued_reference_at(s: &str, at: usize) -> Option<&str> {
+    let bytes = s.as_bytes();
+    let start = at + 1;
+    let first = *bytes.get(start)?;
+    if !(first.is_ascii_alphabetic() || first == b'_') {
+        return None;
+    }
+    let end = name_end(bytes, start);
+    match bytes.get(end) {
+        None | Some(b' ' | b'\t') => None,
+        Some(_) => Some(&s[start..end]),
+    }
+}
+
+/// Where a parameter name starting at `start` ends.
+fn name_end(bytes: &[u8], start: usize) -> usize {
+    bytes[start..]
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || b == b'_'))
+        .map(|p| p + start)
+        .unwrap_or(bytes.len())
 }
 
 fn matching_paren(s: &str, open: usize) -> Option<usize> {
@@ -1055,6 +1104,7 @@ fn split_top_level(s: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnostic::Severity;
     use std::collections::HashMap;
 
     fn run(files: &[(&str, &str)], config_id: &str) -> (Vec<String>, Diagnostics, SourceMap) {
@@ -1140,6 +1190,36 @@ mod tests {
     }
 
     #[test]
+    fn an_unbraced_name_must_end_its_word() {
+        // keepalived 2.2.7 leaves `$VIP/32` as written ("VRRP parsed invalid IP $VIP/32").
+        let text = "$VIP=10.0.0.9\n$VIP/32 dev eth0\n${VIP}/32 dev eth0\n$VIP dev eth0\npeer $VIP/32 $VIP/24\n$OTHER/8\n";
+        let (lines, d, _) = run(&[("/k.conf", text)], "h");
+        assert_eq!(
+            lines,
+            [
+                "$VIP/32 dev eth0",
+                "10.0.0.9/32 dev eth0",
+                "10.0.0.9 dev eth0",
+                "peer $VIP/32 $VIP/24",
+                "$OTHER/8"
+            ]
+        );
+        let notes: Vec<(u32, u32)> = d
+            .iter()
+            .map(|n| {
+                assert_eq!(n.severity, Severity::Note, "{n:?}");
+                let span = n.span.expect("a place");
+                (span.line, span.start)
+            })
+            .collect();
+        assert_eq!(
+            notes,
+            [(2, 0), (5, 5)],
+            "once per line, only for defined names"
+        );
+    }
+
+    #[test]
     fn sequences() {
         let (lines, _, _) = run(
             &[(
@@ -1193,10 +1273,14 @@ mod tests {
         let (_, d, _) = run(&[("/k.conf", "include /k.conf\n")], "h");
         assert!(d.has_errors());
         // 60 KiB on each of 90,000 lines: 5 GiB unless the total is bounded.
-        let big = "$A=0123456789abcdef\n$B=$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A$A\n\
-                   $C=$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B$B\n$D=$C$C$C$C$C$C$C$C$C$C$C$C$C$C$C\n\
-                   ~SEQ(i,1,90000) $D\n";
-        let (lines, d, _) = run(&[("/k.conf", big)], "h");
+        // Braced: keepalived takes `$A$A` for no reference at all (a name must end its word).
+        let big = format!(
+            "$A=0123456789abcdef\n$B={}\n$C={}\n$D={}\n~SEQ(i,1,90000) $D\n",
+            "${A}".repeat(16),
+            "${B}".repeat(16),
+            "${C}".repeat(15)
+        );
+        let (lines, d, _) = run(&[("/k.conf", &big)], "h");
         assert!(
             d.iter().any(|d| d.message.contains("MiB")),
             "{:?}",
@@ -1205,10 +1289,10 @@ mod tests {
         assert!(lines.iter().map(String::len).sum::<usize>() <= MAX_EXPANDED_BYTES);
         // A multi-line value whose second line includes it twice: every include fails and emits
         // nothing, while the pending lines double.
-        let (_, d, _) = run(&[("/k.conf", "$X=)\\\ninclude $X$X\n$X")], "h");
+        let (_, d, _) = run(&[("/k.conf", "$X=)\\\ninclude ${X}${X}\n$X")], "h");
         assert!(d.iter().any(|d| d.message.contains("lines of work")));
         // Doubling on every round: 2^64 bytes unless the line length is bounded.
-        let (_, d, _) = run(&[("/k.conf", "$X=$X$X\n$X\n")], "h");
+        let (_, d, _) = run(&[("/k.conf", "$X=${X}${X}\n$X\n")], "h");
         assert!(d.iter().any(|d| d.message.contains("longer than")));
     }
 

@@ -82,12 +82,13 @@ fn fuzz_findings_round_trip() {
         "global_defs {\n    notification_email {\n        @x\n    }\n}\n",
         // Words with comment characters, braces and backslashes.
         "global_defs {\n    router_id \"a#b{c}\\\\d\"\n}\n",
-        // A definition that doubles itself on every substitution round.
-        "$X=$X$X\n$X",
+        // A definition that doubles itself on every substitution round (braced: an unbraced
+        // name must end its word to be substituted).
+        "$X=${X}${X}\n$X",
         // A multi-line definition that opens a block and refers to itself: endless nesting.
-        "$X=n{\\\n$X$X\n$X",
+        "$X=n{\\\n${X}${X}\n$X",
         // One whose second line includes it twice: failing includes emit nothing, lines double.
-        "$X=)\\\ninclude $X$X\n$X",
+        "$X=)\\\ninclude ${X}${X}\n$X",
     ];
     for text in cases {
         let loaded = load_str("/fuzz/keepalived.conf", text, &opts());

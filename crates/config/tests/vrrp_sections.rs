@@ -861,6 +861,52 @@ fn global_strict_mode_applies_to_instances() {
 }
 
 #[test]
+fn advert_policy_keywords_are_typed_and_checked() {
+    let f = finished_str(
+        "global_defs {\n vrrp_lower_prio_no_advert maybe\n vrrp_down_timer_adverts 7\n vrrp_higher_prio_send_advert\n}\n\
+         vrrp_instance A {\n interface eth0\n virtual_router_id 1\n check_unicast_src\n lower_prio_no_advert off\n higher_prio_send_advert nope\n down_timer_adverts 101\n virtual_ipaddress {\n  10.0.0.1\n }\n}\n\
+         vrrp_instance B {\n interface eth0\n virtual_router_id 2\n strict_mode\n lower_prio_no_advert false\n virtual_ipaddress {\n  10.0.0.2\n }\n}\n",
+    );
+    assert!(has(&f.diagnostics, 2, "vrrp_lower_prio_no_advert: 'maybe'"));
+    assert!(has(&f.diagnostics, 11, "higher_prio_send_advert: 'nope'"));
+    assert!(has(
+        &f.diagnostics,
+        12,
+        "down_timer_adverts '101' outside range"
+    ));
+    let g = &f.global;
+    assert!(
+        !g.vrrp_lower_prio_no_advert,
+        "a bad value keeps the default"
+    );
+    assert!(g.vrrp_higher_prio_send_advert);
+    assert_eq!(g.vrrp_down_timer_adverts, 7);
+    let a = &f.vrrp.instances[0];
+    assert!(a.check_unicast_src);
+    assert_eq!(a.lower_prio_no_advert, Some(false));
+    assert_eq!(a.higher_prio_send_advert, None);
+    assert_eq!(a.down_timer_adverts, None);
+    assert_eq!(a.effective_down_timer_adverts(g), 7);
+    assert!(a.effective_higher_prio_send_advert(g));
+    assert!(a.other.is_empty(), "{:?}", a.other);
+    // Strict mode: keepalived resets what it forbids, and the global down timer too.
+    let b = &f.vrrp.instances[1];
+    assert!(has(
+        &f.diagnostics,
+        17,
+        "Strict mode requires no lower priority advert"
+    ));
+    assert!(has(
+        &f.diagnostics,
+        17,
+        "down_timer_adverts is incompatible with strict mode"
+    ));
+    assert_eq!(b.lower_prio_no_advert, Some(true));
+    assert!(!b.effective_higher_prio_send_advert(g));
+    assert_eq!(b.effective_down_timer_adverts(g), 3);
+}
+
+#[test]
 fn lvs_sync_daemon_interface_folds_once() {
     let text = "\
 vrrp_instance A {

@@ -14,8 +14,6 @@ use halb_config::model::{
     AuthType, Broadcast as ConfBroadcast, Config, GlobalDefs, VirtualAddress as ConfVip,
     VrrpConfig, VrrpInstance, VrrpScript, VrrpState,
 };
-use halb_config::sections;
-use halb_config::setting::Setting;
 use halb_sys::addresses::parse_scope;
 use halb_sys::{Broadcast, IpFamily, VirtualAddress};
 use halb_vrrp::packet::{AddressList, Auth, Version};
@@ -201,7 +199,7 @@ fn map_instance(
     // keepalived's wantstate after `vrrp_complete_init`: a MASTER in a sync group with a
     // member that is not an address owner wants BACKUP (its `-d` dump of the seed says
     // "Wantstate = BACKUP", and it takes the full Master_Down_Interval to become MASTER).
-    let initial_state = match sections::vrrp::start_state(vrrp, i) {
+    let initial_state = match vrrp.start_state(i) {
         VrrpState::Master => InitialState::Master,
         VrrpState::Backup => InitialState::Backup,
     };
@@ -272,19 +270,12 @@ fn map_instance(
         .map(|a| a.address)
         .collect();
     config.unicast_peers = i.unicast_peer.iter().map(|p| p.address).collect();
-    config.check_unicast_source =
-        global.vrrp_check_unicast_src || flag(&i.other, "check_unicast_src");
+    config.check_unicast_source = i.effective_check_unicast_src(global);
     config.multicast_group = multicast_group;
     config.garp = garp;
-    config.lower_prio_no_advert =
-        flag(&i.other, "lower_prio_no_advert") || flag(&global.other, "vrrp_lower_prio_no_advert");
-    config.higher_prio_send_advert = flag(&i.other, "higher_prio_send_advert")
-        || flag(&global.other, "vrrp_higher_prio_send_advert");
-    if let Some(n) = number(&i.other, "down_timer_adverts")
-        .or_else(|| number(&global.other, "vrrp_down_timer_adverts"))
-    {
-        config.down_timer_adverts = n;
-    }
+    config.lower_prio_no_advert = i.effective_lower_prio_no_advert(global);
+    config.higher_prio_send_advert = i.effective_higher_prio_send_advert(global);
+    config.down_timer_adverts = i.effective_down_timer_adverts(global);
     config.trackers = trackers;
     config.interface_up = link.up;
 
@@ -400,25 +391,6 @@ pub fn to_sys_vip(a: &ConfVip) -> VirtualAddress {
         }
     }
     vip
-}
-
-/// A keepalived boolean keyword: present without an argument, or with a true-ish one.
-fn flag(settings: &[Setting], keyword: &str) -> bool {
-    settings
-        .iter()
-        .rfind(|s| s.keyword == keyword)
-        .is_some_and(|s| match s.args.first().map(|a| a.to_ascii_lowercase()) {
-            None => true,
-            Some(a) => matches!(a.as_str(), "on" | "true" | "yes" | "1"),
-        })
-}
-
-fn number(settings: &[Setting], keyword: &str) -> Option<u32> {
-    settings
-        .iter()
-        .rfind(|s| s.keyword == keyword)
-        .and_then(|s| s.args.first())
-        .and_then(|a| a.parse().ok())
 }
 
 #[cfg(test)]
@@ -604,5 +576,36 @@ mod tests {
         assert_eq!(t[0].initial, TrackerStatus::Pending);
         assert_eq!(plan.scripts.len(), 1, "only the tracked script runs");
         assert_eq!(plan.scripts[0].name, "chk");
+    }
+
+    #[test]
+    fn advert_policy_comes_from_the_instance_else_global_defs() {
+        let plan = plan(
+            "global_defs {\n vrrp_lower_prio_no_advert\n vrrp_higher_prio_send_advert true\n vrrp_down_timer_adverts 5\n vrrp_check_unicast_src\n}\n\
+             vrrp_instance A {\n interface eth0\n virtual_router_id 7\n virtual_ipaddress {\n  192.168.66.251\n }\n}\n\
+             vrrp_instance B {\n interface eth0\n virtual_router_id 8\n lower_prio_no_advert false\n higher_prio_send_advert off\n down_timer_adverts 10\n virtual_ipaddress {\n  192.168.66.252\n }\n}\n",
+        );
+        let a = &plan.instances[0].config;
+        assert!(a.lower_prio_no_advert && a.higher_prio_send_advert);
+        assert_eq!(a.down_timer_adverts, 5);
+        assert!(a.check_unicast_source);
+        let b = &plan.instances[1].config;
+        assert!(
+            !b.lower_prio_no_advert && !b.higher_prio_send_advert,
+            "an instance's own value wins over the global one, as in keepalived"
+        );
+        assert_eq!(b.down_timer_adverts, 10);
+    }
+
+    #[test]
+    fn strict_mode_fixes_the_advert_policy() {
+        let plan = plan(
+            "global_defs {\n vrrp_higher_prio_send_advert\n}\n\
+             vrrp_instance A {\n interface eth0\n virtual_router_id 7\n strict_mode\n virtual_ipaddress {\n  192.168.66.251\n }\n}\n",
+        );
+        let a = &plan.instances[0].config;
+        assert!(a.lower_prio_no_advert);
+        assert!(!a.higher_prio_send_advert);
+        assert_eq!(a.down_timer_adverts, 3);
     }
 }

@@ -29,8 +29,7 @@ impl ConfigArgs {
         if check_host {
             opts.interfaces = halb_config::host_interfaces();
         }
-        opts.script_search_path =
-            Some(halb_config::sections::script_security::default_search_path());
+        opts.script_search_path = Some(halb_config::script_search_path());
         opts
     }
 }

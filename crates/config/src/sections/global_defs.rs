@@ -1,6 +1,7 @@
 //! `global_defs { ... }`: settings for the whole daemon.
 
 use crate::read::{secs, Ctx};
+use crate::sections::vrrp::model::DEFAULT_DOWN_TIMER_ADVERTS;
 use crate::setting::Setting;
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};
@@ -39,6 +40,12 @@ pub struct GlobalDefs {
     pub vrrp_strict: bool,
     pub vrrp_check_unicast_src: bool,
     pub vrrp_skip_check_adv_addr: bool,
+    /// `vrrp_lower_prio_no_advert [BOOL]`: the default of the instances' `lower_prio_no_advert`.
+    pub vrrp_lower_prio_no_advert: bool,
+    /// `vrrp_higher_prio_send_advert [BOOL]`: the default of `higher_prio_send_advert`.
+    pub vrrp_higher_prio_send_advert: bool,
+    /// `vrrp_down_timer_adverts N` (1–100): the default of `down_timer_adverts`.
+    pub vrrp_down_timer_adverts: u32,
     pub dynamic_interfaces: bool,
     pub checker_log_all_failures: bool,
     pub notify_fifo: Option<String>,
@@ -77,6 +84,9 @@ impl Default for GlobalDefs {
             vrrp_strict: false,
             vrrp_check_unicast_src: false,
             vrrp_skip_check_adv_addr: false,
+            vrrp_lower_prio_no_advert: false,
+            vrrp_higher_prio_send_advert: false,
+            vrrp_down_timer_adverts: DEFAULT_DOWN_TIMER_ADVERTS,
             dynamic_interfaces: false,
             checker_log_all_failures: false,
             notify_fifo: None,
@@ -139,8 +149,6 @@ const KEPT: &[&str] = &[
     "vrrp_min_garp",
     "vrrp_garp_extra_if",
     "vrrp_vmac_garp_intvl",
-    "vrrp_lower_prio_no_advert",
-    "vrrp_higher_prio_send_advert",
     "vrrp_iptables",
     "vrrp_ipsets",
     "nftables",
@@ -211,7 +219,6 @@ const KEPT: &[&str] = &[
     "config_save_dir",
     "tmp_config_directory",
     "data_use_instance",
-    "vrrp_down_timer_adverts",
 ];
 
 /// `global_defs` keywords with a typed field.
@@ -241,6 +248,9 @@ const KNOWN: &[&str] = &[
     "vrrp_strict",
     "vrrp_check_unicast_src",
     "vrrp_skip_check_adv_addr",
+    "vrrp_lower_prio_no_advert",
+    "vrrp_higher_prio_send_advert",
+    "vrrp_down_timer_adverts",
     "dynamic_interfaces",
     "checker_log_all_failures",
     "notify_fifo",
@@ -382,6 +392,22 @@ pub fn read(node: &Node, ctx: &mut Ctx, g: &mut GlobalDefs) {
             "vrrp_strict" => g.vrrp_strict = true,
             "vrrp_check_unicast_src" => g.vrrp_check_unicast_src = true,
             "vrrp_skip_check_adv_addr" => g.vrrp_skip_check_adv_addr = true,
+            // keepalived keeps the previous value when the new one is not a boolean.
+            "vrrp_lower_prio_no_advert" => {
+                if let Some(v) = ctx.flag(n, 0) {
+                    g.vrrp_lower_prio_no_advert = v;
+                }
+            }
+            "vrrp_higher_prio_send_advert" => {
+                if let Some(v) = ctx.flag(n, 0) {
+                    g.vrrp_higher_prio_send_advert = v;
+                }
+            }
+            "vrrp_down_timer_adverts" => {
+                if let Some(v) = ctx.unsigned(n, 0, 1, 100) {
+                    g.vrrp_down_timer_adverts = v as u32;
+                }
+            }
             "dynamic_interfaces" => g.dynamic_interfaces = true,
             "checker_log_all_failures" => {
                 if let Some(v) = ctx.flag(n, 0) {
@@ -593,6 +619,14 @@ pub fn write(g: &GlobalDefs, w: &mut ConfWriter) {
     w.flag("vrrp_strict", g.vrrp_strict);
     w.flag("vrrp_check_unicast_src", g.vrrp_check_unicast_src);
     w.flag("vrrp_skip_check_adv_addr", g.vrrp_skip_check_adv_addr);
+    w.flag("vrrp_lower_prio_no_advert", g.vrrp_lower_prio_no_advert);
+    w.flag(
+        "vrrp_higher_prio_send_advert",
+        g.vrrp_higher_prio_send_advert,
+    );
+    if g.vrrp_down_timer_adverts != d.vrrp_down_timer_adverts {
+        w.kv("vrrp_down_timer_adverts", g.vrrp_down_timer_adverts);
+    }
     w.flag("dynamic_interfaces", g.dynamic_interfaces);
     if g.checker_log_all_failures {
         w.line("checker_log_all_failures true");

@@ -1,35 +1,15 @@
-//! Section readers: one module per part of keepalived.conf, each with its model types, its
-//! reader (tree → model, with diagnostics) and its writer (model → keepalived.conf).
+//! Section readers: one module per part of keepalived.conf (`global_defs`, [`vrrp`], [`lvs`]
+//! with its [`checker`]s, routes), each with its reader (tree → model, with diagnostics), its
+//! writer (model → keepalived.conf) and, for the larger parts, a public `model` module of the
+//! types [`crate::model`] gathers.
 
-pub mod checker_common;
-pub mod checker_http;
-pub mod checker_misc;
-pub mod checker_model;
-pub mod checker_mysql;
-pub mod checker_net;
-pub mod checker_track;
+pub mod checker;
 pub mod global_defs;
 pub mod lvs;
-pub mod lvs_addr;
-pub mod lvs_forwarding;
-pub mod lvs_group;
-pub mod lvs_model;
-pub mod lvs_real_server;
-pub mod lvs_script;
-pub mod lvs_validate;
-pub mod lvs_virtual_server;
-pub mod lvs_write;
 pub mod routes;
+pub mod script;
 pub mod script_security;
 pub mod vrrp;
-pub mod vrrp_address;
-pub mod vrrp_complete;
-pub mod vrrp_group;
-pub mod vrrp_instance;
-pub mod vrrp_model;
-pub mod vrrp_pending;
-pub mod vrrp_script;
-pub mod vrrp_track;
 
 use crate::model::Config;
 use crate::read::Ctx;
@@ -50,7 +30,6 @@ const KEPT_TOP_LEVEL: &[&str] = &[
     "garp_group",
     "vrrp_track_process",
     "track_process",
-    "static_ipaddress",
     "SSL",
 ];
 
@@ -63,6 +42,7 @@ pub fn read_config(nodes: &[Node], ctx: &mut Ctx) -> Config {
             name if vrrp::TOP_LEVEL.contains(&name) => vrrp::read_top(node, ctx, &mut config.vrrp),
             name if lvs::TOP_LEVEL.contains(&name) => lvs::read_top(node, ctx, &mut config.lvs),
             "static_routes" | "static_rules" => config.other.push(routes::read_static(node, ctx)),
+            "static_ipaddress" => config.other.push(routes::read_static_addresses(node, ctx)),
             name if KEPT_TOP_LEVEL.contains(&name) => config.other.push(Setting::from_node(node)),
             _ => ctx.unknown(node),
         }

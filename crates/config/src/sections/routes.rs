@@ -3,11 +3,14 @@
 //!
 //! halb does not install routes or rules yet; what matters now is that a user hears about the
 //! same mistakes keepalived reports (a deprecated `gw`, a rule with no preference, an address
-//! that does not parse), at the same line.
+//! that does not parse, an interface that does not exist), at the same line. `static_ipaddress`
+//! is checked here too, with the address reader of `virtual_ipaddress`.
 
 use crate::read::{parse_ip, Ctx};
+use crate::sections::vrrp::address::read_address;
+use crate::sections::vrrp::track::value_lines;
 use crate::setting::Setting;
-use crate::tree::Node;
+use crate::tree::{Node, Word};
 
 /// Route options that take one value.
 const ROUTE_ONE_ARG: &[&str] = &[
@@ -127,6 +130,7 @@ pub fn read_route(node: &Node, ctx: &mut Ctx) -> Setting {
         }
         i += 1;
     }
+    check_interfaces(words, &["dev", "oif"], "VROUTE nexthop", ctx);
     match dest {
         None => {
             ctx.diags
@@ -194,12 +198,28 @@ pub fn read_rule(node: &Node, ctx: &mut Ctx) -> Setting {
         }
         i += if RULE_ONE_ARG.contains(&t) { 2 } else { 1 };
     }
+    check_interfaces(words, &["iif", "dev", "oif"], "rule", ctx);
     if !has_preference {
         ctx.diags
             .warn(node.line_span(), "Rule has no preference specified")
             .set_help("keepalived picks one counting down from 32767; set `preference N`");
     }
     Setting::from_node(node)
+}
+
+/// keepalived's "interface doesn't exist" warning for the interface after one of `keywords`
+/// (a route's own `dev` and its next hops' alike). keepalived stops reading the line at the
+/// first such interface, so only that one is reported.
+fn check_interfaces(words: &[Word], keywords: &[&str], what: &str, ctx: &mut Ctx) {
+    let missing = words
+        .windows(2)
+        .find(|w| keywords.contains(&w[0].text.as_str()) && !ctx.interface_exists(&w[1].text));
+    if let Some([_, name]) = missing {
+        ctx.diags.warn(
+            name.span,
+            format!("WARNING - interface {} for {what} doesn't exist", name.text),
+        );
+    }
 }
 
 /// `ADDR[/LEN]` with a length valid for the family.
@@ -215,6 +235,17 @@ fn parse_prefix(s: &str) -> Option<(std::net::IpAddr, u8)> {
         None => max,
     };
     Some((ip, len))
+}
+
+/// Checks a `static_ipaddress` block line by line as keepalived reads it (the reader of
+/// `virtual_ipaddress`: a bad address, an option without its value, an interface that does
+/// not exist) and returns it as kept.
+pub fn read_static_addresses(node: &Node, ctx: &mut Ctx) -> Setting {
+    for line in value_lines(node, ctx) {
+        // The address itself is kept as written; only the diagnostics matter here.
+        let _ = read_address(line, ctx);
+    }
+    Setting::from_node(node)
 }
 
 /// Reads a `static_routes` / `static_rules` block.
@@ -234,5 +265,61 @@ pub fn read_static(node: &Node, ctx: &mut Ctx) -> Setting {
         keyword: node.name().to_string(),
         args: node.args().iter().map(|w| w.text.clone()).collect(),
         block: Some(children),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::diagnostic::Severity;
+    use crate::{load_str, LoadOptions};
+
+    const MISSING: &str = "static_ipaddress {\n 10.1.0.1/24 dev eth9\n 10.1.0.2/24 dev eth0\n}\n\
+        static_routes {\n 10.2.0.0/16 via 10.1.0.254 dev eth9\n 10.4.0.0/16 dev eth0 nexthop via 10.1.0.253 dev eth7 nexthop via 10.1.0.252 dev eth6\n 10.5.0.0/16 dev eth0\n}\n\
+        static_rules {\n from 10.0.0.0/8 table 100 iif eth9 preference 10\n}\n";
+
+    fn warnings(interfaces: Option<Vec<String>>) -> Vec<(u32, String)> {
+        let opts = LoadOptions {
+            interfaces,
+            ..LoadOptions::default()
+        };
+        let loaded = load_str("t.conf", MISSING, &opts);
+        loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
+            .map(|d| (d.span.map_or(0, |s| s.line), d.message.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn interfaces_that_do_not_exist_are_reported_as_keepalived_does() {
+        let w = warnings(Some(vec!["lo".into(), "eth0".into()]));
+        assert_eq!(
+            w,
+            [
+                (
+                    2,
+                    "WARNING - interface eth9 for ip address 10.1.0.1/24 doesn't exist".to_string()
+                ),
+                (
+                    6,
+                    "WARNING - interface eth9 for VROUTE nexthop doesn't exist".to_string()
+                ),
+                // Only the first: keepalived stops reading the route there.
+                (
+                    7,
+                    "WARNING - interface eth7 for VROUTE nexthop doesn't exist".to_string()
+                ),
+                (
+                    11,
+                    "WARNING - interface eth9 for rule doesn't exist".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_interface_check_means_no_interface_warnings() {
+        assert_eq!(warnings(None), []);
     }
 }

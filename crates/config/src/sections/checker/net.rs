@@ -1,13 +1,11 @@
 //! The protocol checkers with settings of their own: `SMTP_CHECK`, `DNS_CHECK`, `UDP_CHECK`.
 
-use super::checker_common::{
-    read_connection_keyword, read_keyword, read_timing_keyword, write_keywords,
-};
-use super::checker_model::{
+use super::common::{read_connection_keyword, read_keyword, read_timing_keyword, write_keywords};
+use super::model::{
     Checker, CheckerCommon, CheckerKind, DnsCheck, DnsType, HexBytes, SmtpCheck, UdpCheck,
 };
-use super::lvs::block_end;
 use crate::read::Ctx;
+use crate::sections::lvs::block_end;
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};
 

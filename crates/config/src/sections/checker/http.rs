@@ -1,13 +1,13 @@
 //! `HTTP_GET` and `SSL_GET`, with their `url { }` blocks.
 
-use super::checker_common::{read_keyword, write_keywords};
-use super::checker_model::{
+use super::common::{read_keyword, write_keywords};
+use super::model::{
     Checker, CheckerKind, HttpCheck, HttpProtocol, Url, UrlRegex, DEFAULT_STATUS_CODES,
     REGEX_OPTIONS,
 };
-use super::lvs::block_end;
-use super::lvs_script::value_word;
 use crate::read::Ctx;
+use crate::sections::lvs::block_end;
+use crate::sections::script::value_word;
 use crate::tree::{script_words, Node};
 use crate::write::{quote, ConfWriter};
 

@@ -1,13 +1,13 @@
 //! `vrrp_instance NAME { ... }`: the keywords, as keepalived's handlers in `vrrp_parser.c` read
-//! them. What keepalived checks once an instance is read is in [`super::vrrp_complete`].
+//! them. What keepalived checks once an instance is read is in [`super::complete`].
 
-use super::lvs_script::read_notify;
-use super::vrrp_address::{read_address, read_peer_line, MAX_IFNAME_LEN};
-use super::vrrp_complete::{check_vrid_conflicts, complete, end_of_block, Seen};
-use super::vrrp_model::{AuthType, UseVmac, VrrpConfig, VrrpInstance, VrrpState, DEFAULT_PRIORITY};
-use super::vrrp_pending::{resolve_groups, Report};
-use super::vrrp_track::{read_track_files, read_track_interfaces, read_track_scripts, value_lines};
+use super::address::{read_address, read_peer_line, MAX_IFNAME_LEN};
+use super::complete::{check_vrid_conflicts, complete, end_of_block, Seen};
+use super::model::{AuthType, UseVmac, VrrpConfig, VrrpInstance, VrrpState, DEFAULT_PRIORITY};
+use super::pending::{resolve_groups, Report};
+use super::track::{read_track_files, read_track_interfaces, read_track_scripts, value_lines};
 use crate::read::{secs, Ctx, US_PER_SEC};
+use crate::sections::script::read_notify;
 use crate::setting::Setting;
 use crate::tree::Node;
 use std::net::IpAddr;
@@ -17,7 +17,6 @@ const KEPT: &[&str] = &[
     "use_vmac_addr",
     "use_ipvlan",
     "unicast_fault_no_peer",
-    "check_unicast_src",
     "old_unicast_checksum",
     "vrf",
     "track_process",
@@ -29,11 +28,8 @@ const KEPT: &[&str] = &[
     "notify_deleted",
     "notify_master_rx_lower_pri",
     "notify_priority_changes",
-    "down_timer_adverts",
     "garp_extra_if",
     "vmac_garp_intvl",
-    "lower_prio_no_advert",
-    "higher_prio_send_advert",
     "kernel_rx_buf_size",
 ];
 
@@ -165,13 +161,13 @@ impl Reader<'_> {
             "virtual_ipaddress_excluded" => self.read_vips(n, ctx, true),
             "virtual_routes" => {
                 for line in value_lines(n, ctx) {
-                    let route = super::routes::read_route(line, ctx);
+                    let route = crate::sections::routes::read_route(line, ctx);
                     self.inst.virtual_routes.push(route);
                 }
             }
             "virtual_rules" => {
                 for line in value_lines(n, ctx) {
-                    let rule = super::routes::read_rule(line, ctx);
+                    let rule = crate::sections::routes::read_rule(line, ctx);
                     self.inst.virtual_rules.push(rule);
                 }
             }
@@ -236,6 +232,23 @@ impl Reader<'_> {
             "accept" => self.inst.accept = Some(true),
             "no_accept" => self.inst.accept = Some(false),
             "lvs_sync_daemon_interface" => self.read_lvs_sync_daemon(n, ctx),
+            // keepalived sets it whatever follows the keyword.
+            "check_unicast_src" => self.inst.check_unicast_src = true,
+            "lower_prio_no_advert" => {
+                if let Some(v) = ctx.flag(n, 0) {
+                    self.inst.lower_prio_no_advert = Some(v);
+                }
+            }
+            "higher_prio_send_advert" => {
+                if let Some(v) = ctx.flag(n, 0) {
+                    self.inst.higher_prio_send_advert = Some(v);
+                }
+            }
+            "down_timer_adverts" => {
+                if let Some(v) = ctx.unsigned(n, 0, 1, 100) {
+                    self.inst.down_timer_adverts = Some(v as u32);
+                }
+            }
             kw if KEPT.contains(&kw) => {
                 if self.check_kept(n, ctx) {
                     self.inst.other.push(Setting::from_node(n));
@@ -579,7 +592,6 @@ impl Reader<'_> {
         let name = self.inst.name.clone();
         match n.name() {
             "debug" => ctx.unsigned(n, 0, 0, 4).is_some(),
-            "down_timer_adverts" => ctx.unsigned(n, 0, 1, 100).is_some(),
             "kernel_rx_buf_size" => {
                 if n.args().len() != 1 {
                     ctx.diags.warn(
@@ -590,9 +602,7 @@ impl Reader<'_> {
                 }
                 ctx.unsigned(n, 0, 0, u64::from(u32::MAX)).is_some()
             }
-            "notify_priority_changes" | "lower_prio_no_advert" | "higher_prio_send_advert" => {
-                ctx.flag(n, 0).is_some()
-            }
+            "notify_priority_changes" => ctx.flag(n, 0).is_some(),
             "garp_extra_if" | "vmac_garp_intvl" => check_garp_extra_if(n, ctx, &name),
             "linkbeat_use_polling" => {
                 ctx.diags.warn(
@@ -656,7 +666,7 @@ pub fn read_notify_slot(
     n: &Node,
     ctx: &mut Ctx,
     owner: &str,
-    notify: &mut super::vrrp_model::NotifyScripts,
+    notify: &mut super::model::NotifyScripts,
 ) {
     let Some(slot) = notify.slot(n.name()) else {
         return;

@@ -6,13 +6,11 @@
 //! (`None` = the global value), so that the model says what the file says.
 
 use crate::read::US_PER_SEC;
+use crate::sections::global_defs::GlobalDefs;
+use crate::sections::script::Script;
 use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
-
-/// A script to run (shared with the LVS part): the command split with keepalived's script
-/// quoting, and the user and group to run it as.
-pub use super::lvs_script::Script;
 
 /// Everything of the VRRP part of a configuration, in file order.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -30,7 +28,7 @@ pub struct VrrpConfig {
     /// ends (`fold_into_global`); not part of the model: never serialized, ignored by `==`.
     #[serde(skip)]
     #[doc(hidden)]
-    pub pending: super::vrrp_pending::Pending,
+    pub pending: super::pending::Pending,
 }
 
 impl VrrpConfig {
@@ -52,6 +50,42 @@ impl VrrpConfig {
         self.sync_groups
             .iter()
             .find(|g| g.group.iter().any(|n| n == instance))
+    }
+
+    /// The state an instance starts in, after keepalived's adjustments of the configured one:
+    /// a MASTER that is not the address owner with AH authentication waits as BACKUP (it
+    /// needs an advert for the AH sequence number), and in a sync group the MASTER members
+    /// start as BACKUP unless every member is an address owner wanting MASTER
+    /// (`vrrp.c: vrrp_complete_init`).
+    pub fn start_state(&self, instance: &VrrpInstance) -> VrrpState {
+        let wants = |i: &VrrpInstance| {
+            let ah = i
+                .authentication
+                .as_ref()
+                .is_some_and(|a| a.auth_type == AuthType::Ah);
+            if i.state == VrrpState::Master && ah && i.priority != OWNER_PRIORITY {
+                VrrpState::Backup
+            } else {
+                i.state
+            }
+        };
+        let own = wants(instance);
+        if own != VrrpState::Master {
+            return own;
+        }
+        let Some(group) = self.sync_group_of(&instance.name) else {
+            return own;
+        };
+        let has_backup = self
+            .instances
+            .iter()
+            .filter(|i| group.group.contains(&i.name))
+            .any(|m| wants(m) == VrrpState::Backup || m.priority != OWNER_PRIORITY);
+        if has_backup {
+            VrrpState::Backup
+        } else {
+            own
+        }
     }
 }
 
@@ -79,6 +113,9 @@ pub const DEFAULT_PRIORITY: u8 = 100;
 pub const OWNER_PRIORITY: u8 = 255;
 /// keepalived's default advertisement interval.
 pub const DEFAULT_ADVERT_INT_US: u64 = US_PER_SEC;
+/// keepalived's default number of advert intervals before a backup takes over (the "3" of
+/// RFC 5798's Master_Down_Interval).
+pub const DEFAULT_DOWN_TIMER_ADVERTS: u32 = 3;
 /// keepalived's default `vrrp_script` interval.
 pub const DEFAULT_SCRIPT_INTERVAL_US: u64 = US_PER_SEC;
 
@@ -144,6 +181,15 @@ pub struct VrrpInstance {
     pub strict_mode: Option<bool>,
     /// `accept` / `no_accept`; `None` = keepalived's default (accept unless strict mode).
     pub accept: Option<bool>,
+    /// `check_unicast_src`: drop adverts whose source is not a `unicast_peer` (the global
+    /// `vrrp_check_unicast_src` turns it on for every instance).
+    pub check_unicast_src: bool,
+    /// `lower_prio_no_advert [BOOL]`; `None` = the global `vrrp_lower_prio_no_advert`.
+    pub lower_prio_no_advert: Option<bool>,
+    /// `higher_prio_send_advert [BOOL]`; `None` = the global `vrrp_higher_prio_send_advert`.
+    pub higher_prio_send_advert: Option<bool>,
+    /// `down_timer_adverts N` (1–100); `None` = the global `vrrp_down_timer_adverts`.
+    pub down_timer_adverts: Option<u32>,
     /// Other instance keywords keepalived knows (for example `track_process`, `use_ipvlan`,
     /// `promote_secondaries`), kept as written.
     pub other: Vec<Setting>,
@@ -190,6 +236,10 @@ impl VrrpInstance {
             skip_check_adv_addr: false,
             strict_mode: None,
             accept: None,
+            check_unicast_src: false,
+            lower_prio_no_advert: None,
+            higher_prio_send_advert: None,
+            down_timer_adverts: None,
             other: Vec::new(),
         }
     }
@@ -220,6 +270,40 @@ impl VrrpInstance {
             Some(v) => v,
             None if self.is_ipv6() => 3,
             None => global_default,
+        }
+    }
+
+    /// Strict mode: the instance's `strict_mode`, else the global `vrrp_strict`.
+    pub fn effective_strict_mode(&self, global: &GlobalDefs) -> bool {
+        self.strict_mode.unwrap_or(global.vrrp_strict)
+    }
+
+    /// Whether adverts from addresses other than the unicast peers are dropped.
+    pub fn effective_check_unicast_src(&self, global: &GlobalDefs) -> bool {
+        self.check_unicast_src || global.vrrp_check_unicast_src
+    }
+
+    /// Whether a master stays silent on receiving an advert of lower priority: the instance's
+    /// value, else on in strict mode, else the global one (`vrrp_complete_instance`).
+    pub fn effective_lower_prio_no_advert(&self, global: &GlobalDefs) -> bool {
+        self.lower_prio_no_advert
+            .unwrap_or(self.effective_strict_mode(global) || global.vrrp_lower_prio_no_advert)
+    }
+
+    /// Whether a master answers an advert of higher priority with one of its own: the
+    /// instance's value, else off in strict mode, else the global one.
+    pub fn effective_higher_prio_send_advert(&self, global: &GlobalDefs) -> bool {
+        self.higher_prio_send_advert
+            .unwrap_or(!self.effective_strict_mode(global) && global.vrrp_higher_prio_send_advert)
+    }
+
+    /// How many advert intervals a backup waits for the master: the instance's value, else
+    /// keepalived's default in strict mode (which allows no other), else the global one.
+    pub fn effective_down_timer_adverts(&self, global: &GlobalDefs) -> u32 {
+        match self.down_timer_adverts {
+            Some(n) => n,
+            None if self.effective_strict_mode(global) => DEFAULT_DOWN_TIMER_ADVERTS,
+            None => global.vrrp_down_timer_adverts,
         }
     }
 

@@ -3,11 +3,11 @@
 //! keepalived; halb reports them at the instance's name line), `check_vrid_conflicts`, and the
 //! rules on tracking weights of address owners and sync group members.
 
-use super::vrrp_model::{
+use super::model::{
     AuthType, Authentication, SyncGroup, TrackFile, VrrpConfig, VrrpInstance, VrrpScript,
-    VrrpState, DEFAULT_PRIORITY, OWNER_PRIORITY,
+    VrrpState, DEFAULT_DOWN_TIMER_ADVERTS, DEFAULT_PRIORITY, OWNER_PRIORITY,
 };
-use super::vrrp_pending::{check_advert_int, Report};
+use super::pending::{check_advert_int, Report};
 use crate::read::Ctx;
 use crate::source::Span;
 use std::net::IpAddr;
@@ -327,6 +327,29 @@ fn strict_timers(i: &mut VrrpInstance, version: u8, at: Span, report: &mut Repor
             format!("({name}) Strict mode requires no repeat garp delay. resetting"),
         );
         i.garp_lower_prio_delay_us = Some(0);
+    }
+    if i.down_timer_adverts
+        .is_some_and(|v| v != DEFAULT_DOWN_TIMER_ADVERTS)
+    {
+        report.warn(
+            at,
+            format!("({name}) down_timer_adverts is incompatible with strict mode - resetting"),
+        );
+        i.down_timer_adverts = Some(DEFAULT_DOWN_TIMER_ADVERTS);
+    }
+    if i.lower_prio_no_advert == Some(false) {
+        report.warn(
+            at,
+            format!("({name}) Strict mode requires no lower priority advert. resetting"),
+        );
+        i.lower_prio_no_advert = Some(true);
+    }
+    if i.higher_prio_send_advert == Some(true) {
+        report.warn(
+            at,
+            format!("({name}) strict mode requires higher_prio_send_advert to be clear. resetting"),
+        );
+        i.higher_prio_send_advert = Some(false);
     }
 }
 

@@ -3,7 +3,7 @@
 //! keepalived resolves tracked scripts and files when it reads the block, so they must be
 //! defined above; a name it cannot find is reported and ignored.
 
-use super::vrrp_model::{TrackFile, TrackFileRef, TrackInterface, TrackScript, VrrpScript};
+use super::model::{TrackFile, TrackFileRef, TrackInterface, TrackScript, VrrpScript};
 use crate::read::Ctx;
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};

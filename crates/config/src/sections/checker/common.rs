@@ -1,8 +1,8 @@
 //! The keywords all checkers share (keepalived's `install_checker_common_keywords()`), and the
 //! dispatch from a checker keyword to its family's reader and writer.
 
-use super::checker_model::{Checker, CheckerCommon, CheckerKind, PingCheck, TcpCheck};
-use super::{checker_http, checker_misc, checker_mysql, checker_net, checker_track};
+use super::model::{Checker, CheckerCommon, CheckerKind, PingCheck, TcpCheck};
+use super::{http, misc, mysql, net, track};
 use crate::read::{format_us, Ctx};
 use crate::source::Span;
 use crate::tree::Node;
@@ -36,17 +36,17 @@ pub fn read(kind: CheckerKind, node: &Node, ctx: &mut Ctx, rs: RealServerRef) ->
             }]
         }
         CheckerKind::HttpGet | CheckerKind::SslGet => {
-            checker_http::read(kind, node, ctx).into_iter().collect()
+            http::read(kind, node, ctx).into_iter().collect()
         }
-        CheckerKind::Smtp => checker_net::read_smtp(node, ctx),
-        CheckerKind::Dns => vec![checker_net::read_dns(node, ctx)],
-        CheckerKind::Udp => vec![checker_net::read_udp(node, ctx)],
-        CheckerKind::Misc => checker_misc::read(node, ctx).into_iter().collect(),
-        CheckerKind::File => checker_track::read_file(node, ctx).into_iter().collect(),
-        CheckerKind::Bfd => checker_track::read_bfd(node, ctx).into_iter().collect(),
-        CheckerKind::Mysql => checker_mysql::read(node, ctx).into_iter().collect(),
+        CheckerKind::Smtp => net::read_smtp(node, ctx),
+        CheckerKind::Dns => vec![net::read_dns(node, ctx)],
+        CheckerKind::Udp => vec![net::read_udp(node, ctx)],
+        CheckerKind::Misc => misc::read(node, ctx).into_iter().collect(),
+        CheckerKind::File => track::read_file(node, ctx).into_iter().collect(),
+        CheckerKind::Bfd => track::read_bfd(node, ctx).into_iter().collect(),
+        CheckerKind::Mysql => mysql::read(node, ctx).into_iter().collect(),
     };
-    let end = super::lvs::block_end(node);
+    let end = crate::sections::lvs::block_end(node);
     checkers
         .into_iter()
         .filter(|c| connection_ok(c, rs, end, ctx))
@@ -213,7 +213,7 @@ pub fn read_connection_keyword(n: &Node, ctx: &mut Ctx, c: &mut CheckerCommon) -
 
 fn read_ip(n: &Node, ctx: &mut Ctx, what: &str) -> Option<IpAddr> {
     let w = ctx.arg(n, 0)?;
-    let ip = super::lvs_addr::parse_server_ip(&w.text);
+    let ip = crate::sections::lvs::addr::parse_server_ip(&w.text);
     if ip.is_none() {
         ctx.diags.warn(
             w.span,
@@ -229,14 +229,14 @@ pub fn write(c: &Checker, w: &mut ConfWriter) {
     match c {
         Checker::Tcp(t) | Checker::DrPath(t) => write_keywords(&t.common, c.kind(), w),
         Checker::Ping(p) => write_keywords(&p.common, c.kind(), w),
-        Checker::Http(h) | Checker::Ssl(h) => checker_http::write(h, c.kind(), w),
-        Checker::Smtp(s) => checker_net::write_smtp(s, w),
-        Checker::Dns(d) => checker_net::write_dns(d, w),
-        Checker::Udp(u) => checker_net::write_udp(u, w),
-        Checker::Misc(m) => checker_misc::write(m, w),
-        Checker::File(f) => checker_track::write_file(f, w),
-        Checker::Bfd(b) => checker_track::write_bfd(b, w),
-        Checker::Mysql(m) => checker_mysql::write(m, w),
+        Checker::Http(h) | Checker::Ssl(h) => http::write(h, c.kind(), w),
+        Checker::Smtp(s) => net::write_smtp(s, w),
+        Checker::Dns(d) => net::write_dns(d, w),
+        Checker::Udp(u) => net::write_udp(u, w),
+        Checker::Misc(m) => misc::write(m, w),
+        Checker::File(f) => track::write_file(f, w),
+        Checker::Bfd(b) => track::write_bfd(b, w),
+        Checker::Mysql(m) => mysql::write(m, w),
     }
     w.close();
 }

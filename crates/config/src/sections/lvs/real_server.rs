@@ -1,14 +1,14 @@
 //! `real_server IP [PORT] { … }`.
 
-use super::checker_common::{
+use super::addr::{parse_server_ip, parse_server_port};
+use super::forwarding;
+use super::model::{Forwarding, IpFamily, RealServer};
+use crate::read::Ctx;
+use crate::sections::checker::common::{
     self, read_nb_get_retry, RealServerRef, CONNECT_TIMEOUT_MAX, TIMER_MAX,
 };
-use super::checker_model::CheckerKind;
-use super::lvs_addr::{parse_server_ip, parse_server_port};
-use super::lvs_forwarding;
-use super::lvs_model::{Forwarding, IpFamily, RealServer};
-use super::lvs_script::read_notify_once;
-use crate::read::Ctx;
+use crate::sections::checker::model::CheckerKind;
+use crate::sections::script::read_notify_once;
 use crate::setting::Setting;
 use crate::source::Span;
 use crate::tree::Node;
@@ -55,7 +55,7 @@ pub fn read(
     };
     for n in ctx.block(node) {
         if let Some(kind) = CheckerKind::from_keyword(n.name()) {
-            let checkers = checker_common::read(kind, n, ctx, RealServerRef { ip });
+            let checkers = common::read(kind, n, ctx, RealServerRef { ip });
             d.rs.checkers.extend(checkers);
             continue;
         }
@@ -69,7 +69,7 @@ pub fn read(
             None => *af = Some(family),
             Some(f) if *f != family => {
                 ctx.diags.warn(
-                    super::lvs::block_end(node),
+                    super::block_end(node),
                     format!(
                         "Address family of virtual server and real server {ip} don't match - \
                          skipping real server"
@@ -132,7 +132,7 @@ fn read_keyword(n: &Node, ctx: &mut Ctx, d: &mut RsDraft) {
                 d.weight = Some(v as u32);
             }
         }
-        "lvs_method" => d.forwarding = lvs_forwarding::read(n, ctx, d.forwarding, "real"),
+        "lvs_method" => d.forwarding = forwarding::read(n, ctx, d.forwarding, "real"),
         "uthreshold" => {
             if let Some(v) = ctx.unsigned(n, 0, 0, u64::from(u32::MAX)) {
                 rs.uthreshold = v as u32;

@@ -3,15 +3,15 @@
 //! Only what differs from keepalived's defaults is written, except `lb_algo`, `lb_kind` and
 //! `protocol`, whose absence keepalived warns about.
 
-use super::checker_common;
-use super::lvs_addr::addr_words;
-use super::lvs_forwarding;
-use super::lvs_model::{
+use super::addr::addr_words;
+use super::forwarding;
+use super::model::{
     PersistenceGranularity, RealServer, Scheduler, VirtualServer, VirtualServerKey,
     DEFAULT_CONNECT_TIMEOUT_US, DEFAULT_DELAY_LOOP_US,
 };
-use super::lvs_script::notify_line;
 use crate::read::format_us;
+use crate::sections::checker::common;
+use crate::sections::script::notify_line;
 use crate::write::{quote, ConfWriter};
 
 pub fn write_virtual_server(vs: &VirtualServer, w: &mut ConfWriter) {
@@ -36,10 +36,7 @@ pub fn write_virtual_server(vs: &VirtualServer, w: &mut ConfWriter) {
     write_timings(vs.retry, vs.delay_before_retry_us, vs.warmup_us, w);
     w.kv("lb_algo", vs.sched.as_str());
     write_sched_flags(vs, w);
-    w.line(&format!(
-        "lb_kind {}",
-        lvs_forwarding::words(&vs.forwarding)
-    ));
+    w.line(&format!("lb_kind {}", forwarding::words(&vs.forwarding)));
     if let Some(v) = &vs.persistence_engine {
         w.line(&format!("persistence_engine {}", quote(v)));
     }
@@ -86,10 +83,7 @@ pub fn write_virtual_server(vs: &VirtualServer, w: &mut ConfWriter) {
         w.line(&format!("sorry_server {}", addr_words(&s.ip, s.port)));
         w.flag("sorry_server_inhibit", s.inhibit);
         if let Some(f) = &s.lvs_method {
-            w.line(&format!(
-                "sorry_server_lvs_method {}",
-                lvs_forwarding::words(f)
-            ));
+            w.line(&format!("sorry_server_lvs_method {}", forwarding::words(f)));
         }
     }
     for rs in &vs.real_servers {
@@ -130,7 +124,7 @@ fn write_real_server(rs: &RealServer, vs: &VirtualServer, w: &mut ConfWriter) {
         w.kv("weight", rs.weight);
     }
     if let Some(f) = &rs.lvs_method {
-        w.line(&format!("lvs_method {}", lvs_forwarding::words(f)));
+        w.line(&format!("lvs_method {}", forwarding::words(f)));
     }
     if rs.uthreshold != 0 {
         w.kv("uthreshold", rs.uthreshold);
@@ -163,7 +157,7 @@ fn write_real_server(rs: &RealServer, vs: &VirtualServer, w: &mut ConfWriter) {
         s.write(w);
     }
     for c in &rs.checkers {
-        checker_common::write(c, w);
+        common::write(c, w);
     }
     w.close();
 }

@@ -3,8 +3,8 @@
 //! One variant per checker keyword. A new checker (for example halb's `MYSQL_CHECK`) is a new
 //! variant with its own struct, a row in [`CheckerKind`], a reader and a writer module.
 
-use super::lvs_script::Script;
 use crate::read::secs;
+use crate::sections::script::Script;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 

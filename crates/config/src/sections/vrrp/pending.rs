@@ -5,7 +5,7 @@
 //! defined after it. While reading, halb keeps here what those checks need (names and the
 //! places to report at); [`settle`] runs them and empties it.
 
-use super::vrrp_model::{VrrpConfig, VrrpInstance};
+use super::model::{VrrpConfig, VrrpInstance, DEFAULT_DOWN_TIMER_ADVERTS};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::sections::global_defs::GlobalDefs;
 use crate::source::Span;
@@ -250,12 +250,12 @@ fn apply_to_members(
     let mut has_owner = false;
     for inst in instances.iter_mut().filter(|i| g.group.contains(&i.name)) {
         if let Some(span) = pending.instance_span(&inst.name) {
-            super::vrrp_complete::apply_sync_group(inst, g, scripts, track_files, span, report);
+            super::complete::apply_sync_group(inst, g, scripts, track_files, span, report);
         }
-        has_owner |= inst.priority == super::vrrp_model::OWNER_PRIORITY;
+        has_owner |= inst.priority == super::model::OWNER_PRIORITY;
     }
     if has_owner {
-        super::vrrp_complete::clear_group_weights(g, scripts, track_files, group_span, report);
+        super::complete::clear_group_weights(g, scripts, track_files, group_span, report);
     }
 }
 
@@ -277,9 +277,12 @@ pub fn settle(vrrp: &mut VrrpConfig, global: &GlobalDefs, report: &mut Report) {
     let mut pending = std::mem::take(&mut vrrp.pending);
     // Folded later, by fold_into_global.
     vrrp.pending.lvs_sync_daemon = pending.lvs_sync_daemon.take();
-    for p in pending.instances.iter().filter(|p| p.uses_globals) {
+    for p in &pending.instances {
         if let Some(inst) = vrrp.instances.iter_mut().find(|i| i.name == p.name) {
-            apply_globals(inst, global, p.span, report);
+            if p.uses_globals {
+                apply_globals(inst, global, p.span, report);
+            }
+            check_global_down_timer(inst, global, p.span, report);
         }
     }
     drop_unused_scripts(vrrp, &pending.scripts, report);
@@ -290,7 +293,7 @@ pub fn settle(vrrp: &mut VrrpConfig, global: &GlobalDefs, report: &mut Report) {
 fn apply_globals(inst: &mut VrrpInstance, global: &GlobalDefs, span: Span, report: &mut Report) {
     let version = inst.effective_version(global.vrrp_version);
     if inst.strict_mode.is_none() && global.vrrp_strict {
-        super::vrrp_complete::apply_strict(inst, version, span, report);
+        super::complete::apply_strict(inst, version, span, report);
     }
     if inst.version.is_none() && !inst.is_ipv6() {
         if version == 3 && inst.authentication.take().is_some() {
@@ -303,6 +306,28 @@ fn apply_globals(inst: &mut VrrpInstance, global: &GlobalDefs, span: Span, repor
             );
         }
         check_advert_int(inst, version, span, report);
+    }
+}
+
+/// keepalived gives an instance without `down_timer_adverts` the global value before it
+/// applies strict mode, which allows only the default.
+fn check_global_down_timer(
+    inst: &VrrpInstance,
+    global: &GlobalDefs,
+    span: Span,
+    report: &mut Report,
+) {
+    if inst.down_timer_adverts.is_none()
+        && inst.effective_strict_mode(global)
+        && global.vrrp_down_timer_adverts != DEFAULT_DOWN_TIMER_ADVERTS
+    {
+        report.warn(
+            span,
+            format!(
+                "({}) down_timer_adverts is incompatible with strict mode - resetting",
+                inst.name
+            ),
+        );
     }
 }
 

@@ -1,16 +1,24 @@
 //! Readers and writers of the LVS sections: `virtual_server_group` and `virtual_server` with
 //! their real servers, sorry server and health checkers.
 //!
-//! The work is split by part: [`super::lvs_group`], [`super::lvs_virtual_server`],
-//! [`super::lvs_real_server`], [`super::lvs_validate`] (keepalived's after-reading rules),
-//! [`super::lvs_write`], and the checkers in `checker_*`.
+//! The work is split by part: `group`, `virtual_server`, `real_server`, `validate`
+//! (keepalived's after-reading rules), `write`, and the checkers in
+//! [`crate::sections::checker`]; the types are in [`model`].
 
-use super::lvs_addr::format_addr;
-use super::lvs_group;
-use super::lvs_model::{LvsConfig, VirtualServer, VirtualServerKey};
-use super::lvs_validate::{describe, link_late};
-use super::lvs_virtual_server;
-use super::lvs_write::write_virtual_server;
+pub mod model;
+
+pub(crate) mod addr;
+mod forwarding;
+mod group;
+mod real_server;
+mod validate;
+mod virtual_server;
+mod write;
+
+use self::addr::format_addr;
+use self::model::{LvsConfig, VirtualServer, VirtualServerKey};
+use self::validate::{describe, link_late};
+use self::write::write_virtual_server;
 use crate::read::Ctx;
 use crate::source::Span;
 use crate::summary::{CheckerSummary, RealServerSummary, VirtualServerSummary};
@@ -23,7 +31,7 @@ pub const TOP_LEVEL: &[&str] = &["virtual_server_group", "virtual_server"];
 pub fn read_top(node: &Node, ctx: &mut Ctx, lvs: &mut LvsConfig) {
     match node.name() {
         "virtual_server_group" => {
-            let Some(g) = lvs_group::read(node, ctx) else {
+            let Some(g) = group::read(node, ctx) else {
                 return;
             };
             if lvs.group(&g.name).is_some() {
@@ -44,7 +52,7 @@ pub fn read_top(node: &Node, ctx: &mut Ctx, lvs: &mut LvsConfig) {
             lvs.groups.push(g);
         }
         "virtual_server" => {
-            if let Some(vs) = lvs_virtual_server::read(node, ctx, &lvs.groups) {
+            if let Some(vs) = virtual_server::read(node, ctx, &lvs.groups) {
                 lvs.virtual_servers.push(vs);
             }
         }
@@ -55,7 +63,7 @@ pub fn read_top(node: &Node, ctx: &mut Ctx, lvs: &mut LvsConfig) {
 /// Writes the groups, then the virtual servers (so that every group is defined before use).
 pub fn write(lvs: &LvsConfig, w: &mut ConfWriter) {
     for g in &lvs.groups {
-        lvs_group::write(g, w);
+        group::write(g, w);
     }
     for vs in &lvs.virtual_servers {
         write_virtual_server(vs, w);

@@ -1,7 +1,7 @@
 //! `lb_kind` / `lvs_method` / `sorry_server_lvs_method`: `NAT|DR|TUN [type ipip|gue|gre]
 //! [port N] [nocsum|csum|remcsum]`.
 
-use super::lvs_model::{Forwarding, Tunnel, TunnelChecksum, TunnelType};
+use super::model::{Forwarding, Tunnel, TunnelChecksum, TunnelType};
 use crate::read::Ctx;
 use crate::tree::Node;
 

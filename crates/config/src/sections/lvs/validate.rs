@@ -9,13 +9,13 @@
 //! whose group is not known yet gets the checks that do not depend on the group, and
 //! [`link_late`] makes the others when the group is read.
 
-use super::lvs_addr::format_addr;
-use super::lvs_model::{
+use super::addr::format_addr;
+use super::model::{
     Forwarding, GroupEntry, IpFamily, Protocol, Scheduler, VirtualServer, VirtualServerGroup,
     VirtualServerKey, DEFAULT_PERSISTENCE_TIMEOUT,
 };
-use super::lvs_real_server::RsDraft;
-use super::lvs_virtual_server::VsDraft;
+use super::real_server::RsDraft;
+use super::virtual_server::VsDraft;
 use crate::read::Ctx;
 use crate::source::Span;
 

@@ -4,9 +4,9 @@
 //! Whether the named `track_file` / `bfd_instance` exists is a cross-section check that this
 //! module cannot make (keepalived reports "track_file X not found" / "BFD X not configured").
 
-use super::checker_model::{BfdCheck, Checker, FileCheck};
-use super::lvs::block_end;
+use super::model::{BfdCheck, Checker, FileCheck};
 use crate::read::Ctx;
+use crate::sections::lvs::block_end;
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};
 

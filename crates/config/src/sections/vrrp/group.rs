@@ -1,13 +1,13 @@
 //! `vrrp_sync_group NAME { group { INSTANCE ... } ... }`.
 
-use super::lvs_script::notify_line;
-use super::vrrp_instance::read_notify_slot;
-use super::vrrp_model::{SyncGroup, VrrpConfig};
-use super::vrrp_pending::{resolve_groups, Report};
-use super::vrrp_track::{
+use super::instance::read_notify_slot;
+use super::model::{SyncGroup, VrrpConfig};
+use super::pending::{resolve_groups, Report};
+use super::track::{
     read_track_files, read_track_interfaces, read_track_scripts, value_lines, write_tracking,
 };
 use crate::read::Ctx;
+use crate::sections::script::notify_line;
 use crate::setting::Setting;
 use crate::source::Span;
 use crate::tree::Node;

@@ -5,12 +5,22 @@
 //! scripts, what `global_defs` decides for instances). [`read_top`] runs what can be decided
 //! so far; [`finish`] reports the rest, and [`fold_into_global`] completes the model.
 
-use super::global_defs::{GlobalDefs, LvsSyncDaemon};
-use super::lvs_script::notify_line;
-use super::vrrp_address::{address_words, peer_words};
-use super::vrrp_model::{AuthType, VrrpConfig, VrrpInstance, VrrpState, DEFAULT_ADVERT_INT_US};
-use super::vrrp_pending::{settle, Report};
+pub mod model;
+
+pub(crate) mod address;
+mod complete;
+mod group;
+mod instance;
+mod pending;
+mod script;
+pub(crate) mod track;
+
+use self::address::{address_words, peer_words};
+use self::model::{VrrpConfig, VrrpInstance, VrrpState, DEFAULT_ADVERT_INT_US};
+use self::pending::{settle, Report};
 use crate::read::{format_us, Ctx, US_PER_SEC};
+use crate::sections::global_defs::{GlobalDefs, LvsSyncDaemon};
+use crate::sections::script::notify_line;
 use crate::setting::Setting;
 use crate::summary::InstanceSummary;
 use crate::tree::Node;
@@ -30,10 +40,10 @@ pub const TOP_LEVEL: &[&str] = &[
 
 pub fn read_top(node: &Node, ctx: &mut Ctx, vrrp: &mut VrrpConfig) {
     match node.name() {
-        "vrrp_sync_group" => super::vrrp_group::read_sync_group(node, ctx, vrrp),
-        "vrrp_instance" => super::vrrp_instance::read_instance(node, ctx, vrrp),
-        "vrrp_script" => super::vrrp_script::read_vrrp_script(node, ctx, vrrp),
-        "track_file" | "vrrp_track_file" => super::vrrp_script::read_track_file(node, ctx, vrrp),
+        "vrrp_sync_group" => self::group::read_sync_group(node, ctx, vrrp),
+        "vrrp_instance" => self::instance::read_instance(node, ctx, vrrp),
+        "vrrp_script" => self::script::read_vrrp_script(node, ctx, vrrp),
+        "track_file" | "vrrp_track_file" => self::script::read_track_file(node, ctx, vrrp),
         "linkbeat_interfaces" | "interface_up_down_delays" => {
             check_interface_lines(node, ctx);
             vrrp.other.push(Setting::from_node(node));
@@ -131,10 +141,10 @@ pub fn fold_into_global(vrrp: &mut VrrpConfig, global: &mut GlobalDefs) {
 /// are read), then instances, then sync groups.
 pub fn write(vrrp: &VrrpConfig, w: &mut ConfWriter) {
     for s in &vrrp.scripts {
-        super::vrrp_script::write_vrrp_script(s, w);
+        self::script::write_vrrp_script(s, w);
     }
     for f in &vrrp.track_files {
-        super::vrrp_script::write_track_file(f, w);
+        self::script::write_track_file(f, w);
     }
     for s in &vrrp.other {
         s.write(w);
@@ -143,7 +153,7 @@ pub fn write(vrrp: &VrrpConfig, w: &mut ConfWriter) {
         write_instance(i, w);
     }
     for g in &vrrp.sync_groups {
-        super::vrrp_group::write_sync_group(g, w);
+        self::group::write_sync_group(g, w);
     }
 }
 
@@ -181,7 +191,7 @@ fn write_instance(i: &VrrpInstance, w: &mut ConfWriter) {
         w.close();
     }
     write_addressing(i, w);
-    super::vrrp_track::write_tracking(&i.track_interface, &i.track_script, &i.track_file, w);
+    self::track::write_tracking(&i.track_interface, &i.track_script, &i.track_file, w);
     w.flag("dont_track_primary", i.dont_track_primary);
     write_garp(i, w);
     for (keyword, script) in i.notify.iter() {
@@ -284,6 +294,18 @@ fn write_switches(i: &VrrpInstance, w: &mut ConfWriter) {
         Some(false) => w.line("no_accept"),
         None => {}
     }
+    w.flag("check_unicast_src", i.check_unicast_src);
+    for (keyword, value) in [
+        ("lower_prio_no_advert", i.lower_prio_no_advert),
+        ("higher_prio_send_advert", i.higher_prio_send_advert),
+    ] {
+        if let Some(v) = value {
+            w.line(&format!("{keyword} {v}"));
+        }
+    }
+    if let Some(v) = i.down_timer_adverts {
+        w.kv("down_timer_adverts", v);
+    }
 }
 
 /// The key values of each instance, as keepalived resolves them (with the default global
@@ -300,7 +322,7 @@ pub fn summarize(vrrp: &VrrpConfig, global: &GlobalDefs) -> Vec<InstanceSummary>
                 priority: i.priority,
                 version,
                 advert_int_us: i.effective_advert_int_us(version),
-                initial_state: start_state(vrrp, i).as_str().to_string(),
+                initial_state: vrrp.start_state(i).as_str().to_string(),
                 vips: i
                     .virtual_ipaddress
                     .iter()
@@ -309,48 +331,4 @@ pub fn summarize(vrrp: &VrrpConfig, global: &GlobalDefs) -> Vec<InstanceSummary>
             }
         })
         .collect()
-}
-
-/// The state an instance starts in, after keepalived's adjustments of the configured one: a
-/// MASTER that is not the address owner with AH authentication waits as BACKUP (it needs an
-/// advert for the AH sequence number), and in a sync group the MASTER members start as BACKUP
-/// unless every member is an address owner wanting MASTER (`vrrp.c: vrrp_complete_init`).
-pub fn start_state(vrrp: &VrrpConfig, instance: &VrrpInstance) -> VrrpState {
-    let wants = |i: &VrrpInstance| {
-        let ah = i
-            .authentication
-            .as_ref()
-            .is_some_and(|a| a.auth_type == AuthType::Ah);
-        if i.state == VrrpState::Master && ah && i.priority != 255 {
-            VrrpState::Backup
-        } else {
-            i.state
-        }
-    };
-    let own = wants(instance);
-    if own != VrrpState::Master {
-        return own;
-    }
-    let Some(group) = vrrp
-        .sync_groups
-        .iter()
-        .find(|g| g.group.contains(&instance.name))
-    else {
-        return own;
-    };
-    let members = vrrp
-        .instances
-        .iter()
-        .filter(|i| group.group.contains(&i.name));
-    let mut has_backup = false;
-    for m in members {
-        if wants(m) == VrrpState::Backup || m.priority != 255 {
-            has_backup = true;
-        }
-    }
-    if has_backup {
-        VrrpState::Backup
-    } else {
-        own
-    }
 }

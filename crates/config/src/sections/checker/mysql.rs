@@ -10,10 +10,10 @@
 //! }
 //! ```
 
-use super::checker_common::{read_keyword, write_keywords};
-use super::checker_model::{Checker, CheckerCommon, CheckerKind, MysqlCheck, DEFAULT_MYSQL_QUERY};
-use super::lvs::block_end;
+use super::common::{read_keyword, write_keywords};
+use super::model::{Checker, CheckerCommon, CheckerKind, MysqlCheck, DEFAULT_MYSQL_QUERY};
 use crate::read::Ctx;
+use crate::sections::lvs::block_end;
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};
 

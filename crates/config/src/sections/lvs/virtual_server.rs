@@ -1,19 +1,19 @@
 //! `virtual_server IP [PORT] | fwmark N | group NAME { … }`: the reader of the block's keywords.
 //!
 //! Reading fills a [`VsDraft`] (the model plus what keepalived knows only while reading: what was
-//! set explicitly, and where); [`super::lvs_validate`] then applies keepalived's end-of-block and
+//! set explicitly, and where); [`super::validate`] then applies keepalived's end-of-block and
 //! after-reading rules and produces the model.
 
-use super::lvs_addr::{parse_server_ip, parse_server_port};
-use super::lvs_forwarding;
-use super::lvs_model::{
+use super::addr::{parse_server_ip, parse_server_port};
+use super::forwarding;
+use super::model::{
     Forwarding, IpFamily, PersistenceGranularity, Protocol, Scheduler, SorryServer, VirtualServer,
     VirtualServerGroup, VirtualServerKey, DEFAULT_PERSISTENCE_TIMEOUT,
 };
-use super::lvs_real_server::{self, read_server_timing, RsDraft, ServerTiming};
-use super::lvs_script::read_notify_once;
-use super::lvs_validate;
+use super::real_server::{self, read_server_timing, RsDraft, ServerTiming};
+use super::validate;
 use crate::read::Ctx;
+use crate::sections::script::read_notify_once;
 use crate::setting::Setting;
 use crate::source::Span;
 use crate::tree::Node;
@@ -61,7 +61,7 @@ pub struct SorryDraft {
 /// Reads a `virtual_server` block; `None` when keepalived ignores it.
 pub fn read(node: &Node, ctx: &mut Ctx, groups: &[VirtualServerGroup]) -> Option<VirtualServer> {
     let (key, group_name) = read_key(node, ctx)?;
-    let end = super::lvs::block_end(node);
+    let end = super::block_end(node);
     let vs = VirtualServer::new(key);
     let mut d = VsDraft {
         af: vs.ip_family,
@@ -80,7 +80,7 @@ pub fn read(node: &Node, ctx: &mut Ctx, groups: &[VirtualServerGroup]) -> Option
     };
     for n in ctx.block(node) {
         if n.name() == "real_server" {
-            if let Some(rs) = lvs_real_server::read(n, ctx, d.forwarding, &mut d.af) {
+            if let Some(rs) = real_server::read(n, ctx, d.forwarding, &mut d.af) {
                 d.real_servers.push(rs);
             }
             continue;
@@ -88,7 +88,7 @@ pub fn read(node: &Node, ctx: &mut Ctx, groups: &[VirtualServerGroup]) -> Option
         ctx.no_block(n);
         read_keyword(n, ctx, &mut d);
     }
-    lvs_validate::finish(d, groups, ctx)
+    validate::finish(d, groups, ctx)
 }
 
 /// The words after `virtual_server`, and the span of a group name.
@@ -209,7 +209,7 @@ fn read_keyword(n: &Node, ctx: &mut Ctx, d: &mut VsDraft) {
         "hashed" | "ops" | "flag-1" | "flag-2" | "flag-3" | "sh-port" | "sh-fallback"
         | "mh-port" | "mh-fallback" => read_sched_flag(n, ctx, d),
         "lb_kind" | "lvs_method" => {
-            d.forwarding = lvs_forwarding::read(n, ctx, d.forwarding, "virtual");
+            d.forwarding = forwarding::read(n, ctx, d.forwarding, "virtual");
         }
         "persistence_engine" => {
             if let Some(w) = ctx.arg(n, 0) {
@@ -299,7 +299,7 @@ fn read_keyword(n: &Node, ctx: &mut Ctx, d: &mut VsDraft) {
             }
         },
         "sorry_server_lvs_method" => match &mut d.sorry {
-            Some(s) => s.forwarding = lvs_forwarding::read(n, ctx, s.forwarding, "sorry"),
+            Some(s) => s.forwarding = forwarding::read(n, ctx, s.forwarding, "sorry"),
             None => {
                 ctx.diags.warn(
                     n.span(),

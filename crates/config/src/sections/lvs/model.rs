@@ -1,5 +1,5 @@
 //! Model types of the LVS part: `virtual_server_group`, `virtual_server`, `real_server`,
-//! `sorry_server`; the health checkers are in [`super::checker_model`].
+//! `sorry_server`; the health checkers are in [`crate::sections::checker::model`].
 //!
 //! Values are the ones keepalived 2.2 runs with after reading and validating: defaults filled in,
 //! fix-ups applied (a missing `protocol` becomes UDP, a DR real server's port becomes the
@@ -12,8 +12,8 @@ use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
 
-pub use super::checker_model::*;
-pub use super::lvs_script::Script;
+use crate::sections::checker::model::Checker;
+use crate::sections::script::Script;
 
 /// The LVS sections of a configuration, in file order.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

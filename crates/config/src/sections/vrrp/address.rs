@@ -2,7 +2,7 @@
 //! `unicast_peer`, read as keepalived's `alloc_ipaddress()` and `alloc_vrrp_unicast_peer()`
 //! read them.
 
-use super::vrrp_model::{host_prefix, Broadcast, UnicastPeer, VirtualAddress};
+use super::model::{host_prefix, Broadcast, UnicastPeer, VirtualAddress};
 use crate::read::{parse_ip, parse_unsigned, Ctx};
 use crate::tree::Node;
 use crate::write::quote;

@@ -1,10 +1,10 @@
 //! `MISC_CHECK`: a script decides.
 
-use super::checker_common::{read_keyword, write_keywords};
-use super::checker_model::{Checker, CheckerCommon, CheckerKind, MiscCheck};
-use super::lvs::block_end;
-use super::lvs_script::{command_word, read_command, Script};
+use super::common::{read_keyword, write_keywords};
+use super::model::{Checker, CheckerCommon, CheckerKind, MiscCheck};
 use crate::read::{format_us, Ctx, US_PER_SEC};
+use crate::sections::lvs::block_end;
+use crate::sections::script::{command_word, read_command, Script};
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};
 

@@ -1,7 +1,7 @@
 //! `virtual_server_group NAME { IP[-LAST|/PREFIX] [PORT] ... fwmark N [inet|inet6] ... }`.
 
-use super::lvs_addr::{parse_server_ip, parse_server_port};
-use super::lvs_model::{GroupEntry, IpFamily, VirtualServerGroup};
+use super::addr::{parse_server_ip, parse_server_port};
+use super::model::{GroupEntry, IpFamily, VirtualServerGroup};
 use crate::read::Ctx;
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};
@@ -20,7 +20,7 @@ pub fn read(node: &Node, ctx: &mut Ctx) -> Option<VirtualServerGroup> {
         };
         entries.extend(entry);
     }
-    let end = super::lvs::block_end(node);
+    let end = super::block_end(node);
     if entries.is_empty() {
         ctx.diags.warn(
             end,

@@ -1,9 +1,9 @@
 //! `vrrp_script NAME { }` and `track_file NAME { }`. Script lines are read and written with
-//! keepalived's script quoting by [`super::lvs_script`], shared with the LVS part.
+//! keepalived's script quoting by [`crate::sections::script`], shared with the LVS part.
 
-use super::lvs_script::{command_word, read_command};
-use super::vrrp_model::{TrackFile, TrackFileInit, VrrpConfig, VrrpScript};
+use super::model::{TrackFile, TrackFileInit, VrrpConfig, VrrpScript};
 use crate::read::{secs, Ctx, US_PER_SEC};
+use crate::sections::script::{command_word, read_command};
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};
 
@@ -228,7 +228,7 @@ fn read_init_file(n: &Node, ctx: &mut Ctx, name: &str) -> TrackFileInit {
 pub fn write_vrrp_script(s: &VrrpScript, w: &mut ConfWriter) {
     w.open(&format!("vrrp_script {}", quote(&s.name)));
     w.line(&format!("script {}", command_word(&s.script.argv)));
-    if s.interval_us != super::vrrp_model::DEFAULT_SCRIPT_INTERVAL_US {
+    if s.interval_us != super::model::DEFAULT_SCRIPT_INTERVAL_US {
         w.kv("interval", s.interval_us / US_PER_SEC);
     }
     if let Some(t) = s.timeout_us {
