@@ -7,6 +7,7 @@
 //! | `AddVips`, `RemoveVips`, start-up cleanup | [`Netlink::add_address`], [`Netlink::remove_addresses`], [`Netlink::remove_leftover_vips`] |
 //! | `SendGratuitousArp` | [`Announcer`] |
 //! | whole Ethernet frames in and out (DR_PATH_CHECK) | [`PacketSocket`] |
+//! | notify scripts, `vrrp_script`, MISC_CHECK | [`script`] |
 //! | interface down / up → FAULT and back | [`LinkWatcher`], [`Netlink::link`] |
 //! | `arp_ignore` / `arp_announce` for real servers | [`sysctl`] |
 //! | tests and `halb lab` in network namespaces | [`netns`] |
@@ -35,6 +36,7 @@ pub mod link;
 mod netlink;
 pub mod netns;
 pub mod packet_socket;
+pub mod script;
 pub mod sysctl;
 pub mod vrrp_socket;
 
