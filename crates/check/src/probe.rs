@@ -23,6 +23,7 @@ use crate::policy::Outcome;
 use halb_config::model::{
     Checker, MysqlCheck, RealServer, VirtualServer, VirtualServerKey, DEFAULT_SMTP_HELO,
 };
+use halb_sys::script::RunAs;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -181,16 +182,12 @@ impl Probe {
             }),
             Checker::Ping(c) => Probe::Ping(ping::PingProbe::new(target(&c.common))),
             Checker::Misc(c) => {
-                let credentials = match (&c.misc_path.user, script_user) {
-                    (Some(user), _) => Some(
-                        misc::resolve_credentials(user, c.misc_path.group.as_deref())
-                            .map_err(SetupError)?,
-                    ),
-                    (None, Some((user, group))) => Some(
-                        misc::resolve_credentials(user, group.as_deref()).map_err(SetupError)?,
-                    ),
-                    (None, None) => misc::resolve_credentials("keepalived_script", None).ok(),
-                };
+                let credentials = RunAs::for_script(
+                    c.misc_path.user.as_deref(),
+                    c.misc_path.group.as_deref(),
+                    script_user.as_ref(),
+                )
+                .map_err(|e| SetupError(e.to_string()))?;
                 Probe::Misc(misc::MiscProbe {
                     argv: c.misc_path.argv.clone(),
                     credentials,

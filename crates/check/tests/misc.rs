@@ -1,7 +1,8 @@
 //! MISC_CHECK: exit codes, misc_dynamic, the timeout that kills the whole process group, no
 //! shell in between, the script user.
 
-use halb_check::probe::misc::{resolve_credentials, MiscProbe};
+use halb_check::probe::misc::MiscProbe;
+use halb_sys::script::RunAs;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -191,7 +192,7 @@ async fn runs_as_the_script_user() {
         eprintln!("skipping: changing user needs root");
         return;
     }
-    let Ok(credentials) = resolve_credentials("nobody", None) else {
+    let Ok(credentials) = RunAs::lookup("nobody", None) else {
         eprintln!("skipping: no user nobody");
         return;
     };
@@ -209,9 +210,9 @@ async fn runs_as_the_script_user() {
     assert_eq!(
         ids.lines().collect::<Vec<_>>(),
         vec![
-            credentials.0.to_string().as_str(),
-            credentials.1.to_string().as_str()
+            credentials.uid.to_string().as_str(),
+            credentials.gid.to_string().as_str()
         ]
     );
-    assert!(resolve_credentials("halb-no-such-user", None).is_err());
+    assert!(RunAs::lookup("halb-no-such-user", None).is_err());
 }

@@ -1,23 +1,15 @@
-//! Running an external program for the daemon (notify scripts, `vrrp_script` checks) the way
-//! keepalived does (lib/notify.c `system_call_script`): argv exec'ed without a shell, in a
-//! process group of its own, as the script user, killed with its children after a timeout,
-//! and always reaped.
+//! The daemon's side of running a script (notify scripts, `vrrp_script` checks), on
+//! [`halb_sys::script`]: whom it runs as from the configuration, keepalived's "Running script"
+//! line, a timeout that SIGKILLs its whole process group, and a plain outcome for the callers.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use halb_config::model::{GlobalDefs, Script};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::{Group, Pid, User};
+use halb_sys::script::{OnDrop, OnTimeout, ScriptEnd, ScriptProcess};
 use tracing::{debug, info, warn};
 
-/// Whom a script runs as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunAs {
-    pub uid: u32,
-    pub gid: u32,
-}
+pub use halb_sys::script::RunAs;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,33 +30,11 @@ impl Outcome {
 /// The user a script runs as: its own `user`, else `script_user`, else keepalived's
 /// `keepalived_script` user when the host has one, else root (`None`: stay as we are).
 pub fn resolve_user(script: &Script, global: &GlobalDefs) -> Result<Option<RunAs>> {
-    let (user, group) = match (&script.user, &global.script_user) {
-        (Some(u), _) => (u.clone(), script.group.clone()),
-        (None, Some((u, g))) => (u.clone(), g.clone()),
-        (None, None) => match User::from_name("keepalived_script") {
-            Ok(Some(_)) => ("keepalived_script".to_string(), None),
-            _ => return Ok(None),
-        },
-    };
-    let found = User::from_name(&user)
-        .with_context(|| format!("looking up user {user}"))?
-        .with_context(|| format!("user {user} does not exist"))?;
-    let gid = match group {
-        Some(g) => {
-            Group::from_name(&g)
-                .with_context(|| format!("looking up group {g}"))?
-                .with_context(|| format!("group {g} does not exist"))?
-                .gid
-        }
-        None => found.gid,
-    };
-    if found.uid.is_root() && gid.as_raw() == 0 {
-        return Ok(None);
-    }
-    Ok(Some(RunAs {
-        uid: found.uid.as_raw(),
-        gid: gid.as_raw(),
-    }))
+    Ok(RunAs::for_script(
+        script.user.as_deref(),
+        script.group.as_deref(),
+        global.script_user.as_ref(),
+    )?)
 }
 
 /// Runs `argv` to its end or until `timeout`, then kills its whole process group (a shell's
@@ -76,15 +46,15 @@ pub async fn run(
     timeout: Duration,
     announce: bool,
 ) -> Outcome {
-    let mut child = match spawn(argv, run_as) {
-        Ok(c) => c,
+    // A script whose task is dropped (the daemon stopping) runs on to its end.
+    let mut script = match ScriptProcess::spawn(argv, run_as, OnDrop::Leave) {
+        Ok(script) => script,
         Err(e) => {
-            warn!("{e:#}");
+            warn!("cannot run {}: {e}", argv.join(" "));
             return Outcome::NotStarted;
         }
     };
-    let pid = child.id();
-    if let Some(pid) = pid {
+    if let Some(pid) = script.id() {
         // keepalived's wording (it logs this with script debugging on).
         let line = format!(
             "Running script {} with pid {pid}, timer {}.{:06}",
@@ -98,49 +68,15 @@ pub async fn run(
             debug!("{line}");
         }
     }
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(Ok(status)) => {
-            use std::os::unix::process::ExitStatusExt;
-            match (status.code(), status.signal()) {
-                (Some(code), _) => Outcome::Exited(code),
-                (None, Some(signal)) => Outcome::Signalled(signal),
-                (None, None) => Outcome::NotStarted,
-            }
-        }
-        Ok(Err(e)) => {
+    match script.wait(timeout, OnTimeout::Kill).await {
+        Ok(ScriptEnd::Exited(code)) => Outcome::Exited(code),
+        Ok(ScriptEnd::Signalled(signal)) => Outcome::Signalled(signal),
+        Ok(ScriptEnd::TimedOut) => Outcome::TimedOut,
+        Err(e) => {
             warn!("waiting for {}: {e}", argv[0]);
             Outcome::NotStarted
         }
-        Err(_) => {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            // Reap it: no zombie, whatever it did.
-            let _ = child.wait().await;
-            Outcome::TimedOut
-        }
     }
-}
-
-fn spawn(argv: &[String], run_as: Option<RunAs>) -> Result<tokio::process::Child> {
-    let Some(program) = argv.first() else {
-        bail!("an empty script command");
-    };
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        // Its own group, so a timeout can kill what it started too, and a signal to the
-        // daemon's group does not reach it.
-        .process_group(0);
-    if let Some(RunAs { uid, gid }) = run_as {
-        command.uid(uid).gid(gid);
-    }
-    command
-        .spawn()
-        .with_context(|| format!("cannot run {}", argv.join(" ")))
 }
 
 #[cfg(test)]

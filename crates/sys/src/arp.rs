@@ -1,18 +1,16 @@
 //! Announcing that a virtual address has moved: gratuitous ARP for IPv4 and unsolicited
 //! neighbour advertisements for IPv6, built as whole Ethernet frames and sent through an
-//! `AF_PACKET` socket, the way keepalived sends them (vrrp_arp.c, vrrp_ndisc.c).
+//! [`PacketSocket`], the way keepalived sends them (vrrp_arp.c, vrrp_ndisc.c).
 //!
 //! Frames are built here rather than left to the kernel because the kernel has no call that
 //! sends an ARP request for an address to itself, nor an unsolicited NA with the override flag.
 //! The frame builders are pure functions, tested on bytes.
 
-use std::mem::size_of;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
 
 use crate::error::{Error, IoContext, Result};
 use crate::link::{Link, MacAddr};
+use crate::packet_socket::PacketSocket;
 
 const BROADCAST_MAC: MacAddr = [0xff; 6];
 const ETHERTYPE_IPV4: u16 = 0x0800;
@@ -132,25 +130,22 @@ impl<'a> Writer<'a> {
 
 /// Sends gratuitous ARPs and unsolicited NAs out of one interface.
 pub struct Announcer {
-    socket: Socket,
-    destination: SockAddr,
+    socket: PacketSocket,
     interface: String,
     mac: MacAddr,
 }
 
 impl Announcer {
-    /// An `AF_PACKET` socket for `link`, which must have a MAC address. The socket is opened
-    /// with protocol 0, so it receives nothing. Needs `CAP_NET_RAW`.
+    /// A packet socket on `link`, which must have a MAC address. The socket receives nothing.
+    /// Needs `CAP_NET_RAW`, and a tokio runtime with I/O enabled.
     pub fn open(link: &Link) -> Result<Announcer> {
         let context = || format!("opening a packet socket on interface {}", link.name);
         let mac = link
             .mac
             .ok_or_else(|| Error::invalid(context(), "the interface has no Ethernet address"))?;
-        let socket = Socket::new(Domain::PACKET, Type::RAW, None).context(context)?;
-        socket.set_nonblocking(true).context(context)?;
+        let socket = PacketSocket::open(link.index, None).context(context)?;
         Ok(Announcer {
             socket,
-            destination: link_layer_address(link.index, BROADCAST_MAC),
             interface: link.name.clone(),
             mac,
         })
@@ -184,10 +179,7 @@ impl Announcer {
     }
 
     fn send(&self, frame: &[u8], context: impl Fn() -> String) -> Result<()> {
-        let sent = self
-            .socket
-            .send_to(frame, &self.destination)
-            .context(&context)?;
+        let sent = self.socket.send(frame).context(&context)?;
         if sent != frame.len() {
             return Err(Error::invalid(
                 context(),
@@ -196,20 +188,6 @@ impl Announcer {
         }
         Ok(())
     }
-}
-
-/// A `sockaddr_ll` for sending whole frames out of interface `index`.
-fn link_layer_address(index: u32, mac: MacAddr) -> SockAddr {
-    let mut storage = SockAddrStorage::zeroed();
-    // SAFETY: sockaddr_ll is one of the platform's sockaddr types and fits in the storage.
-    let address = unsafe { storage.view_as::<libc::sockaddr_ll>() };
-    address.sll_family = libc::AF_PACKET as libc::sa_family_t;
-    address.sll_ifindex = i32::try_from(index).unwrap_or(0);
-    address.sll_halen = 6;
-    address.sll_addr[..6].copy_from_slice(&mac);
-    let len = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the family says AF_PACKET and the length is that of the sockaddr_ll written.
-    unsafe { SockAddr::new(storage, len) }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! | `SendAdvert { advert, src, dst }`, received adverts | [`VrrpSocket`] |
 //! | `AddVips`, `RemoveVips`, start-up cleanup | [`Netlink::add_address`], [`Netlink::remove_addresses`], [`Netlink::remove_leftover_vips`] |
 //! | `SendGratuitousArp` | [`Announcer`] |
+//! | whole Ethernet frames in and out (DR_PATH_CHECK) | [`PacketSocket`] |
+//! | notify scripts, `vrrp_script`, MISC_CHECK | [`script`] |
 //! | interface down / up → FAULT and back | [`LinkWatcher`], [`Netlink::link`] |
 //! | `arp_ignore` / `arp_announce` for real servers | [`sysctl`] |
 //! | tests and `halb lab` in network namespaces | [`netns`] |
@@ -33,6 +35,8 @@ mod error;
 pub mod link;
 mod netlink;
 pub mod netns;
+pub mod packet_socket;
+pub mod script;
 pub mod sysctl;
 pub mod vrrp_socket;
 
@@ -41,4 +45,5 @@ pub use arp::Announcer;
 pub use error::{Error, Result};
 pub use link::{interface_index, Link, LinkEvent, LinkWatcher, MacAddr};
 pub use netlink::Netlink;
+pub use packet_socket::PacketSocket;
 pub use vrrp_socket::{IpFamily, ReceivedPacket, VrrpSocket};

@@ -8,18 +8,17 @@
 //! waits for the SYN-ACK, which it answers with a RST. A RST means nothing listens; silence
 //! means the path is broken.
 //!
-//! The frames are built and read in [`frame`]; this is the shell around two `AF_PACKET`
-//! sockets (needs `CAP_NET_RAW`). IPv4 only.
+//! The frames are built and read in [`frame`]; this is the shell around two
+//! [`PacketSocket`]s (needs `CAP_NET_RAW`). IPv4 only.
 
 pub mod frame;
 
 use super::{ProbeFailure, ProbeOk, ProbeResult};
 use frame::{Mac, Reply, Syn};
+use halb_sys::packet_socket::{PacketSocket, SockFilter};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
 /// One DR_PATH_CHECK.
@@ -151,7 +150,7 @@ impl DrPathProbe {
 
     /// ARP for the real server; `None` when time runs out.
     async fn resolve(&self, link: &Link, deadline: Instant) -> io::Result<Option<Mac>> {
-        let sock = PacketSocket::open(link, frame::ETH_P_ARP)?;
+        let sock = PacketSocket::open(link.index, Some(frame::ETH_P_ARP))?;
         let request = frame::arp_request(&link.mac, link.ip, self.real_server);
         let mut next_send = Instant::now();
         let mut buf = [0u8; 2048];
@@ -176,8 +175,12 @@ impl DrPathProbe {
 
     /// The SYN and its answer; `None` when none came in time.
     async fn syn(&self, link: &Link, mac: Mac, deadline: Instant) -> io::Result<Option<Reply>> {
-        let sock = PacketSocket::open(link, frame::ETH_P_IP)?;
-        sock.filter(&frame::bpf_filter(self.vip, self.port))?;
+        let sock = PacketSocket::open(link.index, Some(frame::ETH_P_IP))?;
+        let filter: Vec<SockFilter> = frame::bpf_filter(self.vip, self.port)
+            .into_iter()
+            .map(|(code, jt, jf, k)| SockFilter::new(code, jt, jf, k))
+            .collect();
+        sock.attach_filter(&filter)?;
         let s = Syn {
             src_mac: link.mac,
             dst_mac: mac,
@@ -209,121 +212,5 @@ fn source_ip(addr: SocketAddr) -> Option<Ipv4Addr> {
     match addr.ip() {
         IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
         _ => None,
-    }
-}
-
-/// An `AF_PACKET` raw socket bound to one interface and one ethertype.
-struct PacketSocket {
-    fd: AsyncFd<OwnedFd>,
-}
-
-impl PacketSocket {
-    fn open(link: &Link, ethertype: u16) -> io::Result<PacketSocket> {
-        let proto = ethertype.to_be();
-        // SAFETY: plain socket(2); the descriptor is owned at once.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(proto),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: sockaddr_ll is plain data; zeroed is a valid start.
-        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        sll.sll_family = libc::AF_PACKET as u16;
-        sll.sll_protocol = proto;
-        sll.sll_ifindex = link.index as i32;
-        // SAFETY: sll lives across the call and its size is given.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::addr_of!(sll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the OwnedFd moves into the AsyncFd, which keeps it open and unchanged until
-        // it is dropped.
-        let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
-        Ok(PacketSocket { fd })
-    }
-
-    fn filter(&self, program: &[(u16, u8, u8, u32)]) -> io::Result<()> {
-        let mut code: Vec<libc::sock_filter> = program
-            .iter()
-            .map(|&(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k })
-            .collect();
-        let prog = libc::sock_fprog {
-            len: code.len() as u16,
-            filter: code.as_mut_ptr(),
-        };
-        // SAFETY: prog points into `code`, alive across the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                std::ptr::addr_of!(prog).cast(),
-                std::mem::size_of::<libc::sock_fprog>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // Frames that arrived between bind and the filter are still queued: drop them.
-        let mut buf = [0u8; 64];
-        while self.try_recv(&mut buf)?.is_some() {}
-        Ok(())
-    }
-
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        // SAFETY: frame is a valid buffer of its length.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    fn try_recv(&self, buf: &mut [u8]) -> io::Result<Option<usize>> {
-        // SAFETY: buf is writable for its length.
-        let n = unsafe {
-            libc::recv(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-            )
-        };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock => Ok(None),
-                _ => Err(e),
-            };
-        }
-        Ok(Some((n as usize).min(buf.len())))
-    }
-
-    /// The next frame, or `None` at `until`.
-    async fn recv_until(&self, buf: &mut [u8], until: Instant) -> io::Result<Option<usize>> {
-        loop {
-            let ready = tokio::time::timeout_at(until, self.fd.readable()).await;
-            let Ok(guard) = ready else {
-                return Ok(None);
-            };
-            let mut guard = guard?;
-            match self.try_recv(buf)? {
-                Some(n) => return Ok(Some(n)),
-                None => guard.clear_ready(),
-            }
-        }
     }
 }
