@@ -320,7 +320,7 @@ impl RegexProbe {
             return false;
         }
         match self.regex.find_at(body, self.min_offset) {
-            Some(m) => self.max_offset.map_or(true, |max| m.start() <= max),
+            Some(m) => self.max_offset.is_none_or(|max| m.start() <= max),
             None => false,
         }
     }
