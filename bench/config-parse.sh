@@ -10,7 +10,9 @@ runs=${2:-5}
 
 scripts/deps.sh
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
-cargo build --release --locked -p halb >/dev/null 2>&1
+# The dist profile (Cargo.toml): the binary as packages ship it.
+cargo build --profile dist --locked -p halb >/dev/null 2>&1
+halb_bin=${CARGO_TARGET_DIR:-target}/dist/halb
 
 work=$(mktemp -d)
 ns="halbb-parse-$$"
@@ -39,7 +41,7 @@ measure() {
     echo "$median $rss"
 }
 
-read -r halb_ms halb_kb < <(measure ./target/release/halb check-config -f "$work/keepalived.conf")
+read -r halb_ms halb_kb < <(measure "$halb_bin" check-config -f "$work/keepalived.conf")
 read -r ka_ms ka_kb < <(measure keepalived -t -f "$work/keepalived.conf")
 
 lines=$(wc -l < "$work/keepalived.conf")

@@ -178,13 +178,13 @@ def one_round(kind, halb, advert_int, tmp):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--halb", default=str(REPO / "target" / "release" / "halb"))
+    ap.add_argument("--halb", default=str(REPO / "target" / "dist" / "halb"))
     ap.add_argument("--advert-int", default="1")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, raw sockets)")
     if not Path(args.halb).exists():
-        sys.exit(f"{args.halb} not found: cargo build --release -p halb (or pass --halb)")
+        sys.exit(f"{args.halb} not found: cargo build --profile dist -p halb (or pass --halb)")
     results = {"keepalived": [], "halb": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):

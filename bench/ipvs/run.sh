@@ -9,7 +9,7 @@
 #   --dests N       real servers per virtual server (default 10)
 #   --pps-time S    seconds per iperf3 run (default 8)
 #   --only WHAT     apply or pps (default both)
-#   --halb PATH     use this halb binary instead of building one (release)
+#   --halb PATH     use this halb binary instead of building one (dist profile)
 # The machine's whole output is kept in /tmp/halb-bench-ipvs.out.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,8 +30,8 @@ done
 
 command -v iperf3 >/dev/null || { apt-get install -y iperf3 >/dev/null || { echo "run.sh: cannot install iperf3" >&2; exit 1; }; }
 if [ -z "$halb_bin" ]; then
-    cargo build --release -p halb --bin halb >&2
-    halb_bin=$repo/target/release/halb
+    cargo build --profile dist -p halb --bin halb >&2
+    halb_bin=${CARGO_TARGET_DIR:-$repo/target}/dist/halb
 fi
 work=$(mktemp -d /tmp/halb-bench-ipvs.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -126,9 +126,9 @@ halb_note=""
 if [ "$use_halb" -eq 1 ] && [ -z "$halb_bin" ]; then
     # Honours CARGO_TARGET_DIR when set; the repository's target/ otherwise.
     target_dir=${CARGO_TARGET_DIR:-$repo/target}
-    log "building halb (release, target dir $target_dir)"
-    if cargo build --release -p halb >"$work/halb-build.log" 2>&1; then
-        halb_bin=$target_dir/release/halb
+    log "building halb (dist profile, target dir $target_dir)"
+    if cargo build --profile dist -p halb >"$work/halb-build.log" 2>&1; then
+        halb_bin=$target_dir/dist/halb
     else
         tail -20 "$work/halb-build.log" >&2
         halb_note="halb did not build (see above)"

@@ -305,7 +305,8 @@ pub const fn secs(s: u64) -> u64 {
 
 /// Microseconds as keepalived writes a time: seconds with the decimals needed.
 pub fn format_us(us: u64) -> String {
-    if us.is_multiple_of(US_PER_SEC) {
+    // `%`, not `is_multiple_of`: that is Rust 1.87, the workspace builds with 1.85.
+    if us % US_PER_SEC == 0 {
         (us / US_PER_SEC).to_string()
     } else {
         let s = format!("{}.{:06}", us / US_PER_SEC, us % US_PER_SEC);

@@ -23,7 +23,7 @@ fn least_ratio(dests: &[DestLoad], cost: impl Fn(&DestLoad) -> u64) -> Option<us
             continue;
         }
         let this = (cost(d), u64::from(d.weight));
-        if best.map_or(true, |b| {
+        if best.is_none_or(|b| {
             cmp_ratio(this, (cost(&dests[b]), u64::from(dests[b].weight))) == Ordering::Less
         }) {
             best = Some(i);

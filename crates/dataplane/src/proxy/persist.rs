@@ -43,7 +43,7 @@ impl Templates {
         // Sweep now and then so that a table of one-off clients does not grow for ever.
         if self
             .swept
-            .map_or(true, |at| now.duration_since(at) >= timeout)
+            .is_none_or(|at| now.duration_since(at) >= timeout)
         {
             self.entries.retain(|_, (_, expires)| now < *expires);
             self.swept = Some(now);

@@ -17,7 +17,7 @@ impl Pipe {
     /// A pipe of about `size` bytes (the kernel rounds to pages and caps it at
     /// `/proc/sys/fs/pipe-max-size`; if it refuses, the default 64 KiB pipe is used).
     pub(crate) fn new(size: usize) -> io::Result<Pipe> {
-        let mut fds = [0 as RawFd; 2];
+        let mut fds: [RawFd; 2] = [0; 2];
         // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
             return Err(io::Error::last_os_error());

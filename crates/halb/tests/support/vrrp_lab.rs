@@ -365,6 +365,7 @@ impl Daemon {
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = child.try_wait() {
                 // keepalived's children follow their parent; make sure.
+                // SAFETY: as above, to the whole process group.
                 unsafe {
                     libc::kill(-(child.id() as i32), libc::SIGKILL);
                 }
@@ -372,6 +373,7 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+        // SAFETY: as above.
         unsafe {
             libc::kill(-(child.id() as i32), libc::SIGKILL);
         }

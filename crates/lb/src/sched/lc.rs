@@ -25,7 +25,7 @@ impl Schedule for LeastConnection {
                 continue;
             }
             let doh = d.overhead();
-            if least.map_or(true, |(_, loh)| doh < loh) {
+            if least.is_none_or(|(_, loh)| doh < loh) {
                 least = Some((i, doh));
             }
         }

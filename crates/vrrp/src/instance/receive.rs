@@ -197,7 +197,7 @@ impl Instance {
         }
         let preempt_delay = self.config.preempt_delay;
         let preempt_held =
-            !preempt_delay.is_zero() && self.preempt_until.map_or(true, |until| until > now);
+            !preempt_delay.is_zero() && self.preempt_until.is_none_or(|until| until > now);
         if !self.config.preempt || advert.priority >= self.effective_priority || preempt_held {
             if self.config.version == Version::V3 {
                 // RFC 5798 §6.4.2: Master_Adver_Interval comes from the advert.
