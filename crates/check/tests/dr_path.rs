@@ -3,79 +3,37 @@
 //! `lo`, arp_ignore/arp_announce), as `halb realserver start` does. Needs root.
 
 use halb_check::probe::dr_path::DrPathProbe;
-use halb_sys::netns;
+use halb_test_support::Netns;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// A director and a real server joined by a veth pair (`dr0`, `rs0`), in namespaces removed on
+/// drop.
 struct Lab {
-    director: String,
-    real_server: String,
+    director: Netns,
+    real_server: Netns,
     net: u8,
 }
 
 impl Lab {
     fn new() -> Lab {
-        let pid = std::process::id();
         let lab = Lab {
-            director: format!("halbdr-d-{pid}"),
-            real_server: format!("halbdr-r-{pid}"),
+            director: Netns::new("dr-director"),
+            real_server: Netns::new("dr-real-server"),
             // A /24 of its own in 10.213.0.0/16, so parallel runs do not meet.
-            net: (pid % 250) as u8,
+            net: (std::process::id() % 250) as u8,
         };
-        for ns in [&lab.director, &lab.real_server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-            sh(&["ip", "netns", "add", ns]);
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            "dr0",
-            "netns",
-            &lab.director,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "rs0",
-            "netns",
-            &lab.real_server,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &lab.director,
-            "addr",
-            "add",
-            &lab.addr(1, 24),
-            "dev",
-            "dr0",
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            &lab.real_server,
-            "addr",
-            "add",
-            &lab.addr(2, 24),
-            "dev",
-            "rs0",
-        ]);
-        sh(&["ip", "-n", &lab.director, "link", "set", "dr0", "up"]);
-        sh(&["ip", "-n", &lab.real_server, "link", "set", "rs0", "up"]);
+        lab.director.add_veth("dr0", &lab.real_server, "rs0");
+        lab.director
+            .ip(&["addr", "add", &lab.addr(1, 24), "dev", "dr0"]);
+        lab.real_server
+            .ip(&["addr", "add", &lab.addr(2, 24), "dev", "rs0"]);
+        lab.director.ip(&["link", "set", "dr0", "up"]);
+        lab.real_server.ip(&["link", "set", "rs0", "up"]);
         for key in ["all", "lo"] {
             for (what, value) in [("arp_ignore", "1"), ("arp_announce", "2")] {
-                sh(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    &lab.real_server,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv4.conf.{key}.{what}={value}"),
-                ]);
+                lab.real_server
+                    .sysctl(&format!("net.ipv4.conf.{key}.{what}"), value);
             }
         }
         lab
@@ -91,24 +49,15 @@ impl Lab {
 
     fn vip_on_lo(&self, present: bool) {
         let verb = if present { "add" } else { "del" };
-        sh(&[
-            "ip",
-            "-n",
-            &self.real_server,
-            "addr",
-            verb,
-            &self.addr(100, 32),
-            "dev",
-            "lo",
-        ]);
+        self.real_server
+            .ip(&["addr", verb, &self.addr(100, 32), "dev", "lo"]);
     }
 
     /// A listener in the real server's namespace on every address (so on RIP and VIP).
     fn listen(&self, port: u16) -> TcpListener {
-        netns::run_in(&netns::named(&self.real_server), move || {
+        self.real_server.run_in(move || {
             TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).expect("listen in the real server")
         })
-        .expect("enter the real server's namespace")
     }
 
     fn probe(&self, port: u16, rs: u8, interface: Option<&str>) -> halb_check::probe::ProbeResult {
@@ -119,44 +68,17 @@ impl Lab {
             interface: interface.map(str::to_string),
             timeout: Duration::from_secs(2),
         };
-        netns::run_in(&netns::named(&self.director), move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(probe.check())
-        })
-        .expect("enter the director's namespace")
+        self.director
+            .block_on(move || async move { probe.check().await })
     }
 
     /// An ordinary connection from the director to RIP:port, what TCP_CHECK does.
     fn tcp_check(&self, port: u16) -> bool {
         let target = (self.ip(2), port);
-        netns::run_in(&netns::named(&self.director), move || {
+        self.director.run_in(move || {
             TcpStream::connect_timeout(&target.into(), Duration::from_secs(2)).is_ok()
         })
-        .expect("enter the director's namespace")
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for ns in [&self.director, &self.real_server] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-    }
-}
-
-fn sh(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
@@ -219,15 +141,10 @@ fn finds_a_real_server_that_lost_its_vip() {
         interface: None,
         timeout: Duration::from_secs(1),
     };
-    let unroutable = netns::run_in(&netns::named(&lab.director), move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(probe.check())
-    })
-    .expect("enter the director's namespace")
-    .expect_err("no route to 192.0.2.1");
+    let unroutable = lab
+        .director
+        .block_on(move || async move { probe.check().await })
+        .expect_err("no route to 192.0.2.1");
     println!("no route: {}", unroutable.message);
     assert!(unroutable.message.contains("no route"), "{unroutable:?}");
     drop(listener);

@@ -3,7 +3,7 @@
 
 use halb_check::probe::misc::MiscProbe;
 use halb_sys::script::RunAs;
-use std::path::PathBuf;
+use halb_test_support::{is_root, skip};
 use std::time::Duration;
 
 fn misc(argv: &[&str]) -> MiscProbe {
@@ -22,24 +22,19 @@ fn sh(script: &str) -> MiscProbe {
 }
 
 /// A scratch directory removed on drop.
-struct Scratch(PathBuf);
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("halb-check-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("halb-check-{name}-"))
+            .tempdir()
+            .unwrap();
         Scratch(dir)
     }
 
     fn file(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        self.0.path().join(name).to_string_lossy().into_owned()
     }
 }
 
@@ -188,17 +183,15 @@ async fn arguments_reach_the_program_without_a_shell() {
 
 #[tokio::test]
 async fn runs_as_the_script_user() {
-    if !nix::unistd::Uid::effective().is_root() {
-        eprintln!("skipping: changing user needs root");
-        return;
+    if !is_root() {
+        return skip("changing user needs root");
     }
     let Ok(credentials) = RunAs::lookup("nobody", None) else {
-        eprintln!("skipping: no user nobody");
-        return;
+        return skip("no user nobody");
     };
     let scratch = Scratch::new("user");
     std::fs::set_permissions(
-        &scratch.0,
+        scratch.0.path(),
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();

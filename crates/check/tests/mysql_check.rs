@@ -7,9 +7,8 @@
 use halb_check::mysql::{check, ErrorKind, MysqlError, MysqlStatus, Step};
 use halb_config::model::{CheckerCommon, MysqlCheck, DEFAULT_MYSQL_QUERY};
 use halb_lab::mariadb::{MariaDb, MariaDbOptions};
+use halb_test_support::{ChildGuard, Netns};
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -321,50 +320,18 @@ fn ten_thousand_checks_leave_no_aborted_connections() {
     );
 }
 
-/// A network namespace of this test's own, with only `lo`, and an `/etc/hosts` of its own for the
-/// programs `ip netns exec` starts there (from `/etc/netns/NAME/`); removed on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str, hosts: &str) -> Netns {
-        let name = format!("halbt-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        let etc = Path::new("/etc/netns").join(&name);
-        std::fs::create_dir_all(&etc).expect("create /etc/netns/NAME");
-        std::fs::write(etc.join("hosts"), hosts).expect("write the namespace's hosts file");
-        let ok = |c: &mut Command| c.status().is_ok_and(|s| s.success());
-        assert!(
-            ok(Command::new("ip").args(["netns", "add", &name])),
-            "ip netns add {name} (tests need root)"
-        );
-        let ns = Netns(name);
-        assert!(ok(
-            Command::new("ip").args(["-n", &ns.0, "link", "set", "lo", "up"])
-        ));
-        ns
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-        let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&self.0));
-    }
-}
-
 /// Runs `f` on a thread inside the namespace, with a runtime of its own.
 fn in_netns<T: Send + 'static>(
     ns: &Netns,
     f: impl FnOnce(&tokio::runtime::Runtime) -> T + Send + 'static,
 ) -> T {
-    halb_sys::netns::run_in(&halb_sys::netns::named(&ns.0), move || {
+    ns.run_in(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("tokio runtime");
         f(&rt)
     })
-    .expect("enter the test's network namespace")
 }
 
 /// The server turning the check away: "Too many connections", and "Host blocked" (an ERR
@@ -380,10 +347,12 @@ fn refused_connections_and_host_blocking() {
     // The server resolves the checker's address from this file: no resolver is asked, and the
     // answer is final, so the server keeps a host cache entry (one it cannot resolve for sure,
     // it does not cache, and then never blocks).
-    let ns = Netns::new("mysql", "127.0.0.1 localhost\n127.0.0.2 halb-checker\n");
+    // A namespace of this test's own, with only `lo`, and an `/etc/hosts` of its own for the
+    // server that `ip netns exec` starts there.
+    let ns = Netns::with_hosts("mysql", "127.0.0.1 localhost\n127.0.0.2 halb-checker\n");
     let db = MariaDb::start(
         MariaDbOptions::new()
-            .netns(ns.0.clone())
+            .netns(ns.name())
             .skip_name_resolve(false)
             .option("max_connect_errors", MAX_CONNECT_ERRORS)
             .option("max_connections", MAX_CONNECTIONS),
@@ -398,7 +367,7 @@ fn refused_connections_and_host_blocking() {
     // sleep. MariaDB counts sessions once logged in, so its 1040 answers the login.
     // One at a time: a sleeper that logs in while the count below is connected is turned away
     // too, and then started again.
-    let mut sleepers: Vec<std::process::Child> = Vec::new();
+    let mut sleepers: Vec<ChildGuard> = Vec::new();
     let sleeping = || {
         db.value(
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
@@ -409,20 +378,21 @@ fn refused_connections_and_host_blocking() {
         .unwrap()
     };
     eventually("the sleeping sessions", || {
-        sleepers.retain_mut(|c| c.try_wait().unwrap().is_none());
+        sleepers.retain_mut(|c| c.try_wait().is_none());
         let n = sleeping();
         if n >= MAX_CONNECTIONS {
             return true;
         }
         if sleepers.len() < MAX_CONNECTIONS && sleepers.len() <= n {
             sleepers.push(
-                db.client()
-                    .args(["--user=halb_monitor", "--password=secret"])
-                    .arg("--execute=SELECT SLEEP(120)")
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null())
-                    .spawn()
-                    .expect("start a mariadb client"),
+                ChildGuard::spawn(
+                    db.client()
+                        .args(["--user=halb_monitor", "--password=secret"])
+                        .arg("--execute=SELECT SLEEP(120)")
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null()),
+                )
+                .expect("start a mariadb client"),
             );
         }
         false

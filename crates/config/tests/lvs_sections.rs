@@ -4,6 +4,8 @@
 use halb_config::diagnostic::{Diagnostic, Severity};
 use halb_config::model::*;
 use halb_config::{load, load_str, LoadOptions, Loaded};
+use halb_test_support::{installed, seed_path, skip};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -37,10 +39,11 @@ fn fixture_files() -> Vec<PathBuf> {
 
 const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
 
-/// keepalived's sample files that have virtual servers (empty when keepalived is not installed).
+/// keepalived's sample files that have virtual servers (none, and the test says it skipped them,
+/// when keepalived is not installed).
 fn samples_with_virtual_servers() -> Vec<PathBuf> {
     let Ok(dir) = std::fs::read_dir(SAMPLES) else {
-        eprintln!("{SAMPLES} not found: keepalived samples not checked");
+        skip(format!("{SAMPLES} not found (keepalived is not installed)"));
         return Vec::new();
     };
     let mut files: Vec<PathBuf> = dir
@@ -110,10 +113,8 @@ fn assert_warns(l: &Loaded, line: u32, text: &str) {
 
 #[test]
 fn seed_master_lvs_part() {
-    let l = load(
-        Path::new("/work/shared/seed/keepalived-master.conf"),
-        &opts(),
-    );
+    let seed = seed_path("keepalived-master.conf");
+    let l = load(&seed, &opts());
     let lvs = &l.config.lvs;
     assert!(lvs.groups.is_empty());
     assert_eq!(lvs.virtual_servers.len(), 2);
@@ -162,7 +163,7 @@ fn seed_master_lvs_part() {
         );
     }
     // The only findings in the LVS part: nb_get_retry, as keepalived (lines 37 and 55).
-    let text = std::fs::read_to_string("/work/shared/seed/keepalived-master.conf").expect("seed");
+    let text = std::fs::read_to_string(&seed).expect("seed");
     let ranges = lvs_line_ranges(&text);
     let lvs_findings: Vec<_> = l
         .diagnostics
@@ -322,9 +323,8 @@ fn has_marker(text: &str, marker: &str) -> bool {
 
 #[test]
 fn fixtures_match_keepalived_verdicts() {
-    if keepalived_check(Path::new("/dev/null")).is_none() {
-        eprintln!("keepalived not installed: verdicts not compared");
-        return;
+    if !installed("keepalived") {
+        return skip("keepalived is not installed: verdicts not compared");
     }
     let mut failures = Vec::new();
     for path in fixture_files() {
@@ -369,15 +369,12 @@ fn fixtures_match_keepalived_verdicts() {
         }
         // What halb writes back is clean for keepalived too.
         let written = l.config.to_keepalived_conf();
-        let out = std::env::temp_dir().join(format!(
-            "halb-lvs-{}-{}",
-            std::process::id(),
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default()
-        ));
-        std::fs::write(&out, &written).expect("temp file");
-        if let Some(k2) = keepalived_check(&out) {
+        let mut out = tempfile::Builder::new()
+            .prefix("halb-lvs-")
+            .tempfile()
+            .expect("temp file");
+        out.write_all(written.as_bytes()).expect("temp file");
+        if let Some(k2) = keepalived_check(out.path()) {
             if !k2.clean && !has_marker(&text, "rewrite-differs") {
                 failures.push(format!(
                     "{name}: keepalived does not take halb's rewrite cleanly:\n{}\n{written}",
@@ -385,7 +382,6 @@ fn fixtures_match_keepalived_verdicts() {
                 ));
             }
         }
-        let _ = std::fs::remove_file(&out);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

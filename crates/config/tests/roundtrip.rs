@@ -2,6 +2,7 @@
 //! however broken, makes the pipeline panic.
 
 use halb_config::{load, load_str, LoadOptions};
+use halb_test_support::skip;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -14,16 +15,23 @@ fn opts() -> LoadOptions {
     }
 }
 
+const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
+
 fn sample_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     let dirs = [
-        PathBuf::from("/usr/share/doc/keepalived/samples"),
+        PathBuf::from(SAMPLES),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../halb/tests/corpus"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed"),
+        halb_test_support::shared_dir().join("seed"),
     ];
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(_) if dir == Path::new(SAMPLES) => {
+                skip(format!("{SAMPLES} not found (keepalived is not installed)"));
+                continue;
+            }
+            Err(e) => panic!("cannot read {}: {e}", dir.display()),
         };
         for e in entries.flatten() {
             let p = e.path();

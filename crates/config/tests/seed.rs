@@ -5,17 +5,9 @@ use halb_config::summary::{
     CheckerSummary, InstanceSummary, RealServerSummary, VirtualServerSummary,
 };
 use halb_config::{load, LoadOptions, Loaded};
-use std::path::PathBuf;
 
 fn seed(name: &str) -> Loaded {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed")
-        .join(name);
-    assert!(
-        path.exists(),
-        "the seed is expected beside the checkout: {}",
-        path.display()
-    );
+    let path = halb_test_support::seed_path(name);
     let opts = LoadOptions {
         interfaces: Some(vec!["lo".into(), "eth0".into()]),
         ..LoadOptions::default()

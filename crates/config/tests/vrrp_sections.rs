@@ -15,6 +15,7 @@ use halb_config::read::Ctx;
 use halb_config::sections::{global_defs, vrrp};
 use halb_config::source::SourceMap;
 use halb_config::{load, load_str, preprocess, tree, LoadOptions, Loaded};
+use halb_test_support::skip;
 use std::path::{Path, PathBuf};
 
 fn interfaces() -> Vec<String> {
@@ -31,7 +32,7 @@ fn opts() -> LoadOptions {
 }
 
 fn seed_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed/keepalived-master.conf")
+    halb_test_support::seed_path("keepalived-master.conf")
 }
 
 /// What a load with the whole-file checks gives: the VRRP part, `global_defs`, diagnostics.
@@ -277,8 +278,7 @@ fn vrrp_ranges(path: &Path) -> Vec<(u32, u32)> {
 fn samples_have_no_unknown_vrrp_keywords() {
     let samples = samples_with_vrrp();
     if samples.is_empty() {
-        eprintln!("keepalived's samples are not installed; skipped");
-        return;
+        return skip("keepalived's samples are not installed");
     }
     for path in samples {
         let loaded = load(&path, &opts());

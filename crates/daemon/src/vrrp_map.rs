@@ -399,7 +399,9 @@ mod tests {
     use halb_config::{load_str, LoadOptions};
     use std::net::Ipv4Addr;
 
-    const SEED_MASTER: &str = include_str!("../../../../shared/seed/keepalived-master.conf");
+    fn seed_master() -> String {
+        halb_test_support::seed_text("keepalived-master.conf")
+    }
 
     fn host() -> HostView {
         let mut links = BTreeMap::new();
@@ -432,7 +434,7 @@ mod tests {
 
     #[test]
     fn the_seed_instance() {
-        let plan = plan(SEED_MASTER);
+        let plan = plan(&seed_master());
         assert_eq!(plan.instances.len(), 1);
         let int = &plan.instances[0];
         let c = &int.config;
@@ -532,7 +534,7 @@ mod tests {
     #[test]
     fn state_master_outside_a_sync_group_wants_master() {
         let without_group =
-            SEED_MASTER.replace("vrrp_sync_group VG1", "vrrp_sync_group_unused VG1");
+            seed_master().replace("vrrp_sync_group VG1", "vrrp_sync_group_unused VG1");
         let loaded = load_str("t.conf", &without_group, &LoadOptions::default());
         let plan = map(&loaded.config, &host()).unwrap();
         assert_eq!(plan.instances[0].config.initial_state, InitialState::Master);

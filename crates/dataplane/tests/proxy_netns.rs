@@ -1,93 +1,28 @@
 //! IP_FREEBIND: in a network namespace of its own, the proxy listens on a VIP that no
 //! interface holds yet (as a BACKUP does), and serves as soon as the address arrives.
-//! Needs root (for the namespace); skipped otherwise.
+//! Needs root (for the namespace); skipped otherwise, except under CI.
 
 mod proxy_support;
 
-use std::fs::File;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::process::Command;
 
 use halb_dataplane::Dataplane;
 use halb_lb::table::{ProtocolKey, ServiceKey};
+use halb_test_support::{installed, is_root, skip, Netns};
 use proxy_support::*;
-
-/// A network namespace named for this process, deleted on drop (also when a test fails).
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn create(tag: &str) -> Netns {
-        let name = format!("halbpx{}{tag}", std::process::id());
-        ip(&["netns", "add", &name]);
-        let ns = Netns { name };
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("running ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let has_ip = Command::new("ip").arg("-V").output().is_ok();
-    if !(root && has_ip) {
-        eprintln!("skipped: needs root and iproute2 for a network namespace");
-    }
-    root && has_ip
-}
 
 #[test]
 fn a_listener_on_an_absent_vip_serves_once_the_address_arrives() {
-    if !can_run() {
-        return;
+    if !is_root() || !installed("ip") {
+        return skip("needs root and iproute2 for a network namespace");
     }
-    let ns = Netns::create("fb");
-    let path = ns.path();
-    let name = ns.name.clone();
-    // The namespace belongs to a thread: everything that makes sockets runs on this one.
-    let outcome = std::thread::spawn(move || {
-        let file = File::open(&path).expect("opening the namespace");
-        // SAFETY: a valid descriptor of a network namespace, for this thread only.
-        let entered = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(entered, 0, "setns: {}", std::io::Error::last_os_error());
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(serve_before_and_after(&name));
-    })
-    .join();
-    drop(ns);
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
+    let ns = std::sync::Arc::new(Netns::new("proxy-freebind"));
+    // The namespace belongs to a thread: everything that makes sockets runs on that one.
+    let inside = ns.clone();
+    ns.block_on(move || async move { serve_before_and_after(&inside).await });
 }
 
-async fn serve_before_and_after(ns: &str) {
+async fn serve_before_and_after(ns: &Netns) {
     let vip4: SocketAddr = "192.168.66.251:3306".parse().expect("address");
     let vip6: SocketAddr = "[fd00:66::251]:3306".parse().expect("address");
     // Without FREEBIND these binds fail: the addresses are on no interface yet.
@@ -113,17 +48,8 @@ async fn serve_before_and_after(ns: &str) {
     }
 
     // VRRP makes this director MASTER: the addresses arrive.
-    ip(&["-n", ns, "addr", "add", "192.168.66.251/32", "dev", "lo"]);
-    ip(&[
-        "-n",
-        ns,
-        "addr",
-        "add",
-        "fd00:66::251/128",
-        "dev",
-        "lo",
-        "nodad",
-    ]);
+    ns.ip(&["addr", "add", "192.168.66.251/32", "dev", "lo"]);
+    ns.ip(&["addr", "add", "fd00:66::251/128", "dev", "lo", "nodad"]);
 
     for vip in [vip4, vip6] {
         let mut c = Client::connect(vip).await;

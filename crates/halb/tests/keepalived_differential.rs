@@ -8,11 +8,9 @@
 //!
 //! Requires root (for the namespace) and keepalived; `.ci/run` installs it.
 
-mod support;
-
+use halb_test_support::Netns;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use support::netns::Netns;
 
 const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
 
@@ -165,8 +163,7 @@ fn name_of(p: &Path) -> String {
 fn halb_agrees_with_keepalived_t() {
     let ns = Netns::new("diff");
     for i in 0..4 {
-        ns.run(&[
-            "ip",
+        ns.ip(&[
             "link",
             "add",
             &format!("eth{i}"),

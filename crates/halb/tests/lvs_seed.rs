@@ -18,10 +18,7 @@ use support::lvs_lab::{still_open, Backend, LvsLab, VIP};
 use support::vrrp_lab::{wait_for, Daemon};
 
 fn seed_config() -> String {
-    let seed =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed/keepalived-master.conf");
-    std::fs::read_to_string(&seed)
-        .unwrap_or_else(|e| panic!("the seed is expected at {}: {e}", seed.display()))
+    halb_test_support::seed_text("keepalived-master.conf")
 }
 
 fn vip(port: u16) -> SocketAddr {

@@ -1,12 +1,10 @@
 //! `halb realserver` in a network namespace of its own: the VIPs on `lo`, the ARP sysctls set
 //! and put back, idempotent start and stop. Needs root (network namespaces).
 
-mod support;
-
 use std::path::Path;
 use std::process::Output;
 
-use support::netns::Netns;
+use halb_test_support::Netns;
 
 const HALB: &str = env!("CARGO_BIN_EXE_halb");
 const SYSCTLS: [&str; 4] = [
@@ -20,7 +18,7 @@ fn halb(ns: &Netns, args: &[&str]) -> Output {
     ns.command(HALB)
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run halb {args:?} in {}: {e}", ns.name))
+        .unwrap_or_else(|e| panic!("cannot run halb {args:?} in {}: {e}", ns.name()))
 }
 
 fn halb_ok(ns: &Netns, args: &[&str]) -> String {
@@ -39,16 +37,17 @@ fn sysctls(ns: &Netns) -> Vec<String> {
     SYSCTLS
         .iter()
         .map(|s| {
-            let out = ns.run(&["cat", &format!("/proc/sys/{s}")]);
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
+            ns.run(&["cat", &format!("/proc/sys/{s}")])
+                .trim()
+                .to_string()
         })
         .collect()
 }
 
 /// `lo`'s addresses other than the loopback ones, as `ip -o addr` shows them.
 fn vips_on_lo(ns: &Netns) -> Vec<String> {
-    let out = ns.run(&["ip", "-o", "addr", "show", "dev", "lo"]);
-    let mut vips: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let out = ns.ip(&["-o", "addr", "show", "dev", "lo"]);
+    let mut vips: Vec<String> = out
         .lines()
         .filter_map(|l| {
             let mut words = l.split_whitespace();

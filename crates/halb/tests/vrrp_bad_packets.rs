@@ -39,8 +39,7 @@ fn advert(vrid: u8, password: &str, src: Ipv4Addr) -> Vec<u8> {
 
 /// Sends raw VRRP messages (the kernel adds the IP header) from B's namespace with a TTL.
 fn send_from(lab: &Lab, messages: Vec<(Vec<u8>, u32)>) {
-    let path = halb_sys::netns::named(&lab.b.ns.name);
-    halb_sys::netns::run_in(&path, move || {
+    lab.b.ns.run_in(move || {
         use socket2::{Domain, Protocol, Socket, Type};
         let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112)))
             .expect("a raw VRRP socket");
@@ -50,8 +49,7 @@ fn send_from(lab: &Lab, messages: Vec<(Vec<u8>, u32)>) {
             socket.set_multicast_ttl_v4(ttl).expect("TTL");
             socket.send_to(&message, &to.into()).expect("send");
         }
-    })
-    .expect("run in B's namespace");
+    });
 }
 
 #[test]

@@ -41,10 +41,10 @@ fn address_moves_to(
     wait_for(timeout, || holder.has(vip) && !other.has(vip)).unwrap_or_else(|| {
         panic!(
             "{vip} not (only) on {} within {timeout:?}: {} has {:?}, {} has {:?}\n{}",
-            holder.ns.name,
-            holder.ns.name,
+            holder.ns.name(),
+            holder.ns.name(),
             holder.addresses(),
-            other.ns.name,
+            other.ns.name(),
             other.addresses(),
             dump(logs)
         )
@@ -75,7 +75,7 @@ fn a_keeps_the_vip(lab: &Lab, logs: &[&Daemon]) {
     assert!(lab.a.has(VIP) && !lab.b.has(VIP), "{}", dump(logs));
     assert_eq!(
         lab.client_reaches(VIP),
-        Some(lab.a.ns.name.clone()),
+        Some(lab.a.ns.name().to_string()),
         "client → VIP → A"
     );
 }
@@ -134,7 +134,7 @@ fn halb_master_keepalived_backup() {
     eprintln!("keepalived took over {took:?} after SIGKILL of halb");
     assert_logged(&keepalived, "(INT) Entering MASTER STATE", &[&keepalived]);
     // The client follows the gratuitous ARPs to B (A still has the address: it was killed).
-    let b = Some(lab.b.ns.name.clone());
+    let b = Some(lab.b.ns.name().to_string());
     assert!(
         wait_for(Duration::from_secs(3), || lab.client_reaches(VIP) == b).is_some(),
         "client does not reach the VIP at B"
@@ -160,7 +160,7 @@ fn halb_master_keepalived_backup() {
         "(INT) removed 192.168.66.251 left on eth0 by a previous run",
         &[&halb],
     );
-    let a = Some(lab.a.ns.name.clone());
+    let a = Some(lab.a.ns.name().to_string());
     assert!(
         wait_for(Duration::from_secs(3), || lab.client_reaches(VIP) == a).is_some(),
         "client does not reach the VIP at A again"
@@ -236,7 +236,7 @@ fn keepalived_master_halb_backup() {
     ] {
         assert_logged(&halb, line, &[&halb]);
     }
-    let b = Some(lab.b.ns.name.clone());
+    let b = Some(lab.b.ns.name().to_string());
     assert!(
         wait_for(Duration::from_secs(3), || lab.client_reaches(VIP) == b).is_some(),
         "client does not reach the VIP at B"
@@ -337,7 +337,7 @@ fn vrrpv3_ipv6_halb_master_keepalived_backup() {
         "{}",
         logs(&halb, &keepalived)
     );
-    let a = Some(lab.a.ns.name.clone());
+    let a = Some(lab.a.ns.name().to_string());
     assert!(
         wait_for(Duration::from_secs(3), || lab.client_reaches(VIP6) == a).is_some(),
         "client does not reach [{VIP6}] at A"
@@ -352,7 +352,7 @@ fn vrrpv3_ipv6_halb_master_keepalived_backup() {
         )
     });
     eprintln!("keepalived took over {took:?} after SIGKILL of halb");
-    let b = Some(lab.b.ns.name.clone());
+    let b = Some(lab.b.ns.name().to_string());
     assert!(
         wait_for(Duration::from_secs(3), || lab.client_reaches(VIP6) == b).is_some(),
         "client does not reach [{VIP6}] at B (unsolicited NA)"
@@ -416,7 +416,7 @@ fn vrrpv3_ipv6_keepalived_master_halb_backup() {
     assert_logged(&halb, "(V6) Entering BACKUP STATE", &[&halb, &keepalived]);
     // The client learns A's address for the VIP; after the takeover only halb's unsolicited
     // NA can move it (A keeps the address: SIGKILL removes nothing).
-    let a = Some(lab.a.ns.name.clone());
+    let a = Some(lab.a.ns.name().to_string());
     assert!(
         wait_for(Duration::from_secs(3), || lab.client_reaches(VIP6) == a).is_some(),
         "client does not reach [{VIP6}] at A"
@@ -427,7 +427,7 @@ fn vrrpv3_ipv6_keepalived_master_halb_backup() {
     let took = wait_for(Duration::from_millis(2000), || lab.b.has(VIP6))
         .unwrap_or_else(|| panic!("halb did not take [{VIP6}]\n{}", halb.log_text()));
     eprintln!("halb took over {took:?} after SIGKILL of keepalived");
-    let b = Some(lab.b.ns.name.clone());
+    let b = Some(lab.b.ns.name().to_string());
     assert!(
         wait_for(Duration::from_secs(3), || lab.client_reaches(VIP6) == b).is_some(),
         "client does not reach [{VIP6}] at B (halb's unsolicited NA)"
@@ -566,7 +566,7 @@ fn unicast_nopreempt_keepalived_master_halb_higher_priority() {
     let took = wait_for(TAKEOVER, || lab.b.has(VIP))
         .unwrap_or_else(|| panic!("halb did not take over\n{}", halb.log_text()));
     eprintln!("halb (unicast) took over {took:?} after SIGKILL of keepalived");
-    let b = Some(lab.b.ns.name.clone());
+    let b = Some(lab.b.ns.name().to_string());
     assert!(
         wait_for(Duration::from_secs(3), || lab.client_reaches(VIP) == b).is_some(),
         "client does not reach the VIP at B"
@@ -599,12 +599,12 @@ fn link_down_faults_halb_and_keepalived_takes_over() {
         &[&halb, &keepalived],
     );
 
-    lab.a.ns.run(&["ip", "link", "set", "eth0", "down"]);
+    lab.a.ns.ip(&["link", "set", "eth0", "down"]);
     assert_logged(&halb, "Netlink reports eth0 down", &[&halb]);
     assert_logged(&halb, "(INT) Entering FAULT STATE", &[&halb]);
     vip_moves_to(&lab.b, &lab.a, TAKEOVER, &[&halb, &keepalived]);
 
-    lab.a.ns.run(&["ip", "link", "set", "eth0", "up"]);
+    lab.a.ns.ip(&["link", "set", "eth0", "up"]);
     assert_logged(&halb, "Netlink reports eth0 up", &[&halb]);
     // Back to BACKUP, then it preempts keepalived's lower priority.
     let took = vip_moves_to(

@@ -54,7 +54,7 @@ fn wait_vip(node: &Node, present: bool, timeout: Duration, logs: &[&Daemon]) {
         panic!(
             "the VIP was expected {} {}:\n{text}",
             if present { "on" } else { "off" },
-            node.ns.name
+            node.ns.name()
         );
     }
 }

@@ -55,9 +55,8 @@ const DELIBERATE: &[(&str, &str)] = &[
 /// The seed's configurations and the Debian samples that have virtual servers.
 fn files() -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let seed = halb_lab::shared_dir()?.join("seed");
     for name in ["keepalived-master.conf", "keepalived-backup.conf"] {
-        files.push(seed.join(name));
+        files.push(halb_test_support::seed_path(name));
     }
     let mut samples: Vec<PathBuf> = std::fs::read_dir(SAMPLES)
         .with_context(|| format!("cannot list {SAMPLES} (package keepalived)"))?

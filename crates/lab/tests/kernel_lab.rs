@@ -15,13 +15,7 @@ use std::time::Instant;
 
 /// The seed's master configuration, beside the repository as on CI.
 fn seed_master() -> Result<PathBuf> {
-    let path = halb_lab::repo_root()?.join("../shared/seed/keepalived-master.conf");
-    anyhow::ensure!(
-        path.is_file(),
-        "{} not found: ../shared must sit beside the repository",
-        path.display()
-    );
-    Ok(path)
+    Ok(halb_test_support::seed_path("keepalived-master.conf"))
 }
 
 /// keepalived's checker process alone (-C) programs IPVS; the real servers need not be reachable,

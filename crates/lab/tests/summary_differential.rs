@@ -82,7 +82,7 @@ fn files() -> Result<Vec<PathBuf>> {
         root.join("crates/halb/tests/corpus"),
         root.join("crates/config/tests/fixtures/vrrp"),
         root.join("crates/config/tests/fixtures/lvs"),
-        root.join("../shared/seed"),
+        halb_test_support::shared_dir().join("seed"),
     ];
     for dir in dirs {
         for entry in

@@ -4,7 +4,6 @@
 //! ha_suspend).
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 
 use halb_config::model::{LvsConfig, Script};
 use halb_config::{load, load_str, LoadOptions, Loaded};
@@ -34,9 +33,7 @@ fn config(text: &str) -> LvsConfig {
 }
 
 fn seed() -> LvsConfig {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed/keepalived-master.conf");
-    assert!(path.exists(), "the seed is expected beside the checkout");
+    let path = halb_test_support::seed_path("keepalived-master.conf");
     checked(load(&path, &opts()))
 }
 
@@ -597,12 +594,7 @@ virtual_server 10.0.0.1 80 {
 
 #[test]
 fn sorry_server_inhibit_waits_at_weight_0() {
-    let text = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/seed/keepalived-master.conf"),
-    )
-    .expect("seed")
-    .replace(
+    let text = halb_test_support::seed_text("keepalived-master.conf").replace(
         "sorry_server 192.168.66.254 3306",
         "sorry_server 192.168.66.254 3306\n    sorry_server_inhibit",
     );

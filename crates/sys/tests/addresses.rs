@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// One namespace with a veth pair inside it (the address tests need no second host).
 fn namespace(what: &str) -> Netns {
-    let ns = Netns::new(what);
+    let ns = new_netns(what);
     ns.ip(&["link", "add", A_IF, "type", "veth", "peer", "name", B_IF]);
     ns.ip(&["addr", "add", &format!("{A_V4}/24"), "dev", A_IF]);
     ns.ip(&["link", "set", A_IF, "up"]);

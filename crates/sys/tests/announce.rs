@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use halb_sys::arp::{self, ALL_NODES};
-use halb_sys::sysctl::SysctlKey;
+use halb_sys::sysctl::{self, SysctlKey};
 use halb_sys::{netns, Announcer, Netlink};
 use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn6};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -96,7 +96,7 @@ fn gratuitous_arp_overrides_a_stale_neighbour_entry() {
     assert_eq!(frame, arp::gratuitous_arp_frame(A_MAC, VIP_V4));
     assert_eq!(frame[6..12], A_MAC, "from A's MAC");
     let expected = mac_text(A_MAC);
-    pair.b.wait_for("B's neighbour entry to move to A", || {
+    wait_for(&pair.b, "B's neighbour entry to move to A", || {
         (neighbour(&pair.b, VIP_V4.into()).as_deref() == Some(expected.as_str())).then_some(())
     });
 }
@@ -106,18 +106,21 @@ fn gratuitous_arp_creates_an_entry_where_arp_accept_is_on() {
     let pair = Pair::new("garp-accept");
     let vip: Ipv4Addr = "192.168.66.252".parse().unwrap();
     assert_eq!(neighbour(&pair.b, vip.into()), None);
+    let key = SysctlKey::interface("ipv4", B_IF, "arp_accept");
     let previous = pair
         .b
-        .sysctl(&SysctlKey::interface("ipv4", B_IF, "arp_accept"), "1");
+        .run_in(move || sysctl::write(&key, "1"))
+        .expect("arp_accept");
     assert_eq!(previous, "0");
     let capture = capture_arp(&pair, vip);
     announce_from_a(&pair, vip.into());
     capture.join().expect("capture");
     let expected = mac_text(A_MAC);
-    pair.b
-        .wait_for("B to learn the VIP from the gratuitous ARP", || {
-            (neighbour(&pair.b, vip.into()).as_deref() == Some(expected.as_str())).then_some(())
-        });
+    wait_for(
+        &pair.b,
+        "B to learn the VIP from the gratuitous ARP",
+        || (neighbour(&pair.b, vip.into()).as_deref() == Some(expected.as_str())).then_some(()),
+    );
 }
 
 /// What B's raw ICMPv6 socket saw of a neighbour advertisement.
@@ -219,8 +222,7 @@ fn unsolicited_na_overrides_a_stale_neighbour_entry() {
     let expected = mac_text(A_MAC);
     // B's kernel accepts an NA only with hop limit 255 and a valid checksum, and only the
     // override flag makes it replace the cached address.
-    pair.b
-        .wait_for("B's IPv6 neighbour entry to move to A", || {
-            (neighbour(&pair.b, VIP_V6.into()).as_deref() == Some(expected.as_str())).then_some(())
-        });
+    wait_for(&pair.b, "B's IPv6 neighbour entry to move to A", || {
+        (neighbour(&pair.b, VIP_V6.into()).as_deref() == Some(expected.as_str())).then_some(())
+    });
 }

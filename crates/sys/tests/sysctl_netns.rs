@@ -21,14 +21,9 @@ fn write_returns_the_previous_value_and_stays_in_the_namespace() {
     .expect("in A");
     assert_eq!(previous, "0");
     assert_eq!(now, "1");
-    let seen = run(&[
-        "ip",
-        "netns",
-        "exec",
-        &pair.a.name,
-        "cat",
-        "/proc/sys/net/ipv4/conf/a0/arp_ignore",
-    ]);
+    let seen = pair
+        .a
+        .run(&["cat", "/proc/sys/net/ipv4/conf/a0/arp_ignore"]);
     assert_eq!(seen.trim(), "1", "the write reached namespace A");
     // a0 exists only in A: the test thread, still in the root namespace, cannot see it.
     assert!(sysctl::read(&key).is_err());

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::netns::Netns;
+use halb_test_support::{Bridge, Netns};
 
 pub const VIP: &str = "192.168.66.251";
 
@@ -27,28 +27,21 @@ pub struct LvsLab {
     pub rs_a: Host,
     pub rs_b: Host,
     pub client: Host,
-    /// Holds the bridge; last to go.
-    _bridge: Netns,
+    /// Holds the segment; last to go.
+    _bridge: Bridge,
     pub dir: tempfile::TempDir,
 }
 
 impl LvsLab {
-    /// `what` names the scenario; namespaces are `halbt-lvs-<what>-<host>-<pid>`.
+    /// `what` names the scenario; namespaces are `halbt-lvs-<what>-<host>-…`.
     pub fn new(what: &str) -> LvsLab {
-        let bridge = Netns::new(&format!("lvs-{what}-br"));
-        bridge.run(&["ip", "link", "add", "br0", "type", "bridge"]);
-        bridge.run(&["ip", "link", "set", "br0", "up"]);
+        let bridge = Bridge::new(&format!("lvs-{what}-br"));
         let host = |tag: &str, host: u8| {
             let ns = Netns::new(&format!("lvs-{what}-{tag}"));
-            let port = format!("{tag}0");
-            bridge.run(&[
-                "ip", "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-                &ns.name,
-            ]);
-            bridge.run(&["ip", "link", "set", &port, "master", "br0", "up"]);
+            bridge.attach(&ns, &format!("{tag}0"), "eth0");
             let ipv4 = format!("192.168.66.{host}");
-            ns.run(&["ip", "addr", "add", &format!("{ipv4}/24"), "dev", "eth0"]);
-            ns.run(&["ip", "link", "set", "eth0", "up"]);
+            ns.ip(&["addr", "add", &format!("{ipv4}/24"), "dev", "eth0"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
             Host { ns, ipv4 }
         };
         LvsLab {
@@ -70,8 +63,7 @@ impl LvsLab {
     /// Opens a connection from the client to `addr` and reads the greeting (the backend's
     /// name). The socket stays in the client's namespace.
     pub fn connect(&self, addr: SocketAddr) -> std::io::Result<(TcpStream, String)> {
-        let path = halb_sys::netns::named(&self.client.ns.name);
-        halb_sys::netns::run_in(&path, move || {
+        self.client.ns.run_in(move || {
             let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
             stream.set_read_timeout(Some(Duration::from_secs(2)))?;
             let mut reader = BufReader::new(stream.try_clone()?);
@@ -85,7 +77,6 @@ impl LvsLab {
             }
             Ok((stream, greeting.trim().to_string()))
         })
-        .map_err(std::io::Error::other)?
     }
 }
 
@@ -113,7 +104,7 @@ impl Backend {
     pub fn start(ns: &Netns, port: u16, name: &str) -> Backend {
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
-        let path = halb_sys::netns::named(&ns.name);
+        let path = ns.path();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stopping, conns, greeting) = (Arc::clone(&stop), Arc::clone(&open), name.to_string());
         let thread = std::thread::spawn(move || {

@@ -2,5 +2,4 @@
 #![allow(dead_code)]
 
 pub mod lvs_lab;
-pub mod netns;
 pub mod vrrp_lab;

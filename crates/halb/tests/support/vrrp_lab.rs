@@ -5,21 +5,20 @@
 //! Addresses (inside the namespaces only): director A 192.168.66.11 / fd66::11, director B
 //! .12 / fd66::12, the client .100 / fd66::100; the VIP 192.168.66.251.
 //!
-//! Daemons (halb or keepalived) run in their own process group and are killed by it on drop,
-//! so a failing test leaves nothing behind.
+//! Daemons (halb or keepalived) run in their own process group and are killed by it on drop
+//! ([`ChildGuard`]), so a failing test leaves nothing behind.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::netns::Netns;
+use halb_test_support::{Bridge, ChildGuard, Netns};
 
 pub const VIP: &str = "192.168.66.251";
 pub const VIP6: &str = "fd66::251";
@@ -34,9 +33,7 @@ pub struct Node {
 impl Node {
     /// The MAC address of `eth0`.
     pub fn mac(&self) -> String {
-        let out = self.ns.run(&["ip", "-j", "link", "show", "dev", "eth0"]);
-        let links: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("ip -j link prints JSON");
+        let links = self.ns.ip_json(&["link", "show", "dev", "eth0"]);
         links[0]["address"]
             .as_str()
             .expect("eth0 has an address")
@@ -45,9 +42,7 @@ impl Node {
 
     /// The addresses on `eth0`.
     pub fn addresses(&self) -> Vec<String> {
-        let out = self.ns.run(&["ip", "-j", "addr", "show", "dev", "eth0"]);
-        let links: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("ip -j addr prints JSON");
+        let links = self.ns.ip_json(&["addr", "show", "dev", "eth0"]);
         links[0]["addr_info"]
             .as_array()
             .map(|a| {
@@ -77,42 +72,25 @@ pub struct Lab {
     pub a: Node,
     pub b: Node,
     pub client: Node,
-    /// Holds the bridge; last to go.
-    _bridge: Netns,
+    /// Holds the segment; last to go.
+    _bridge: Bridge,
     pub dir: tempfile::TempDir,
 }
 
 impl Lab {
-    /// `what` names the scenario; namespaces are `halbt-vrrp-<what>-<node>-<pid>`.
+    /// `what` names the scenario; namespaces are `halbt-vrrp-<what>-<node>-…`.
     pub fn new(what: &str) -> Lab {
-        let bridge = Netns::new(&format!("vrrp-{what}-br"));
-        bridge.run(&["ip", "link", "add", "br0", "type", "bridge"]);
-        // Snooping would hold back ff02::12 until someone sent an MLD report.
-        bridge.run(&[
-            "ip",
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]);
-        bridge.run(&["ip", "link", "set", "br0", "up"]);
+        let bridge = Bridge::new(&format!("vrrp-{what}-br"));
         let node = |tag: &str, port: &str, host: u8| {
             let ns = Netns::new(&format!("vrrp-{what}-{tag}"));
-            bridge.run(&[
-                "ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns",
-                &ns.name,
-            ]);
-            bridge.run(&["ip", "link", "set", port, "master", "br0", "up"]);
+            bridge.attach(&ns, port, "eth0");
             // No duplicate address detection: link-local addresses usable at once.
-            ns.run(&["sysctl", "-q", "-w", "net.ipv6.conf.eth0.accept_dad=0"]);
+            ns.sysctl("net.ipv6.conf.eth0.accept_dad", "0");
             let ipv4 = format!("192.168.66.{host}");
             let ipv6 = format!("fd66::{host}");
-            ns.run(&["ip", "addr", "add", &format!("{ipv4}/24"), "dev", "eth0"]);
-            ns.run(&["ip", "addr", "add", &format!("{ipv6}/64"), "dev", "eth0"]);
-            ns.run(&["ip", "link", "set", "eth0", "up"]);
+            ns.ip(&["addr", "add", &format!("{ipv4}/24"), "dev", "eth0"]);
+            ns.ip(&["addr", "add", &format!("{ipv6}/64"), "dev", "eth0"]);
+            ns.ip(&["link", "set", "eth0", "up"]);
             Node { ns, ipv4, ipv6 }
         };
         let a = node("a", "a0", 11);
@@ -139,8 +117,7 @@ impl Lab {
     /// namespace name, from the banner of its [`Banner`]); `None` when nothing answers.
     pub fn client_reaches(&self, address: &str) -> Option<String> {
         let to = SocketAddr::new(address.parse().ok()?, BANNER_PORT);
-        let path = halb_sys::netns::named(&self.client.ns.name);
-        halb_sys::netns::run_in(&path, move || {
+        self.client.ns.run_in(move || {
             let mut stream = TcpStream::connect_timeout(&to, Duration::from_millis(500)).ok()?;
             stream
                 .set_read_timeout(Some(Duration::from_millis(500)))
@@ -149,8 +126,6 @@ impl Lab {
             stream.read_to_string(&mut banner).ok()?;
             Some(banner.trim().to_string())
         })
-        .ok()
-        .flatten()
     }
 }
 
@@ -168,8 +143,8 @@ pub struct Banner {
 impl Banner {
     pub fn start(ns: &Netns) -> Banner {
         let stop = Arc::new(AtomicBool::new(false));
-        let name = ns.name.clone();
-        let path = halb_sys::netns::named(&ns.name);
+        let name = ns.name().to_string();
+        let path = ns.path();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
@@ -211,10 +186,7 @@ impl Drop for Banner {
 /// state and priority. Without `lvs_sync_daemon_interface`: it makes keepalived start the
 /// IPVS sync daemon, and keepalived exits where the kernel has no IPVS (as here).
 pub fn seed_vrrp(state: &str, priority: u8) -> String {
-    let seed =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed/keepalived-master.conf");
-    let text = std::fs::read_to_string(&seed)
-        .unwrap_or_else(|e| panic!("the seed is expected at {}: {e}", seed.display()));
+    let text = halb_test_support::seed_text("keepalived-master.conf");
     let vrrp = text.split("\nvirtual_server ").next().unwrap_or(&text);
     let mut out = String::new();
     for line in vrrp.lines() {
@@ -235,7 +207,7 @@ pub fn seed_vrrp(state: &str, priority: u8) -> String {
 /// A daemon in a namespace, with its stderr and stdout in a log file; killed (with its whole
 /// process group) on drop.
 pub struct Daemon {
-    child: Option<Child>,
+    process: ChildGuard,
     pub log: PathBuf,
     pub what: String,
 }
@@ -244,17 +216,16 @@ impl Daemon {
     fn spawn(ns: &Netns, argv: &[&str], log: PathBuf, what: &str) -> Daemon {
         let out = File::create(&log).expect("create a log file");
         let err = out.try_clone().expect("clone a log file");
-        let child = ns
-            .command(argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        let process = ChildGuard::spawn(
+            ns.command(argv[0])
+                .args(&argv[1..])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err),
+        )
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
         Daemon {
-            child: Some(child),
+            process,
             log,
             what: what.to_string(),
         }
@@ -329,73 +300,30 @@ impl Daemon {
     }
 
     pub fn pid(&self) -> i32 {
-        self.child
-            .as_ref()
-            .map(|c| i32::try_from(c.id()).expect("a pid"))
+        self.process
+            .pid()
+            .map(|pid| i32::try_from(pid).expect("a pid"))
             .expect("the daemon is running")
-    }
-
-    /// Sends `signal` to the daemon's process group (keepalived has a child per subsystem).
-    pub fn signal_group(&self, signal: i32) {
-        // SAFETY: kill(2) with our child's process group; no memory is involved.
-        unsafe {
-            libc::kill(-self.pid(), signal);
-        }
     }
 
     /// SIGKILL to the whole group, and reaps it.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: as above.
-            unsafe {
-                libc::kill(-(child.id() as i32), libc::SIGKILL);
-            }
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
-    /// SIGTERM to the daemon and waits up to `timeout` for it to exit.
+    /// SIGTERM to the daemon and waits up to `timeout` for it to exit (then SIGKILL to its
+    /// group: keepalived's children follow their parent; make sure).
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        // SAFETY: as above; the main process only, as an init system would.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            if let Ok(Some(status)) = child.try_wait() {
-                // keepalived's children follow their parent; make sure.
-                // SAFETY: as above, to the whole process group.
-                unsafe {
-                    libc::kill(-(child.id() as i32), libc::SIGKILL);
-                }
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // SAFETY: as above.
-        unsafe {
-            libc::kill(-(child.id() as i32), libc::SIGKILL);
-        }
-        let _ = child.wait();
-        None
+        self.process.terminate(timeout)
     }
 
     /// Whether the daemon has exited on its own.
     pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child
-            .as_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
+        self.process.try_wait()
     }
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -1,19 +1,13 @@
-//! Network namespaces for the integration tests, made and removed by the tests themselves.
-//!
-//! Each test names its namespaces `halbt-sys-<what>-<pid>`, so tests run in parallel and a
-//! leftover is traceable to its run. Namespaces are deleted on drop, also when a test fails.
-//! Nothing here routes out of a namespace, and the root namespace gets no address.
+//! The two-namespace segment of the sys tests, on the shared test namespaces
+//! (`halb_test_support::netns`: removed on drop, nothing routed out, the root namespace gets no
+//! address).
 
 #![allow(dead_code)] // each test file uses its own part of this
 
-use std::future::Future;
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
-use std::process::Command;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use halb_sys::{netns, sysctl};
+pub use halb_test_support::Netns;
 
 pub const A_IF: &str = "a0";
 pub const B_IF: &str = "b0";
@@ -36,130 +30,27 @@ pub fn mac_text(mac: [u8; 6]) -> String {
         .join(":")
 }
 
-/// Runs a command, panicking with its output if it fails.
-pub fn run(args: &[&str]) -> String {
-    let output = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// A network namespace that exists as long as this value.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new(what: &str) -> Netns {
-        let name = format!("halbt-sys-{what}-{}", std::process::id());
-        // A namespace of this name can only be left over from a crashed run with the same
-        // pid; it is ours to remove.
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        run(&["ip", "netns", "add", &name]);
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"]);
-        // Addresses are usable at once: no Duplicate Address Detection wait in tests.
-        for key in ["all", "default"] {
-            ns.sysctl(
-                &sysctl::SysctlKey::interface("ipv6", key, "accept_dad"),
-                "0",
-            );
+/// Polls `check` until it returns `Some`, for kernel state that settles asynchronously;
+/// panics naming `ns` and `what` after [`PATIENCE`].
+pub fn wait_for<T>(ns: &Netns, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check() {
+            return value;
         }
-        ns
-    }
-
-    pub fn path(&self) -> PathBuf {
-        netns::named(&self.name)
-    }
-
-    /// `ip -n NAME ARGS…`
-    pub fn ip(&self, args: &[&str]) -> String {
-        let mut all = vec!["ip", "-n", self.name.as_str()];
-        all.extend_from_slice(args);
-        run(&all)
-    }
-
-    /// `ip -j -n NAME ARGS…`, parsed.
-    pub fn ip_json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["-j"];
-        all.extend_from_slice(args);
-        let text = self.ip(&all);
-        if text.trim().is_empty() {
-            return serde_json::Value::Array(Vec::new());
-        }
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j {args:?}: {e}: {text}"))
-    }
-
-    pub fn sysctl(&self, key: &sysctl::SysctlKey, value: &str) -> String {
-        let key = key.clone();
-        let value = value.to_string();
-        netns::run_in(&self.path(), move || sysctl::write(&key, &value))
-            .and_then(|r| r)
-            .unwrap_or_else(|e| panic!("sysctl in {}: {e}", self.name))
-    }
-
-    /// Runs `make()` to completion on a thread inside the namespace, with its own tokio
-    /// runtime.
-    pub fn block_on<T, F, Fut>(&self, make: F) -> T
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T>,
-    {
-        match self.spawn(make).join() {
-            Ok(value) => value,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-
-    /// Like [`Netns::block_on`], without waiting.
-    pub fn spawn<T, F, Fut>(&self, make: F) -> JoinHandle<T>
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = T>,
-    {
-        let path = self.path();
-        std::thread::spawn(move || {
-            netns::enter(&path).unwrap_or_else(|e| panic!("{e}"));
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap_or_else(|e| panic!("tokio runtime: {e}"));
-            runtime.block_on(make())
-        })
-    }
-
-    /// Polls `check` until it returns `Some`, for kernel state that settles asynchronously.
-    pub fn wait_for<T>(&self, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(value) = check() {
-                return value;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{}: timed out waiting for {what}",
-                self.name
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: timed out waiting for {what}",
+            ns.name()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
+/// A namespace of this crate's tests (`halbt-sys-<what>-…`), with no duplicate address
+/// detection: addresses are usable at once.
+pub fn new_netns(what: &str) -> Netns {
+    Netns::new(&format!("sys-{what}")).without_dad()
 }
 
 /// Two namespaces joined by a veth pair: A's `a0` (02:66::01, 192.168.66.1/24, fd66::1/64)
@@ -172,25 +63,13 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(what: &str) -> Pair {
-        let a = Netns::new(&format!("{what}-a"));
-        let b = Netns::new(&format!("{what}-b"));
-        a.ip(&[
-            "link",
-            "add",
-            A_IF,
-            "address",
-            &mac_text(A_MAC),
-            "type",
-            "veth",
-            "peer",
-            "name",
-            B_IF,
-            "address",
-            &mac_text(B_MAC),
-            "netns",
-            &b.name,
-        ]);
-        for (ns, ifname, v4, v6) in [(&a, A_IF, A_V4, A_V6), (&b, B_IF, B_V4, B_V6)] {
+        let a = new_netns(&format!("{what}-a"));
+        let b = new_netns(&format!("{what}-b"));
+        a.add_veth(A_IF, &b, B_IF);
+        for (ns, ifname, mac, v4, v6) in
+            [(&a, A_IF, A_MAC, A_V4, A_V6), (&b, B_IF, B_MAC, B_V4, B_V6)]
+        {
+            ns.ip(&["link", "set", ifname, "address", &mac_text(mac)]);
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", ifname]);
             ns.ip(&["addr", "add", &format!("{v6}/64"), "dev", ifname, "nodad"]);
             ns.ip(&["link", "set", ifname, "up"]);
@@ -203,7 +82,7 @@ impl Pair {
 
     /// The interface's link-local address, once it is usable.
     pub fn link_local(&self, ns: &Netns, ifname: &str) -> Ipv6Addr {
-        ns.wait_for("a link-local address", || {
+        wait_for(ns, "a link-local address", || {
             let info = addresses(ns, ifname)
                 .into_iter()
                 .find(|a| a.get("scope").and_then(|s| s.as_str()) == Some("link"))?;
