@@ -5,9 +5,14 @@
 //! The lab needs what an application's driver does (connect, insert, select, lose the
 //! connection) with every timeout in its hands, and nothing more: no TLS, no prepared
 //! statements, no compression. Connections are plain [`TcpStream`]s, created on the calling
-//! thread, so a thread that entered a network namespace connects from there.
+//! thread, so a thread that entered a network namespace connects from there. The wire format is
+//! MYSQL_CHECK's ([`halb_check::mysql::codec`]); this file is the blocking I/O around it.
 
-use sha1::{Digest, Sha1};
+use halb_check::mysql::codec::{
+    self, client_capabilities, column_count, column_name, frame, handshake_response, is_eof,
+    native_password, text_row, AuthSwitch, Greeting, OkPacket, PacketReader, ServerError,
+    COM_QUERY, COM_QUIT, NATIVE_PASSWORD,
+};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -111,28 +116,16 @@ impl QueryResult {
     }
 }
 
-// Capability flags (the protocol's CLIENT_* constants).
-const LONG_PASSWORD: u32 = 0x0000_0001;
-const CONNECT_WITH_DB: u32 = 0x0000_0008;
-const PROTOCOL_41: u32 = 0x0000_0200;
-const TRANSACTIONS: u32 = 0x0000_2000;
-const SECURE_CONNECTION: u32 = 0x0000_8000;
-const PLUGIN_AUTH: u32 = 0x0008_0000;
-
-const NATIVE_PASSWORD: &str = "mysql_native_password";
-/// utf8mb4_general_ci.
-const CHARSET_UTF8MB4: u8 = 45;
-const COM_QUIT: u8 = 0x01;
-const COM_QUERY: u8 = 0x03;
-
 /// An open, logged-in connection.
 pub struct Connection {
     stream: TcpStream,
     addr: SocketAddr,
-    /// The next packet's sequence number.
+    reader: PacketReader,
+    /// The sequence id of the next packet this client sends.
     seq: u8,
     /// The server's thread id (`CONNECTION_ID()`, the `Id` of `SHOW PROCESSLIST`).
     pub connection_id: u32,
+    /// As the greeting gives it, without MariaDB's `5.5.5-` prefix.
     pub server_version: String,
 }
 
@@ -169,6 +162,7 @@ impl Connection {
         let mut conn = Connection {
             stream,
             addr,
+            reader: PacketReader::new(),
             seq: 0,
             connection_id: 0,
             server_version: String::new(),
@@ -183,24 +177,23 @@ impl Connection {
 
     /// Runs one statement.
     pub fn query(&mut self, sql: &str) -> Result<QueryResult, SqlError> {
-        self.seq = 0;
         let mut packet = Vec::with_capacity(sql.len() + 1);
         packet.push(COM_QUERY);
         packet.extend_from_slice(sql.as_bytes());
+        // A command starts a new exchange: sequence ids start again at 0.
+        self.seq = 0;
         self.write_packet(&packet)?;
         let first = self.read_packet()?;
         match first.first() {
-            Some(0x00) => {
-                let mut r = Reader::new(&first[1..]);
-                let affected_rows = r.lenenc().unwrap_or(0);
-                let last_insert_id = r.lenenc().unwrap_or(0);
+            Some(&codec::OK) => {
+                let ok = OkPacket::parse(&first).map_err(|m| self.protocol(m.0))?;
                 Ok(QueryResult {
-                    affected_rows,
-                    last_insert_id,
+                    affected_rows: ok.affected_rows,
+                    last_insert_id: ok.last_insert_id,
                     ..QueryResult::default()
                 })
             }
-            Some(0xff) => Err(self.server_error(&first)),
+            Some(&codec::ERR) => Err(self.server_error(&first)),
             Some(0xfb) => Err(self.protocol("LOCAL INFILE requests are not supported")),
             Some(_) => self.result_set(&first),
             None => Err(self.protocol("empty answer to a query")),
@@ -216,62 +209,40 @@ impl Connection {
 
     fn login(&mut self, options: &ConnectOptions) -> Result<(), SqlError> {
         let greeting = self.read_packet()?;
-        if greeting.first() == Some(&0xff) {
+        if greeting.first() == Some(&codec::ERR) {
             // Refused before the handshake: "Too many connections", a blocked host.
             return Err(self.server_error(&greeting));
         }
-        let g = Greeting::parse(&greeting).map_err(|m| self.protocol(m))?;
+        let g = Greeting::parse(&greeting).map_err(|m| self.protocol(m.0))?;
         self.connection_id = g.connection_id;
-        self.server_version = g.server_version.clone();
-        if g.capabilities & PROTOCOL_41 == 0 || g.capabilities & SECURE_CONNECTION == 0 {
-            return Err(self.protocol("the server speaks a protocol older than 4.1"));
-        }
-        let mut caps = LONG_PASSWORD | PROTOCOL_41 | TRANSACTIONS | SECURE_CONNECTION;
-        if g.capabilities & PLUGIN_AUTH != 0 {
-            caps |= PLUGIN_AUTH;
-        }
-        if options.database.is_some() {
-            caps |= CONNECT_WITH_DB;
-        }
+        self.server_version = g.server_version;
+        let caps = client_capabilities(g.capabilities, options.database.is_some())
+            .map_err(|why| self.protocol(why))?;
+        // MariaDB's accounts use mysql_native_password unless told otherwise; a server that
+        // wants another plugin says so with an auth switch, refused below.
         let scramble = native_password(options.password.as_bytes(), &g.nonce);
-        let mut response = Vec::new();
-        response.extend_from_slice(&caps.to_le_bytes());
-        response.extend_from_slice(&(16u32 << 20).to_le_bytes());
-        response.push(CHARSET_UTF8MB4);
-        response.extend_from_slice(&[0u8; 23]);
-        response.extend_from_slice(options.user.as_bytes());
-        response.push(0);
-        response.push(scramble.len() as u8);
-        response.extend_from_slice(&scramble);
-        if let Some(db) = &options.database {
-            response.extend_from_slice(db.as_bytes());
-            response.push(0);
-        }
-        if caps & PLUGIN_AUTH != 0 {
-            response.extend_from_slice(NATIVE_PASSWORD.as_bytes());
-            response.push(0);
-        }
+        let response = handshake_response(
+            caps,
+            &options.user,
+            &scramble,
+            options.database.as_deref(),
+            NATIVE_PASSWORD,
+        );
         self.write_packet(&response)?;
         loop {
             let answer = self.read_packet()?;
             match answer.first() {
-                Some(0x00) => return Ok(()),
-                Some(0xff) => return Err(self.server_error(&answer)),
-                Some(0xfe) => {
-                    // Authentication switch: a plugin name and a fresh nonce.
-                    let body = &answer[1..];
-                    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
-                    let plugin = String::from_utf8_lossy(&body[..end]).into_owned();
-                    if plugin != NATIVE_PASSWORD {
+                Some(&codec::OK) => return Ok(()),
+                Some(&codec::ERR) => return Err(self.server_error(&answer)),
+                Some(&codec::EOF) => {
+                    let switch = AuthSwitch::parse(&answer).map_err(|m| self.protocol(m.0))?;
+                    if switch.plugin != NATIVE_PASSWORD {
                         return Err(self.protocol(&format!(
-                            "the server asks for the {plugin} login, this client only does {NATIVE_PASSWORD}"
+                            "the server asks for the {} login, this client only does {NATIVE_PASSWORD}",
+                            switch.plugin
                         )));
                     }
-                    let mut nonce = body.get(end + 1..).unwrap_or_default().to_vec();
-                    if nonce.last() == Some(&0) {
-                        nonce.pop();
-                    }
-                    let scramble = native_password(options.password.as_bytes(), &nonce);
+                    let scramble = native_password(options.password.as_bytes(), &switch.nonce);
                     self.write_packet(&scramble)?;
                 }
                 _ => return Err(self.protocol("unexpected packet during the login")),
@@ -280,20 +251,13 @@ impl Connection {
     }
 
     fn result_set(&mut self, first: &[u8]) -> Result<QueryResult, SqlError> {
-        let count = Reader::new(first)
-            .lenenc()
-            .ok_or_else(|| self.protocol("a result set without a column count"))?;
-        let mut columns = Vec::with_capacity(count as usize);
+        let count = column_count(first).map_err(|m| self.protocol(m.0))?;
+        // At most 4096 (column_count's bound): fits any usize.
+        let count = count as usize;
+        let mut columns = Vec::with_capacity(count);
         for _ in 0..count {
             let def = self.read_packet()?;
-            let mut r = Reader::new(&def);
-            // catalog, schema, table, org_table, then the name.
-            for _ in 0..4 {
-                r.lenenc_bytes();
-            }
-            let name = r
-                .lenenc_bytes()
-                .ok_or_else(|| self.protocol("a column definition without a name"))?;
+            let name = column_name(&def).map_err(|m| self.protocol(m.0))?;
             columns.push(String::from_utf8_lossy(name).into_owned());
         }
         let eof = self.read_packet()?;
@@ -306,23 +270,15 @@ impl Connection {
             if is_eof(&packet) {
                 break;
             }
-            if packet.first() == Some(&0xff) {
+            if packet.first() == Some(&codec::ERR) {
                 return Err(self.server_error(&packet));
             }
-            let mut r = Reader::new(&packet);
-            let mut row = Vec::with_capacity(columns.len());
-            for _ in 0..columns.len() {
-                if r.peek() == Some(0xfb) {
-                    r.skip(1);
-                    row.push(None);
-                } else {
-                    let value = r
-                        .lenenc_bytes()
-                        .ok_or_else(|| self.protocol("a row shorter than its columns"))?;
-                    row.push(Some(String::from_utf8_lossy(value).into_owned()));
-                }
-            }
-            rows.push(row);
+            let row = text_row(&packet, count).map_err(|m| self.protocol(m.0))?;
+            rows.push(
+                row.into_iter()
+                    .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
+                    .collect(),
+            );
         }
         Ok(QueryResult {
             columns,
@@ -331,31 +287,30 @@ impl Connection {
         })
     }
 
+    /// The next logical packet's payload; the sequence id of this client's answer follows it.
     fn read_packet(&mut self) -> Result<Vec<u8>, SqlError> {
-        let mut header = [0u8; 4];
-        self.stream
-            .read_exact(&mut header)
-            .map_err(|e| self.io_error(e))?;
-        let len = u32::from_le_bytes([header[0], header[1], header[2], 0]) as usize;
-        if len == 0xff_ffff {
-            return Err(self.protocol("packets of 16 MiB and more are not supported"));
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match self.reader.next_packet() {
+                Ok(Some(packet)) => {
+                    self.seq = packet.last_seq.wrapping_add(1);
+                    return Ok(packet.payload);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(self.protocol(&e.to_string())),
+            }
+            let n = self.stream.read(&mut buf).map_err(|e| self.io_error(e))?;
+            if n == 0 {
+                return Err(self.io_error(io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.reader.push(&buf[..n]);
         }
-        self.seq = header[3].wrapping_add(1);
-        let mut payload = vec![0u8; len];
-        self.stream
-            .read_exact(&mut payload)
-            .map_err(|e| self.io_error(e))?;
-        Ok(payload)
     }
 
     fn write_packet(&mut self, payload: &[u8]) -> Result<(), SqlError> {
-        let len = payload.len() as u32;
-        let mut packet = Vec::with_capacity(payload.len() + 4);
-        packet.extend_from_slice(&len.to_le_bytes()[..3]);
-        packet.push(self.seq);
-        packet.extend_from_slice(payload);
-        self.seq = self.seq.wrapping_add(1);
-        self.stream.write_all(&packet).map_err(|e| self.io_error(e))
+        let (bytes, next) = frame(self.seq, payload);
+        self.seq = next;
+        self.stream.write_all(&bytes).map_err(|e| self.io_error(e))
     }
 
     fn io_error(&self, e: io::Error) -> SqlError {
@@ -378,218 +333,82 @@ impl Connection {
     }
 
     fn server_error(&self, packet: &[u8]) -> SqlError {
-        let (code, state, message) = parse_error(packet);
-        SqlError::Server {
-            addr: self.addr,
-            code,
-            state,
-            message,
+        match ServerError::parse(packet) {
+            Ok(e) => SqlError::Server {
+                addr: self.addr,
+                code: e.code,
+                state: e.sql_state.unwrap_or_default(),
+                message: e.message,
+            },
+            Err(m) => self.protocol(m.0),
         }
-    }
-}
-
-fn is_eof(packet: &[u8]) -> bool {
-    packet.first() == Some(&0xfe) && packet.len() < 9
-}
-
-/// An ERR packet: code, SQL state (empty when the server sent none), message.
-fn parse_error(packet: &[u8]) -> (u16, String, String) {
-    let code = match packet.get(1..3) {
-        Some(b) => u16::from_le_bytes([b[0], b[1]]),
-        None => 0,
-    };
-    let rest = packet.get(3..).unwrap_or_default();
-    let (state, message) = if rest.first() == Some(&b'#') && rest.len() >= 6 {
-        (&rest[1..6], &rest[6..])
-    } else {
-        (&rest[..0], rest)
-    };
-    (
-        code,
-        String::from_utf8_lossy(state).into_owned(),
-        String::from_utf8_lossy(message).into_owned(),
-    )
-}
-
-/// The fields of the server's first packet (protocol version 10) that a login needs.
-#[derive(Debug)]
-struct Greeting {
-    server_version: String,
-    connection_id: u32,
-    capabilities: u32,
-    nonce: Vec<u8>,
-}
-
-impl Greeting {
-    fn parse(p: &[u8]) -> Result<Greeting, &'static str> {
-        let mut r = Reader::new(p);
-        if r.u8() != Some(10) {
-            return Err("not a protocol 10 greeting");
-        }
-        let server_version =
-            String::from_utf8_lossy(r.nul_terminated().ok_or("no version")?).into_owned();
-        let connection_id = r.u32().ok_or("no connection id")?;
-        let mut nonce = r.take(8).ok_or("no nonce")?.to_vec();
-        r.skip(1);
-        let low = r.u16().ok_or("no capabilities")?;
-        let mut capabilities = u32::from(low);
-        if r.remaining() > 0 {
-            r.skip(1); // character set
-            r.skip(2); // status
-            let high = r.u16().ok_or("no upper capabilities")?;
-            capabilities |= u32::from(high) << 16;
-            let nonce_len = r.u8().ok_or("no nonce length")?;
-            r.skip(10);
-            if capabilities & SECURE_CONNECTION != 0 {
-                let len = (usize::from(nonce_len).saturating_sub(8)).max(13);
-                let part = r.take(len).ok_or("short nonce")?;
-                // The part ends with a NUL that is not part of the nonce.
-                let part = part.strip_suffix(&[0]).unwrap_or(part);
-                nonce.extend_from_slice(part);
-            }
-        }
-        Ok(Greeting {
-            server_version,
-            connection_id,
-            capabilities,
-            nonce,
-        })
-    }
-}
-
-/// `mysql_native_password`: SHA1(password) XOR SHA1(nonce + SHA1(SHA1(password))); empty for an
-/// empty password.
-pub fn native_password(password: &[u8], nonce: &[u8]) -> Vec<u8> {
-    if password.is_empty() {
-        return Vec::new();
-    }
-    let stage1 = Sha1::digest(password);
-    let stage2 = Sha1::digest(stage1);
-    let mut h = Sha1::new();
-    h.update(nonce);
-    h.update(stage2);
-    let mix = h.finalize();
-    stage1.iter().zip(mix.iter()).map(|(a, b)| a ^ b).collect()
-}
-
-/// Reads the protocol's little-endian integers and strings from a packet.
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Reader { data, pos: 0 }
-    }
-
-    fn remaining(&self) -> usize {
-        self.data.len().saturating_sub(self.pos)
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.data.get(self.pos).copied()
-    }
-
-    fn skip(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.data.len());
-    }
-
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let bytes = self.data.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(bytes)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn nul_terminated(&mut self) -> Option<&'a [u8]> {
-        let rest = self.data.get(self.pos..)?;
-        let end = rest.iter().position(|&b| b == 0)?;
-        self.pos += end + 1;
-        Some(&rest[..end])
-    }
-
-    /// A length-encoded integer.
-    fn lenenc(&mut self) -> Option<u64> {
-        let first = self.u8()?;
-        let width = match first {
-            0..=0xfa => return Some(u64::from(first)),
-            0xfc => 2,
-            0xfd => 3,
-            0xfe => 8,
-            _ => return None,
-        };
-        let bytes = self.take(width)?;
-        let mut value = [0u8; 8];
-        value[..width].copy_from_slice(bytes);
-        Some(u64::from_le_bytes(value))
-    }
-
-    /// A length-encoded string.
-    fn lenenc_bytes(&mut self) -> Option<&'a [u8]> {
-        let len = usize::try_from(self.lenenc()?).ok()?;
-        self.take(len)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mariadb::{MariaDb, MariaDbOptions};
 
-    /// MariaDB 10.11's greeting, as captured by halb's checker tests.
-    const GREETING: &[u8] = b"\n5.5.5-10.11.19-MariaDB-0+deb12u1\0\r\0\0\x001rkCK0Ki\0\xfe\xf7\x08\x02\0\xff\x81\x15\0\0\0\0\0\0\x1d\0\0\0Q8clry)Zm7h)\0mysql_native_password\0";
-
+    /// Against a real MariaDB: a login, an OK with the insert id, a result set with a NULL, an
+    /// error with its SQL state, a refused password, and an auth switch to a plugin this client
+    /// declines. Needs root and Debian's mariadb-server and mariadb-client (`scripts/deps.sh`).
     #[test]
-    fn reads_mariadbs_greeting() {
-        let g = Greeting::parse(GREETING).unwrap();
-        assert_eq!(g.server_version, "5.5.5-10.11.19-MariaDB-0+deb12u1");
-        assert_eq!(g.connection_id, 13);
-        assert_eq!(g.nonce, b"1rkCK0KiQ8clry)Zm7h)");
-        assert_ne!(g.capabilities & PLUGIN_AUTH, 0);
-    }
-
-    #[test]
-    fn native_password_matches_an_independent_computation() {
-        // Computed with Python's hashlib for the greeting's nonce.
-        let scramble = native_password(b"secret", b"1rkCK0KiQ8clry)Zm7h)");
-        let hex: String = scramble.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, "7c9c7eab93e133d8f8536b6f934eb8986828e3d3");
-        assert!(native_password(b"", b"x").is_empty());
-    }
-
-    #[test]
-    fn reads_error_packets_with_and_without_state() {
-        let with = b"\xff\x15\x04#28000Access denied";
-        assert_eq!(
-            parse_error(with),
-            (1045, "28000".to_string(), "Access denied".to_string())
+    fn talks_to_mariadb() {
+        let db = MariaDb::start(
+            MariaDbOptions::new()
+                .option("plugin-load-add", "auth_ed25519")
+                .option("auto_increment_increment", 2),
+        )
+        .expect("start MariaDB (run scripts/deps.sh as root)");
+        db.sql(
+            "CREATE DATABASE lab; CREATE TABLE lab.t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT);
+             CREATE USER app@'%' IDENTIFIED BY 'pw'; GRANT ALL ON lab.* TO app@'%';
+             CREATE USER ed_only@'%' IDENTIFIED VIA ed25519 USING PASSWORD('pw');",
+        )
+        .expect("create the lab's users");
+        let options = ConnectOptions::new(db.addr(), "app", "pw").database("lab");
+        let mut conn = Connection::connect(&options).expect("log in as app");
+        assert!(
+            conn.server_version.contains("MariaDB"),
+            "{}",
+            conn.server_version
         );
-        let without = b"\xffi\x04Host blocked";
+        let inserted = conn
+            .query("INSERT INTO t (v) VALUES ('a'), (NULL)")
+            .unwrap();
+        assert_eq!((inserted.affected_rows, inserted.last_insert_id), (2, 1));
+        let rows = conn.query("SELECT id, v FROM t ORDER BY id").unwrap();
+        assert_eq!(rows.columns, vec!["id", "v"]);
         assert_eq!(
-            parse_error(without),
-            (1129, String::new(), "Host blocked".to_string())
+            rows.rows,
+            vec![
+                vec![Some("1".to_string()), Some("a".to_string())],
+                vec![Some("3".to_string()), None]
+            ]
         );
-    }
+        assert_eq!(rows.get(1, "id"), Some("3"));
+        let id = conn.query("SELECT CONNECTION_ID()").unwrap();
+        assert_eq!(id.first(), Some(conn.connection_id.to_string().as_str()));
+        match conn.query("SELECT * FROM missing") {
+            Err(SqlError::Server { code, state, .. }) => {
+                assert_eq!((code, state.as_str()), (1146, "42S02"))
+            }
+            other => panic!("{other:?}"),
+        }
+        conn.close();
 
-    #[test]
-    fn reads_length_encoded_values() {
-        let mut r = Reader::new(&[0x05, 0xfc, 0x10, 0x27, 0x03, b'a', b'b', b'c', 0xff]);
-        assert_eq!(r.lenenc(), Some(5));
-        assert_eq!(r.lenenc(), Some(10000));
-        assert_eq!(r.lenenc_bytes(), Some(&b"abc"[..]));
-        assert_eq!(r.lenenc(), None);
-        assert_eq!(r.take(1), None);
+        let wrong = ConnectOptions::new(db.addr(), "app", "wrong");
+        match Connection::connect(&wrong) {
+            Err(SqlError::Server { code, .. }) => assert_eq!(code, 1045),
+            other => panic!("{other:?}"),
+        }
+        let ed = ConnectOptions::new(db.addr(), "ed_only", "pw");
+        match Connection::connect(&ed) {
+            Err(SqlError::Protocol { message, .. }) => {
+                assert!(message.contains("client_ed25519"), "{message}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
