@@ -1,4 +1,4 @@
-//! `halb lab`: the seed's topology in network namespaces and its test plan (crate `halb-lab`).
+//! `halb lab`: the seed's topology in network namespaces and its test plan (crate `halb-seed-lab`).
 //!
 //! - `halb lab run [SCENARIO...] [--json]` builds the topology, runs the scenarios with a live
 //!   timeline on stderr, prints the report and takes everything down (also on Ctrl-C).
@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
-use halb_lab::scenarios::{run_plan, PlanOptions, Scenario};
-use halb_lab::topology::{Cancel, LabState, Topology, TopologyOptions, VIP};
-use halb_lab::writer::LoadOptions;
+use halb_seed_lab::scenarios::{run_plan, PlanOptions, Scenario};
+use halb_seed_lab::topology::{Cancel, LabState, Topology, TopologyOptions, VIP};
+use halb_seed_lab::writer::LoadOptions;
 
 #[derive(ClapArgs)]
 pub struct Args {

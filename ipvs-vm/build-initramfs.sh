@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Build the kernel lab's initramfs: OUT.cpio.gz for the cloud kernel fetched by fetch-kernel.sh.
+# Build the IPVS VM's initramfs: OUT.cpio.gz for the cloud kernel fetched by fetch-kernel.sh.
 #
 # usage: build-initramfs.sh OUT.cpio.gz PAYLOAD_DIR
 #
 # OUT is three gzip'd cpio archives one after the other (the kernel unpacks them in turn):
-#   1. the base system, cached in lab/kernel/cache/: busybox-static, bash (as /bin/sh), iproute2's
+#   1. the base system, cached in ipvs-vm/cache/: busybox-static, bash (as /bin/sh), iproute2's
 #      `ip`, keepalived, ipvsadm, kmod (modprobe), the libraries `ldd` lists for them, the kernel
 #      modules the lab needs with their dependencies, and /init;
 #   2. EXTRA_BINS (space-separated paths, e.g. the halb binary), each copied to /usr/local/bin with
@@ -147,12 +147,12 @@ PASSWD
 root:x:0:
 nogroup:x:65534:
 GROUP
-    echo "halb-lab" > "$stage/etc/hostname"
+    echo "halb-ipvs-vm" > "$stage/etc/hostname"
     mkdir -p "$stage/etc/keepalived" "$stage/etc/iproute2"
 
     cat > "$stage/init" <<'INIT'
 #!/bin/sh
-# The kernel lab's init: set the machine up, run /payload/run.sh between markers, power off.
+# The IPVS VM's init: set the machine up, run /payload/run.sh between markers, power off.
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -164,7 +164,7 @@ mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /dev/shm
 # Keep kernel messages off the console: it carries the payload's output.
 dmesg -n 1
-hostname halb-lab
+hostname halb-ipvs-vm
 ip link set lo up
 if ! modprobe ip_vs; then
     echo "init: modprobe ip_vs failed" >&2

@@ -643,8 +643,8 @@ mod tests {
         assert_eq!(socket_text(addr, port), "10.2.0.1:80");
     }
 
-    // Dumps captured from keepalived 2.2.7 in the kernel lab by
-    // `cargo run -p halb-lab --example capture_oracle_fixtures`; the configurations are the seed's
+    // Dumps captured from keepalived 2.2.7 in the IPVS VM by
+    // `cargo run -p halb-ipvs-vm --example capture_oracle_fixtures`; the configurations are the seed's
     // (`../shared/seed/`) and `tests/fixtures/configs/`.
     const SEED_MASTER: &str = include_str!("../tests/fixtures/dumps/seed-master.dump");
     const SEED_BACKUP: &str = include_str!("../tests/fixtures/dumps/seed-backup.dump");

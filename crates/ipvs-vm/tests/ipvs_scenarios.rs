@@ -1,4 +1,4 @@
-//! halb as an LVS director on a real kernel, in one boot of the kernel lab (see
+//! halb as an LVS director on a real kernel, in one boot of the IPVS VM (see
 //! `ipvs_scenarios.sh` for the topology): a client, two directors and two direct-routing real
 //! servers prepared with `halb realserver start`.
 //!
@@ -11,10 +11,10 @@
 //!   `lvs_sync_daemon` (the control), the same connection is reset.
 //!
 //! Needs root on Debian (missing packages are installed). Run with
-//! `cargo test -p halb-lab --test ipvs_scenarios -- --nocapture` to see the figures.
+//! `cargo test -p halb-ipvs-vm --test ipvs_scenarios -- --nocapture` to see the figures.
 
 use anyhow::{bail, Context, Result};
-use halb_lab::kernel_vm::{sections, KernelVm, Payload};
+use halb_ipvs_vm::kernel_vm::{sections, KernelVm, Payload};
 use std::time::{Duration, Instant};
 
 const SCRIPT: &str = include_str!("ipvs_scenarios.sh");
@@ -110,9 +110,9 @@ fn tally(s: &str) -> Result<(u32, u32, u32)> {
 
 #[test]
 fn director_scenarios_on_a_real_kernel() -> Result<()> {
-    halb_lab::ensure_prerequisites()?;
+    halb_ipvs_vm::ensure_prerequisites()?;
     let work = tempfile::tempdir()?;
-    let halb = halb_lab::halb_binary::stripped_into(work.path())?;
+    let halb = halb_ipvs_vm::halb_binary::stripped_into(work.path())?;
     let scenarios = std::env::var("IPVS_SCENARIOS").ok();
     let script = match &scenarios {
         Some(s) => format!("SCENARIOS='{s}'\n{SCRIPT}"),

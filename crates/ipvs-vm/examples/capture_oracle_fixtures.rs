@@ -1,18 +1,18 @@
 //! Runs keepalived (the oracle) over the fixture configurations and the seed's two files in one
-//! boot of the kernel lab, and stores what it said under `crates/lab/tests/fixtures/dumps/`:
+//! boot of the IPVS machine, and stores what it said under `crates/ipvs-vm/tests/fixtures/dumps/`:
 //! `NAME.dump` (the configuration dump) and `NAME.test` (`keepalived -t`'s exit status and
-//! diagnostics). Needs root; run with `cargo run -p halb-lab --example capture_oracle_fixtures`.
+//! diagnostics). Needs root; run with `cargo run -p halb-ipvs-vm --example capture_oracle_fixtures`.
 
 use anyhow::{Context, Result};
-use halb_lab::keepalived_oracle::KeepalivedOracle;
+use halb_ipvs_vm::keepalived_oracle::KeepalivedOracle;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 fn main() -> Result<()> {
-    halb_lab::ensure_prerequisites()?;
+    halb_ipvs_vm::ensure_prerequisites()?;
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let seed = halb_lab::shared_dir()?.join("seed");
+    let seed = halb_ipvs_vm::shared_dir()?.join("seed");
 
     let mut inputs: Vec<(String, PathBuf)> = vec![
         ("seed-master".into(), seed.join("keepalived-master.conf")),

@@ -1,21 +1,21 @@
-//! The kernel lab end to end: boots Debian's cloud kernel under qemu (TCG) and checks, with
+//! The IPVS VM end to end: boots Debian's cloud kernel under qemu (TCG) and checks, with
 //! keepalived 2.2.7 and ipvsadm inside, that the seed's configuration programs IPVS, and that the
 //! keepalived oracle reads the seed as expected.
 //!
 //! Needs root on Debian (missing packages are installed) and takes about 10-20 s per test. Run with
-//! `cargo test -p halb-lab --test kernel_lab`.
+//! `cargo test -p halb-ipvs-vm --test keepalived_in_vm`.
 
 use anyhow::{Context, Result};
 use halb_config::summary::{CheckerSummary, VirtualServerSummary};
-use halb_lab::keepalived_oracle::KeepalivedOracle;
-use halb_lab::kernel_vm::{KernelVm, Payload};
+use halb_ipvs_vm::keepalived_oracle::KeepalivedOracle;
+use halb_ipvs_vm::kernel_vm::{KernelVm, Payload};
 use std::fs;
 use std::path::PathBuf;
 use std::time::Instant;
 
 /// The seed's master configuration, beside the repository as on CI.
 fn seed_master() -> Result<PathBuf> {
-    let path = halb_lab::repo_root()?.join("../shared/seed/keepalived-master.conf");
+    let path = halb_ipvs_vm::repo_root()?.join("../shared/seed/keepalived-master.conf");
     anyhow::ensure!(
         path.is_file(),
         "{} not found: ../shared must sit beside the repository",
@@ -54,14 +54,14 @@ exit "$status"
 
 #[test]
 fn keepalived_programs_ipvs_from_the_seed() -> Result<()> {
-    halb_lab::ensure_prerequisites()?;
+    halb_ipvs_vm::ensure_prerequisites()?;
     let seed = seed_master()?;
     let config = fs::read(&seed).with_context(|| format!("cannot read {}", seed.display()))?;
     let payload = Payload::new(IPVS_SCRIPT).file("keepalived.conf", config);
     let started = Instant::now();
     let output = KernelVm::new()?.run(&payload)?;
     eprintln!(
-        "kernel lab: boot + keepalived -C + ipvsadm in {:?}",
+        "ipvs-vm: boot + keepalived -C + ipvsadm in {:?}",
         started.elapsed()
     );
     assert_eq!(output.exit_code, 0, "payload output:\n{}", output.stdout);
@@ -87,7 +87,7 @@ fn keepalived_programs_ipvs_from_the_seed() -> Result<()> {
 
 #[test]
 fn oracle_reads_the_seed() -> Result<()> {
-    halb_lab::ensure_prerequisites()?;
+    halb_ipvs_vm::ensure_prerequisites()?;
     let seed = seed_master()?;
     let started = Instant::now();
     let reports = KeepalivedOracle::new()?.run(&[&seed])?;

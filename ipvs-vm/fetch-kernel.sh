@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch Debian's cloud kernel (it ships the IPVS modules) into lab/kernel/cache/ and index its modules.
+# Fetch Debian's cloud kernel (it ships the IPVS modules) into ipvs-vm/cache/ and index its modules.
 #
 # Result: cache/kernel/ (the unpacked package), cache/vmlinuz (link to the kernel image),
 # cache/kernel-version (the module directory name, e.g. 6.1.0-56-cloud-amd64).
@@ -20,7 +20,7 @@ if [ -s "$CACHE_DIR/kernel-version" ]; then
 fi
 
 ensure_packages kmod
-command -v apt-get >/dev/null || die "apt-get not found: the kernel lab needs a Debian system"
+command -v apt-get >/dev/null || die "apt-get not found: the IPVS VM needs a Debian system"
 
 work="$(mktemp -d "$CACHE_DIR/fetch.XXXXXX")"
 trap 'rm -rf "$work"' EXIT

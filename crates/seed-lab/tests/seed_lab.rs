@@ -1,5 +1,5 @@
 //! The seed's whole test plan against real MariaDB 10.11 and halb on the seed's unchanged
-//! configurations, in network namespaces (`halb_lab::scenarios::run_plan`), plus the lab's
+//! configurations, in network namespaces (`halb_seed_lab::scenarios::run_plan`), plus the lab's
 //! own promises: a build that fails half-way leaves nothing behind, and a detached lab (`halb
 //! lab up`) is stopped exactly by its state (`halb lab down`).
 //!
@@ -14,8 +14,8 @@
 //! (`scripts/deps.sh`).
 
 use anyhow::{bail, Context, Result};
-use halb_lab::scenarios::{run_plan, PlanOptions, Scenario};
-use halb_lab::topology::{process_alive, LabState, Topology, TopologyOptions};
+use halb_seed_lab::scenarios::{run_plan, PlanOptions, Scenario};
+use halb_seed_lab::topology::{process_alive, LabState, Topology, TopologyOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;

@@ -1,5 +1,5 @@
 //! A throwaway virtual machine with Debian's cloud kernel (which has IPVS), driven through
-//! `lab/kernel/run.sh`.
+//! `ipvs-vm/run.sh`.
 //!
 //! A [`Payload`] is a shell script plus files; the machine boots with them under `/payload`, runs
 //! the script as root with iproute2, keepalived, ipvsadm and kmod at hand, and powers off. The
@@ -79,7 +79,7 @@ pub struct VmOutput {
     pub elapsed: Duration,
 }
 
-/// Boots payloads in qemu through `lab/kernel/run.sh`.
+/// Boots payloads in qemu through `ipvs-vm/run.sh`.
 #[derive(Debug, Clone)]
 pub struct KernelVm {
     run_script: PathBuf,
@@ -89,12 +89,12 @@ pub struct KernelVm {
 }
 
 impl KernelVm {
-    /// A machine driven by the `lab/kernel/run.sh` of this repository (found from
+    /// A machine driven by the `ipvs-vm/run.sh` of this repository (found from
     /// `CARGO_MANIFEST_DIR`), with 1 GiB of memory and a 300 s limit per boot.
     pub fn new() -> Result<Self> {
         let root = crate::repo_root()?;
         Ok(KernelVm {
-            run_script: root.join("lab/kernel/run.sh"),
+            run_script: root.join(crate::VM_SCRIPTS).join("run.sh"),
             timeout: Duration::from_secs(300),
             memory_mib: 1024,
             extra_bins: Vec::new(),
@@ -126,7 +126,7 @@ impl KernelVm {
     /// payload (no kernel, qemu failing, the time limit) is.
     pub fn run(&self, payload: &Payload) -> Result<VmOutput> {
         let work = tempfile::Builder::new()
-            .prefix("halb-lab-payload.")
+            .prefix("halb-ipvs-vm-payload.")
             .tempdir()
             .context("cannot create a temporary directory for the payload")?;
         let payload_dir = work.path().join("payload");
@@ -173,7 +173,7 @@ impl KernelVm {
         let status = match fs::read_to_string(&status_file) {
             Ok(status) => status,
             Err(_) => bail!(
-                "the kernel lab failed to run the payload ({}, exit status {}):\n{}",
+                "the IPVS VM failed to run the payload ({}, exit status {}):\n{}",
                 self.run_script.display(),
                 output.status,
                 lab_stderr.trim_end()

@@ -1,13 +1,13 @@
 # shellcheck shell=bash
-# Shared helpers for the kernel lab scripts. Sourced, not executed.
+# Shared helpers for the IPVS VM scripts. Sourced, not executed.
 
 die() {
-    echo "lab/kernel: error: $*" >&2
+    echo "ipvs-vm: error: $*" >&2
     exit 1
 }
 
 note() {
-    echo "lab/kernel: $*" >&2
+    echo "ipvs-vm: $*" >&2
 }
 
 # ensure_packages PKG... : install the Debian packages that are missing (needs root).

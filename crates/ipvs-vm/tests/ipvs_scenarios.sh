@@ -1,5 +1,5 @@
 #!/bin/bash
-# The IPVS scenarios' payload, run by the kernel lab's /init as /payload/run.sh.
+# The IPVS scenarios' payload, run by the IPVS VM's /init as /payload/run.sh.
 #
 # A LAN on a bridge in the machine's root namespace, every host a network namespace with no route
 # out of 10.0.0.0/24:

@@ -1,7 +1,7 @@
 //! Whole-configuration differential against the kernel: for the seed's keepalived.conf files,
 //! every Debian keepalived sample with virtual servers and the reader's LVS fixtures, `ipvsadm -S -n` (with timeouts and sync
 //! daemons) after `halb run --dataplane ipvs` equals `ipvsadm -S -n` after keepalived, run from
-//! the same file in the kernel lab.
+//! the same file in the IPVS VM.
 //!
 //! Each file runs in two network namespaces of one boot, keepalived in one and halb in the other,
 //! all files at once. No real server is reachable there, so every checker fails the same way and
@@ -10,11 +10,11 @@
 //! settled, and once more after both daemons stopped.
 //!
 //! Needs root on Debian (missing packages are installed). Run with
-//! `cargo test -p halb-lab --test ipvs_differential -- --nocapture` to see every table.
+//! `cargo test -p halb-ipvs-vm --test ipvs_differential -- --nocapture` to see every table.
 
 use anyhow::{bail, Context, Result};
-use halb_lab::keepalived_oracle::interfaces_named;
-use halb_lab::kernel_vm::{sections, KernelVm, Payload};
+use halb_ipvs_vm::keepalived_oracle::interfaces_named;
+use halb_ipvs_vm::kernel_vm::{sections, KernelVm, Payload};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,7 @@ const DELIBERATE: &[(&str, &str)] = &[
 /// The seed's configurations and the Debian samples that have virtual servers.
 fn files() -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let seed = halb_lab::shared_dir()?.join("seed");
+    let seed = halb_ipvs_vm::shared_dir()?.join("seed");
     for name in ["keepalived-master.conf", "keepalived-backup.conf"] {
         files.push(seed.join(name));
     }
@@ -74,7 +74,7 @@ fn files() -> Result<Vec<PathBuf>> {
     files.extend(samples);
     // The reader's LVS fixtures: every forwarding method and tunnel type, weights and
     // thresholds, IPv6, fwmarks, groups with ranges, every scheduler.
-    let fixtures = halb_lab::repo_root()?.join("crates/config/tests/fixtures/lvs");
+    let fixtures = halb_ipvs_vm::repo_root()?.join("crates/config/tests/fixtures/lvs");
     let mut more: Vec<PathBuf> = std::fs::read_dir(&fixtures)
         .with_context(|| format!("cannot list {}", fixtures.display()))?
         .flatten()
@@ -106,9 +106,9 @@ fn line_diff(keepalived: &[String], halb: &[String]) -> String {
 
 #[test]
 fn halb_programs_the_kernel_as_keepalived_does() -> Result<()> {
-    halb_lab::ensure_prerequisites()?;
+    halb_ipvs_vm::ensure_prerequisites()?;
     let work = tempfile::tempdir()?;
-    let halb = halb_lab::halb_binary::stripped_into(work.path())?;
+    let halb = halb_ipvs_vm::halb_binary::stripped_into(work.path())?;
     let files = files()?;
     if files.len() < 10 {
         bail!(

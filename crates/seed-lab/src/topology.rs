@@ -587,9 +587,8 @@ impl TopologyOptions {
 /// A configuration of the seed, in `../shared/seed` beside the repository (the check before
 /// the build says so if it is not there).
 fn seed_config(name: &str) -> PathBuf {
-    crate::shared_dir()
-        .map(|d| d.join("seed"))
-        .unwrap_or_else(|_| PathBuf::from("../shared/seed"))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/seed")
         .join(name)
 }
 

@@ -3,7 +3,7 @@
 //! optionally inside a named network namespace.
 //!
 //! ```no_run
-//! use halb_lab::mariadb::{MariaDb, MariaDbOptions};
+//! use halb_seed_lab::mariadb::{MariaDb, MariaDbOptions};
 //! let db = MariaDb::start(
 //!     MariaDbOptions::new()
 //!         .server_id(1)

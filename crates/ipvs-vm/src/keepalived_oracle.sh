@@ -1,5 +1,5 @@
 #!/bin/bash
-# The keepalived oracle's payload, run by the kernel lab's /init as /payload/run.sh.
+# The keepalived oracle's payload, run by the IPVS VM's /init as /payload/run.sh.
 #
 # For each /payload/configs/N.conf (N = 0, 1, ...), with the interfaces listed in
 # /payload/configs/N.ifaces created first:

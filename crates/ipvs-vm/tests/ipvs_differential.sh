@@ -1,5 +1,5 @@
 #!/bin/bash
-# The IPVS differential's payload, run by the kernel lab's /init as /payload/run.sh.
+# The IPVS differential's payload, run by the IPVS VM's /init as /payload/run.sh.
 #
 # For each /payload/configs/N.conf, two network namespaces with the interfaces N.ifaces lists:
 # kN runs keepalived, hN runs `halb run --dataplane ipvs`, both from the same file, all at once

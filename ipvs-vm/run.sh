@@ -6,7 +6,7 @@
 #
 # stdout: the payload's output (its stdout and stderr), nothing else; exit status: the payload's.
 # When the machine fails to run the payload (no kernel, qemu failure, timeout, no end marker) this
-# prints "lab/kernel: error: ..." with the console's last lines on stderr and exits 125.
+# prints "ipvs-vm: error: ..." with the console's last lines on stderr and exits 125.
 #
 # Environment:
 #   EXTRA_BINS            binaries to add to the image under /usr/local/bin (with their libraries)
@@ -21,7 +21,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 LAB_FAILURE=125
 fail() {
-    echo "lab/kernel: error: $*" >&2
+    echo "ipvs-vm: error: $*" >&2
     exit "$LAB_FAILURE"
 }
 
@@ -37,7 +37,7 @@ fi
 "$LAB_DIR/fetch-kernel.sh" || fail "fetching the kernel failed"
 ensure_packages qemu-system-x86 || fail "cannot install qemu-system-x86"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/halb-lab-run.XXXXXX")"
+work="$(mktemp -d "${TMPDIR:-/tmp}/halb-ipvs-vm-run.XXXXXX")"
 qemu_pid=""
 # shellcheck disable=SC2317 # called through the EXIT trap
 cleanup() {
@@ -75,7 +75,7 @@ fi
 
 explain() {
     {
-        echo "lab/kernel: error: $*"
+        echo "ipvs-vm: error: $*"
         if [ -s "$work/qemu.err" ]; then
             echo "--- qemu stderr ---"
             tail -n 20 "$work/qemu.err"

@@ -1,4 +1,4 @@
-//! halb's IPVS data plane against the real kernel: one boot of the kernel lab (Debian's cloud
+//! halb's IPVS data plane against the real kernel: one boot of the IPVS VM (Debian's cloud
 //! kernel under qemu, which has IPVS) with the halb binary inside, and ipvsadm as the oracle.
 //!
 //! Inside the machine, `halb ipvs` (a hidden subcommand that drives `halb_dataplane::ipvs`
@@ -16,10 +16,10 @@
 //! name another package's binary), stripped of debug information to keep the initramfs small.
 //!
 //! Needs root on Debian (missing packages are installed). Run with
-//! `cargo test -p halb-lab --test ipvs_lab -- --nocapture` to see the timings.
+//! `cargo test -p halb-ipvs-vm --test ipvs_dataplane -- --nocapture` to see the timings.
 
 use anyhow::{Context, Result};
-use halb_lab::kernel_vm::{KernelVm, Payload};
+use halb_ipvs_vm::kernel_vm::{KernelVm, Payload};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -607,9 +607,9 @@ fn by_key(services: &Value) -> BTreeMap<String, Value> {
 
 #[test]
 fn halb_programs_ipvs_as_ipvsadm_does() -> Result<()> {
-    halb_lab::ensure_prerequisites()?;
+    halb_ipvs_vm::ensure_prerequisites()?;
     let work = tempfile::tempdir()?;
-    let halb = halb_lab::halb_binary::stripped_into(work.path())?;
+    let halb = halb_ipvs_vm::halb_binary::stripped_into(work.path())?;
 
     let t1 = table_one();
     let t2 = table_two();

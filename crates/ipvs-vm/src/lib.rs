@@ -1,31 +1,28 @@
-//! halb's test laboratory.
+//! The IPVS machine of halb's tests (development only, never shipped).
 //!
 //! - [`kernel_vm`]: runs a payload (a shell script and its files) inside Debian's cloud kernel under
-//!   qemu, through `lab/kernel/run.sh`. That kernel has IPVS, which the development and CI kernels
+//!   qemu, through `ipvs-vm/run.sh`. That kernel has IPVS, which the development and CI kernels
 //!   lack.
 //! - [`keepalived_oracle`]: asks keepalived 2.2.7 itself, inside that machine, how it reads
 //!   configuration files: `keepalived -t` verdicts and the configuration dumps of `keepalived -d`.
 //! - [`keepalived_dump`]: reduces such a dump to a [`halb_config::summary::Summary`], the form
 //!   halb's own reading is compared with.
+//! - [`halb_binary`]: the halb binary under test, built by cargo, to copy into the machine.
 //!
 //! Everything here needs root and a Debian system (packages are installed when missing); see
-//! [`ensure_prerequisites`].
+//! [`ensure_prerequisites`]. The seed's lab in network namespaces (`halb lab`) is another crate,
+//! `halb-seed-lab`.
 
 pub mod halb_binary;
 pub mod keepalived_dump;
 pub mod keepalived_oracle;
 pub mod kernel_vm;
-pub mod mariadb;
-pub mod mysql_client;
-pub mod scenarios;
-pub mod topology;
-pub mod writer;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Debian packages the kernel lab uses, on the host (qemu, the kernel tools) and copied into the
+/// Debian packages the IPVS machine uses, on the host (qemu, the kernel tools) and copied into the
 /// machine (busybox, iproute2, keepalived, ipvsadm, kmod).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "busybox-static",
@@ -37,17 +34,22 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "iproute2",
 ];
 
-/// The repository's root: two levels above this crate's manifest directory.
+/// The machine's scripts (fetch the kernel, build the initramfs, boot a payload), relative to the
+/// repository's root.
+pub const VM_SCRIPTS: &str = "ipvs-vm";
+
+/// The repository's root: two levels above this crate's manifest directory. A development
+/// crate's tests run in the repository, so the compile-time path is the right one here.
 pub fn repo_root() -> Result<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let root = manifest
         .parent()
         .and_then(Path::parent)
         .with_context(|| format!("{} has no grandparent directory", manifest.display()))?;
-    let run = root.join("lab/kernel/run.sh");
+    let run = root.join(VM_SCRIPTS).join("run.sh");
     if !run.is_file() {
         bail!(
-            "{} not found: halb-lab expects to live in crates/lab of the halb repository",
+            "{} not found: halb-ipvs-vm expects to live in crates/ipvs-vm of the halb repository",
             run.display()
         );
     }
@@ -67,9 +69,9 @@ pub fn shared_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Installs the Debian packages the lab needs when they are missing, and fetches the kernel.
+/// Installs the Debian packages the machine needs when they are missing, and fetches the kernel.
 ///
-/// Needs root on a Debian machine; does nothing that is already done. The lab scripts do the same
+/// Needs root on a Debian machine; does nothing that is already done. The machine's scripts do the same
 /// on their own, so calling this first only moves the slow part before any time limit starts.
 pub fn ensure_prerequisites() -> Result<()> {
     let uid = Command::new("id")
@@ -77,10 +79,10 @@ pub fn ensure_prerequisites() -> Result<()> {
         .output()
         .context("cannot run id -u to check for root")?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-        bail!("the kernel lab needs root (apt-get, device nodes in the initramfs); run the tests as root");
+        bail!("the IPVS machine needs root (apt-get, device nodes in the initramfs); run the tests as root");
     }
     let root = repo_root()?;
-    let kernel_dir = root.join("lab/kernel");
+    let kernel_dir = root.join(VM_SCRIPTS);
     let status = Command::new("bash")
         .arg("-c")
         .arg(r#"set -euo pipefail; source "$1/common.sh"; shift; ensure_packages "$@""#)
@@ -88,10 +90,10 @@ pub fn ensure_prerequisites() -> Result<()> {
         .arg(&kernel_dir)
         .args(DEBIAN_PACKAGES)
         .status()
-        .context("cannot run bash to install the lab's Debian packages")?;
+        .context("cannot run bash to install the IPVS machine's Debian packages")?;
     if !status.success() {
         bail!(
-            "installing the lab's Debian packages ({}) failed: {status}",
+            "installing the IPVS machine's Debian packages ({}) failed: {status}",
             DEBIAN_PACKAGES.join(" ")
         );
     }

@@ -2,13 +2,13 @@
 //! (instances, VRIDs, priorities, VIPs, virtual servers, real servers, weights, checker timings)
 //! equal keepalived's own dump of its parsed configuration.
 //!
-//! keepalived runs in the kernel lab (its checker process needs IPVS to start and dump), one
+//! keepalived runs in the IPVS VM (its checker process needs IPVS to start and dump), one
 //! boot for all files. Needs root on Debian; missing packages are installed.
 
 use anyhow::{Context, Result};
 use halb_config::summary::Summary;
 use halb_config::{load, LoadOptions};
-use halb_lab::keepalived_oracle::KeepalivedOracle;
+use halb_ipvs_vm::keepalived_oracle::KeepalivedOracle;
 use std::path::{Path, PathBuf};
 
 const SAMPLES: &str = "/usr/share/doc/keepalived/samples";
@@ -76,7 +76,7 @@ const DELIBERATE: &[(&str, &str, &str)] = &[
 
 fn files() -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let root = halb_lab::repo_root()?;
+    let root = halb_ipvs_vm::repo_root()?;
     let dirs = [
         PathBuf::from(SAMPLES),
         root.join("crates/halb/tests/corpus"),
@@ -169,7 +169,7 @@ fn tail(log: &[String]) -> String {
 
 #[test]
 fn halb_reads_what_keepalived_reads() -> Result<()> {
-    halb_lab::ensure_prerequisites()?;
+    halb_ipvs_vm::ensure_prerequisites()?;
     let files = files()?;
     let reports = KeepalivedOracle::new()?.run(&files)?;
     let mut failures = Vec::new();

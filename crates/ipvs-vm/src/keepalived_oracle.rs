@@ -1,6 +1,6 @@
 //! keepalived 2.2.7 as the oracle of how a configuration is read.
 //!
-//! One boot of the kernel lab handles a whole list of files. For each one, inside the machine:
+//! One boot of the IPVS VM handles a whole list of files. For each one, inside the machine:
 //! the interfaces the file names are created (veth pairs, each with an address of its own), then
 //! `keepalived -t -f FILE` gives its verdict, and unless that verdict is fatal (exit status 4),
 //! keepalived runs in the foreground with `-n -l -D -d` until it has dumped the configuration it
@@ -106,7 +106,7 @@ impl OracleReport {
     }
 }
 
-/// Runs keepalived over configuration files inside the kernel lab.
+/// Runs keepalived over configuration files inside the IPVS VM.
 #[derive(Debug, Clone)]
 pub struct KeepalivedOracle {
     vm: KernelVm,
@@ -114,7 +114,7 @@ pub struct KeepalivedOracle {
 }
 
 impl KeepalivedOracle {
-    /// An oracle using this repository's kernel lab.
+    /// An oracle using this repository's IPVS VM.
     pub fn new() -> Result<Self> {
         Ok(KeepalivedOracle {
             vm: KernelVm::new()?,

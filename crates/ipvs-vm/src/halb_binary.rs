@@ -1,4 +1,4 @@
-//! The halb binary that goes into the kernel lab's machine.
+//! The halb binary that goes into the IPVS VM.
 //!
 //! A test cannot name another package's binary, so this asks cargo to build it (in the same
 //! workspace and target directory as the test), unless `HALB_BIN` names one already built.
@@ -55,6 +55,6 @@ pub fn build() -> Result<PathBuf> {
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "halb")
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .context("cargo built halb but named no executable")?;
-    eprintln!("kernel lab: halb built in {:?}", started.elapsed());
+    eprintln!("ipvs-vm: halb built in {:?}", started.elapsed());
     Ok(exe)
 }
