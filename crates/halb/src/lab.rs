@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
 use halb_seed_lab::scenarios::{run_plan, PlanOptions, Scenario};
-use halb_seed_lab::topology::{Cancel, LabState, Topology, TopologyOptions, VIP};
+use halb_seed_lab::topology::{Cancel, DirectorConfig, LabState, Topology, TopologyOptions, VIP};
 use halb_seed_lab::writer::LoadOptions;
 
 #[derive(ClapArgs)]
@@ -59,10 +59,12 @@ struct RunArgs {
 
 #[derive(ClapArgs)]
 struct SeedArgs {
-    /// The MASTER director's configuration [default: the seed's keepalived-master.conf]
+    /// The MASTER director's configuration [default: the seed's keepalived-master.conf, built
+    /// into halb]
     #[arg(long)]
     master_config: Option<PathBuf>,
-    /// The BACKUP director's configuration [default: the seed's keepalived-backup.conf]
+    /// The BACKUP director's configuration [default: the seed's keepalived-backup.conf, built
+    /// into halb]
     #[arg(long)]
     backup_config: Option<PathBuf>,
 }
@@ -128,10 +130,10 @@ fn topology_options(seed: &SeedArgs, cancel: Cancel) -> Result<TopologyOptions> 
     let halb = std::env::current_exe().context("cannot find the halb executable")?;
     let mut options = TopologyOptions::new(halb);
     if let Some(p) = &seed.master_config {
-        options.master_config = p.clone();
+        options.master_config = DirectorConfig::File(p.clone());
     }
     if let Some(p) = &seed.backup_config {
-        options.backup_config = p.clone();
+        options.backup_config = DirectorConfig::File(p.clone());
     }
     options.cancel = cancel;
     options.progress = true;

@@ -168,8 +168,8 @@ pub fn run_plan(
         processes_left: pids.into_iter().filter(|&p| process_alive(p)).collect(),
     };
     Ok(Report {
-        master_config: topology.master_config.display().to_string(),
-        backup_config: topology.backup_config.display().to_string(),
+        master_config: topology.master_config.to_string(),
+        backup_config: topology.backup_config.to_string(),
         dataplane: topology.dataplane.clone(),
         rate: plan.load.rate,
         pool: plan.load.pool,

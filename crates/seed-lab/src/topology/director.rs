@@ -176,11 +176,12 @@ impl Topology {
             ("d2", &options.backup_config),
         ] {
             let host = self.host(name)?;
+            let config = config.write_into(self.dir.path())?;
             let mut director = Director {
                 name,
                 ip: host.ip,
                 ns: host.ns.name.clone(),
-                config: config.clone(),
+                config,
                 socket: self.dir.path().join(format!("{name}.sock")),
                 log: self.dir.path().join(format!("{name}.log")),
                 halb: options.halb.clone(),

@@ -29,8 +29,8 @@ pub use director::Director;
 pub use network::{Host, Netns};
 pub use process::process_alive;
 pub use seed::{
-    instance_of_server_id, server_id, server_label, Account, Side, CLIENT_IP, DATABASE, MONITOR,
-    PORTS, READER, REPLICATION, TABLE, TABLE_DDL, VIP, WRITER,
+    instance_of_server_id, server_id, server_label, Account, DirectorConfig, Side, CLIENT_IP,
+    DATABASE, MONITOR, PORTS, READER, REPLICATION, TABLE, TABLE_DDL, VIP, WRITER,
 };
 pub use state::{DatabaseInfo, DirectorInfo, HostInfo, LabProcess, LabState, TeardownReport};
 pub use wait::{wait_for, Cancel};
@@ -48,9 +48,9 @@ pub struct TopologyOptions {
     pub prefix: String,
     /// The `halb` executable the directors run.
     pub halb: PathBuf,
-    /// The seed's configurations, used as they are.
-    pub master_config: PathBuf,
-    pub backup_config: PathBuf,
+    /// The directors' configurations, used as they are (the seed's by default).
+    pub master_config: DirectorConfig,
+    pub backup_config: DirectorConfig,
     /// Where logs and control sockets go; a temporary directory (removed on drop) when unset.
     pub dir: Option<PathBuf>,
     /// The data plane `halb run` uses (`proxy`: the development and CI kernels have no IPVS).
@@ -61,28 +61,19 @@ pub struct TopologyOptions {
 }
 
 impl TopologyOptions {
-    /// Unique namespace names (`halb-lab-PID`), the seed's configurations from `../shared/seed`
-    /// beside the repository.
+    /// Unique namespace names (`halb-lab-PID`), the seed's configurations.
     pub fn new(halb: impl Into<PathBuf>) -> Self {
         TopologyOptions {
             prefix: format!("halb-lab-{}", std::process::id()),
             halb: halb.into(),
-            master_config: seed_config("keepalived-master.conf"),
-            backup_config: seed_config("keepalived-backup.conf"),
+            master_config: DirectorConfig::SEED_MASTER,
+            backup_config: DirectorConfig::SEED_BACKUP,
             dir: None,
             dataplane: "proxy".into(),
             progress: false,
             cancel: Cancel::default(),
         }
     }
-}
-
-/// A configuration of the seed, in `../shared/seed` beside the repository (the check before
-/// the build says so if it is not there).
-fn seed_config(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/seed")
-        .join(name)
 }
 
 #[derive(Debug)]
@@ -335,7 +326,7 @@ fn check_prerequisites(options: &TopologyOptions) -> Result<()> {
         if !program_exists(program) {
             bail!(
                 "{program} not found: install iproute2, mariadb-server and mariadb-client \
-                 (scripts/deps.sh does)"
+                 (apt-get install; scripts/deps.sh in halb's repository does)"
             );
         }
     }
@@ -346,12 +337,10 @@ fn check_prerequisites(options: &TopologyOptions) -> Result<()> {
         );
     }
     for config in [&options.master_config, &options.backup_config] {
-        if !config.is_file() {
-            bail!(
-                "the configuration {} does not exist (the seed's are in ../shared/seed beside \
-                 the repository; or give them as options)",
-                config.display()
-            );
+        if let DirectorConfig::File(path) = config {
+            if !path.is_file() {
+                bail!("the configuration {} does not exist", path.display());
+            }
         }
     }
     Ok(())

@@ -1,8 +1,61 @@
-//! The seed's addresses, ports, schema and accounts, and how the lab names its MariaDB
-//! instances.
+//! The seed's addresses, ports, schema, accounts and directors' configurations, and how the
+//! lab names its MariaDB instances.
 
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+/// A director's keepalived.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectorConfig {
+    /// One of the seed's two files, compiled into the program (copies of the seed's
+    /// `keepalived-master.conf` and `keepalived-backup.conf`, kept in `crates/seed-lab/seed/`),
+    /// so that an installed `halb lab` needs no file beside it. Written into the lab's
+    /// directory when the lab starts.
+    Seed {
+        file_name: &'static str,
+        text: &'static str,
+    },
+    /// A file of the user's, used where it is.
+    File(PathBuf),
+}
+
+impl DirectorConfig {
+    /// The seed's MASTER director (.6, priority 100).
+    pub const SEED_MASTER: DirectorConfig = DirectorConfig::Seed {
+        file_name: "keepalived-master.conf",
+        text: include_str!("../../seed/keepalived-master.conf"),
+    };
+    /// The seed's BACKUP director (.12, priority 90).
+    pub const SEED_BACKUP: DirectorConfig = DirectorConfig::Seed {
+        file_name: "keepalived-backup.conf",
+        text: include_str!("../../seed/keepalived-backup.conf"),
+    };
+
+    /// The file `halb run -f` reads: the user's, or the seed's written into `dir`.
+    pub fn write_into(&self, dir: &Path) -> Result<PathBuf> {
+        match self {
+            DirectorConfig::Seed { file_name, text } => {
+                let path = dir.join(file_name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(path)
+            }
+            DirectorConfig::File(path) => Ok(path.clone()),
+        }
+    }
+}
+
+impl fmt::Display for DirectorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DirectorConfig::Seed { file_name, .. } => write!(f, "the seed's {file_name}"),
+            DirectorConfig::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(192, 168, 66, 251);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 66, 100);
@@ -112,6 +165,35 @@ pub fn instance_of_server_id(id: u32) -> Option<(Side, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The compiled-in files are the seed's, byte for byte (`../shared/seed` beside the
+    /// repository, as on CI).
+    #[test]
+    fn the_compiled_in_configurations_are_the_seeds() {
+        let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/seed");
+        if !shared.is_dir() {
+            assert!(
+                std::env::var_os("CI").is_none_or(|v| v != "true"),
+                "{} is missing",
+                shared.display()
+            );
+            eprintln!("skipped: {} is missing", shared.display());
+            return;
+        }
+        for config in [DirectorConfig::SEED_MASTER, DirectorConfig::SEED_BACKUP] {
+            let DirectorConfig::Seed { file_name, text } = config else {
+                unreachable!("a seed configuration")
+            };
+            let path = shared.join(file_name);
+            let original = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+            assert!(
+                text == original,
+                "crates/seed-lab/seed/{file_name} differs from {}",
+                path.display()
+            );
+        }
+    }
 
     #[test]
     fn server_ids_are_distinct_and_map_back() {
