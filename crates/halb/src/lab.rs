@@ -3,7 +3,8 @@
 //! - `halb lab run [SCENARIO...] [--json]` builds the topology, runs the scenarios with a live
 //!   timeline on stderr, prints the report and takes everything down (also on Ctrl-C).
 //! - `halb lab up` builds it and leaves it running for a user to explore; `halb lab down` stops
-//!   exactly what `up` started, from the state file `up` wrote.
+//!   what `up` started (from the state file `up` wrote) and whatever else runs in the lab's
+//!   namespaces by then.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,7 +34,8 @@ enum LabCommand {
     /// Build the topology and leave it running (namespaces halb-lab-*), for `halb status` on a
     /// director and `mariadb` on the client.
     Up(UpArgs),
-    /// Stop and remove exactly what `halb lab up` left running.
+    /// Stop what `halb lab up` started, then every other process still inside its namespaces
+    /// (a director or database restarted by hand), and remove the namespaces.
     Down(DownArgs),
 }
 
@@ -286,8 +288,18 @@ fn down(args: &DownArgs) -> Result<ExitCode> {
     let report = state.teardown();
     println!(
         "halb lab down: {} process(es) stopped, {} namespace(s) removed",
-        report.stopped, report.namespaces_removed
+        report.stopped + report.strays.len(),
+        report.namespaces_removed
     );
+    if !report.strays.is_empty() {
+        println!(
+            "  of those, {} were started in the lab's namespaces after `halb lab up`:",
+            report.strays.len()
+        );
+        for s in &report.strays {
+            println!("    {s}");
+        }
+    }
     for p in &report.problems {
         println!("  {p}");
     }

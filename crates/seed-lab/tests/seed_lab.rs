@@ -1,7 +1,7 @@
 //! The seed's whole test plan against real MariaDB 10.11 and halb on the seed's unchanged
 //! configurations, in network namespaces (`halb_seed_lab::scenarios::run_plan`), plus the lab's
-//! own promises: a build that fails half-way leaves nothing behind, and a detached lab (`halb
-//! lab up`) is stopped exactly by its state (`halb lab down`).
+//! own promise that a build failing half-way leaves nothing behind (`up_down.rs` holds `halb lab
+//! up` and `down` to theirs).
 //!
 //! Asserted: the VIP answers on both ports, every scenario ends with writes succeeding and
 //! replication running, and the topology is torn down. Every other figure (outages, failed
@@ -13,74 +13,13 @@
 //! package's binary). Needs root, iproute2, mariadb-server and mariadb-client
 //! (`scripts/deps.sh`).
 
+mod support;
+
 use anyhow::{bail, Context, Result};
 use halb_seed_lab::scenarios::{run_plan, PlanOptions, Scenario};
-use halb_seed_lab::topology::{process_alive, LabState, Topology, TopologyOptions};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use halb_seed_lab::topology::{Topology, TopologyOptions};
 use std::time::Instant;
-
-fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("run ip netns list");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("{prefix}-")))
-        .map(str::to_string)
-        .collect()
-}
-
-/// Every mariadbd whose data directory is one of this process's (`halb-mariadb-PID-…`).
-fn our_mariadb_processes() -> Vec<u32> {
-    let marker = format!("halb-mariadb-{}-", std::process::id());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| process_alive(pid))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(&marker))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-/// This process's MariaDB directories left in the temporary directory.
-fn our_mariadb_dirs() -> Vec<PathBuf> {
-    let marker = format!("halb-mariadb-{}-", std::process::id());
-    std::fs::read_dir(std::env::temp_dir())
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with(&marker))
-                .map(|e| e.path())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn assert_nothing_left(prefix: &str, what: &str) {
-    assert_eq!(
-        namespaces_with(prefix),
-        Vec::<String>::new(),
-        "{what}: namespaces left"
-    );
-    assert_eq!(
-        our_mariadb_processes(),
-        Vec::<u32>::new(),
-        "{what}: mariadbd left"
-    );
-    assert_eq!(
-        our_mariadb_dirs(),
-        Vec::<PathBuf>::new(),
-        "{what}: data directories left"
-    );
-}
+use support::{assert_nothing_left, halb_binary};
 
 #[test]
 fn the_seeds_plan_runs_and_the_lab_cleans_up() -> Result<()> {
@@ -107,28 +46,7 @@ fn the_seeds_plan_runs_and_the_lab_cleans_up() -> Result<()> {
     assert_nothing_left(&broken.prefix, "a failed build");
     eprintln!("seed lab: a failed build cleaned up ({:?})", t.elapsed());
 
-    // 2. A detached lab (`halb lab up`) keeps running, and its state stops exactly it.
-    let mut up = TopologyOptions::new(&halb);
-    up.prefix = format!("halb-lab-t{}-up", std::process::id());
-    let t = Instant::now();
-    let lab = Topology::build(&up)?;
-    let state_dir = tempfile::tempdir()?;
-    let state_path = state_dir.path().join("state.json");
-    lab.detach().save(&state_path)?;
-    let state = LabState::load(&state_path)?;
-    assert_eq!(state.processes.len(), 6, "{state:?}");
-    assert_eq!(state.namespaces.len(), 6, "{state:?}");
-    assert!(state.processes.iter().all(|p| process_alive(p.pid)));
-    assert_eq!(namespaces_with(&up.prefix).len(), 6);
-    let report = state.teardown();
-    assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!((report.stopped, report.namespaces_removed), (6, 6));
-    assert!(state.processes.iter().all(|p| !process_alive(p.pid)));
-    assert!(state.dirs.iter().all(|d| !d.exists()), "{:?}", state.dirs);
-    assert_nothing_left(&up.prefix, "a detached lab after its teardown");
-    eprintln!("seed lab: up and down ({:?})", t.elapsed());
-
-    // 3. The plan.
+    // 2. The plan.
     let mut options = TopologyOptions::new(&halb);
     options.prefix = format!("halb-lab-t{}", std::process::id());
     options.progress = true;
@@ -183,35 +101,4 @@ fn the_seeds_plan_runs_and_the_lab_cleans_up() -> Result<()> {
     assert_nothing_left(&options.prefix, "the plan");
     eprintln!("seed lab: everything in {:?}", started.elapsed());
     Ok(())
-}
-
-/// `HALB_BIN`, or `cargo build -p halb --bin halb` in this workspace and target directory.
-fn halb_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("HALB_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            "halb",
-            "--bin",
-            "halb",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run cargo to build halb")?;
-    if !output.status.success() {
-        bail!("cargo build -p halb failed: {}", output.status);
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "halb")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo built halb but named no executable")
 }

@@ -2,6 +2,8 @@
 
 use super::{Side, Topology, CLIENT_IP};
 use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -72,9 +74,38 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         if self.owned {
+            // The lab stopped what it started before its namespaces go; anything still inside
+            // was started there behind its back and would outlive the namespace's name.
+            for pid in pids_in(&self.name).unwrap_or_default() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
             delete_netns(&self.name);
         }
     }
+}
+
+/// The processes inside namespace `name` (`ip netns pids`); none when it does not exist.
+pub(super) fn pids_in(name: &str) -> Result<Vec<u32>> {
+    if !halb_sys::netns::named(name).exists() {
+        return Ok(Vec::new());
+    }
+    let out = Command::new("ip")
+        .args(["netns", "pids", name])
+        .output()
+        .context("cannot run `ip netns pids` (is iproute2 installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "ip netns pids {name} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(|pid| {
+            pid.parse()
+                .with_context(|| format!("ip netns pids {name} printed {pid:?}, not a pid"))
+        })
+        .collect()
 }
 
 pub(super) fn delete_netns(name: &str) {

@@ -1,7 +1,7 @@
 //! What `halb lab up` leaves running, written to a state file so that `halb lab down` (another
 //! process, later) stops exactly that.
 
-use super::network::delete_netns;
+use super::network::{delete_netns, pids_in};
 use super::process::process_alive;
 use super::{LabDir, Topology};
 use anyhow::{Context, Result};
@@ -63,12 +63,24 @@ pub struct LabProcess {
     pub what: String,
 }
 
-/// What [`LabState::teardown`] could not do.
+/// What [`LabState::teardown`] did, and what it could not do.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TeardownReport {
+    /// Recorded processes stopped.
     pub stopped: usize,
+    /// Processes found in the lab's namespaces that `up` did not start (a director or a
+    /// database restarted by hand), stopped too: `what (pid N) in namespace NS`.
+    pub strays: Vec<String>,
     pub namespaces_removed: usize,
     pub problems: Vec<String>,
+}
+
+/// A process to stop, and how the report names it.
+struct Target {
+    pid: u32,
+    what: String,
+    /// It leads its own process group (a director's halb and the scripts it runs).
+    group: bool,
 }
 
 impl LabState {
@@ -84,46 +96,51 @@ impl LabState {
             .with_context(|| format!("{} is not a lab state", path.display()))
     }
 
-    /// Stops exactly the recorded processes (SIGTERM, up to 30 s, then SIGKILL), removes
-    /// exactly the recorded namespaces and directories.
+    /// Stops the recorded processes, then every other process still inside the lab's
+    /// namespaces (SIGTERM, up to 30 s, then SIGKILL), and removes exactly the recorded
+    /// namespaces and directories.
+    ///
+    /// The namespaces are the lab's own, so whatever runs in them is the lab's to end: a
+    /// director's halb or a mariadbd restarted by hand would otherwise run on in a namespace
+    /// that no longer has a name, holding its ports and files.
     pub fn teardown(&self) -> TeardownReport {
         let mut report = TeardownReport::default();
-        let mut signalled = Vec::new();
+        let mut recorded = Vec::new();
         for p in &self.processes {
             if !process_alive(p.pid) {
                 continue;
             }
-            let comm = fs::read_to_string(format!("/proc/{}/comm", p.pid)).unwrap_or_default();
-            if comm.trim() != p.program {
+            let comm = program_of(p.pid);
+            if comm != p.program {
                 report.problems.push(format!(
-                    "pid {} is now {:?}, not {} ({}): left alone",
-                    p.pid,
-                    comm.trim(),
-                    p.program,
-                    p.what
+                    "pid {} is now {comm:?}, not {} ({}): left alone",
+                    p.pid, p.program, p.what
                 ));
                 continue;
             }
-            let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGTERM);
-            signalled.push(p);
+            recorded.push(Target {
+                pid: p.pid,
+                what: format!("{} (pid {})", p.what, p.pid),
+                group: p.program == "halb",
+            });
         }
-        let until = Instant::now() + Duration::from_secs(30);
-        while signalled.iter().any(|p| process_alive(p.pid)) && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for p in &signalled {
-            if process_alive(p.pid) {
-                let _ = kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
-                report
-                    .problems
-                    .push(format!("{} (pid {}) needed SIGKILL", p.what, p.pid));
+        report.stopped = recorded.len();
+        stop_all(&recorded, &mut report.problems);
+
+        let mut strays = Vec::new();
+        for ns in &self.namespaces {
+            match pids_in(ns) {
+                Ok(pids) => strays.extend(pids.into_iter().map(|pid| Target {
+                    pid,
+                    what: format!("{} (pid {pid}) in namespace {ns}", program_of(pid)),
+                    group: false,
+                })),
+                Err(e) => report.problems.push(format!("{e:#}")),
             }
-            if p.program == "halb" {
-                // It ran in its own process group.
-                let _ = nix::sys::signal::killpg(Pid::from_raw(p.pid as i32), Signal::SIGKILL);
-            }
-            report.stopped += 1;
         }
+        stop_all(&strays, &mut report.problems);
+        report.strays = strays.into_iter().map(|t| t.what).collect();
+
         for ns in &self.namespaces {
             if !halb_sys::netns::named(ns).exists() {
                 continue;
@@ -148,6 +165,35 @@ impl LabState {
             }
         }
         report
+    }
+}
+
+/// The executable's name (`/proc/PID/comm`), empty when the process is gone.
+fn program_of(pid: u32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// SIGTERM to each, up to 30 s for all to exit (a database flushes), then SIGKILL to what is
+/// left, which is a problem worth reporting.
+fn stop_all(targets: &[Target], problems: &mut Vec<String>) {
+    for t in targets {
+        let _ = kill(Pid::from_raw(t.pid as i32), Signal::SIGTERM);
+    }
+    let until = Instant::now() + Duration::from_secs(30);
+    while targets.iter().any(|t| process_alive(t.pid)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for t in targets {
+        if process_alive(t.pid) {
+            let _ = kill(Pid::from_raw(t.pid as i32), Signal::SIGKILL);
+            problems.push(format!("{} needed SIGKILL", t.what));
+        }
+        if t.group {
+            // Anything it started (scripts) goes with it.
+            let _ = nix::sys::signal::killpg(Pid::from_raw(t.pid as i32), Signal::SIGKILL);
+        }
     }
 }
 
