@@ -26,7 +26,7 @@ payload_dir="$2"
 [ -f "$payload_dir/run.sh" ] || die "payload directory '$payload_dir' has no run.sh"
 [ "$(id -u)" -eq 0 ] || die "building the initramfs needs root (it creates device nodes); run as root"
 
-"$LAB_DIR/fetch-kernel.sh"
+"$VM_DIR/fetch-kernel.sh"
 ensure_packages busybox-static kmod cpio keepalived ipvsadm iproute2
 
 version="$(cat "$CACHE_DIR/kernel-version")"
@@ -90,7 +90,7 @@ make_cpio() {
 
 base_key() {
     {
-        cat "$LAB_DIR/build-initramfs.sh" "$LAB_DIR/common.sh"
+        cat "$VM_DIR/build-initramfs.sh" "$VM_DIR/common.sh"
         echo "$version ${MODULES[*]}"
         stat -L -c '%n %s %Y' /bin/busybox "${BASE_BINS[@]}"
     } | sha256sum | cut -c1-16

@@ -31,6 +31,6 @@ ensure_packages() {
     fi
 }
 
-LAB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VM_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck disable=SC2034 # used by the scripts that source this file
-CACHE_DIR="${HALB_LAB_CACHE:-$LAB_DIR/cache}"
+CACHE_DIR="${HALB_IPVS_VM_CACHE:-$VM_DIR/cache}"

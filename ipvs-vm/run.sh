@@ -34,7 +34,7 @@ if [ -n "${HALB_LAB_STATUS_FILE:-}" ]; then
     rm -f "$HALB_LAB_STATUS_FILE"
 fi
 
-"$LAB_DIR/fetch-kernel.sh" || fail "fetching the kernel failed"
+"$VM_DIR/fetch-kernel.sh" || fail "fetching the kernel failed"
 ensure_packages qemu-system-x86 || fail "cannot install qemu-system-x86"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/halb-ipvs-vm-run.XXXXXX")"
@@ -50,7 +50,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$LAB_DIR/build-initramfs.sh" "$work/initrd.cpio.gz" "$payload_dir" || fail "building the initramfs failed"
+"$VM_DIR/build-initramfs.sh" "$work/initrd.cpio.gz" "$payload_dir" || fail "building the initramfs failed"
 
 console="$work/console.log"
 # -nographic puts the serial console on stdio; stdin is /dev/null so that nothing is typed into it.
