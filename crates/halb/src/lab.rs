@@ -275,7 +275,12 @@ fn describe_up(state: &LabState, state_path: &Path) -> String {
             db.socket.display()
         );
     }
-    let _ = writeln!(out, "  {halb} lab down");
+    let _ = match state_path.parent() {
+        Some(dir) if dir != Path::new(DEFAULT_STATE_DIR) => {
+            writeln!(out, "  {halb} lab down --state-dir {}", dir.display())
+        }
+        _ => writeln!(out, "  {halb} lab down"),
+    };
     out
 }
 
