@@ -5,12 +5,12 @@ set -euo pipefail
 
 packages=(
     keepalived      # the oracle for config verdicts and the VRRP peer
-    ipvsadm         # the oracle for IPVS tables (inside the kernel lab)
+    ipvsadm         # the oracle for IPVS tables (inside the IPVS VM)
     iproute2        # ip netns, veth, bridge
-    kmod            # depmod for the kernel lab's modules
-    cpio            # the kernel lab's initramfs
-    busybox-static  # the kernel lab's userland
-    qemu-system-x86 # the kernel lab (IPVS runs in a real kernel under TCG)
+    kmod            # depmod for the IPVS VM's modules
+    cpio            # the IPVS VM's initramfs
+    busybox-static  # the IPVS VM's userland
+    qemu-system-x86 # the IPVS VM (IPVS runs in a real kernel under TCG)
     mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
     mariadb-client  # the lab runs SQL on those servers through their sockets
 )

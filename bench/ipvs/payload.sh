@@ -1,5 +1,5 @@
 #!/bin/bash
-# bench/ipvs's payload, run inside the kernel lab's machine as /payload/run.sh.
+# bench/ipvs's payload, run inside the IPVS VM as /payload/run.sh.
 #
 # 1. apply: keepalived and halb in turn (order alternating by round) load /payload/big.conf
 #    (1,000 virtual servers x 10 real servers, no checkers) into an empty IPVS table. Measured:

@@ -78,9 +78,9 @@ virtual_server 10.9.0.100 5201 {
 }
 CONF
 
-echo "booting the kernel lab (halb $("$work/halb" --version 2>/dev/null || echo ?)) ..." >&2
+echo "booting the IPVS VM (halb $("$work/halb" --version 2>/dev/null || echo ?)) ..." >&2
 EXTRA_BINS="$work/halb $(command -v iperf3)" HALB_LAB_MEMORY=2048 HALB_LAB_TIMEOUT=3000 \
-    lab/kernel/run.sh "$work/payload" >"$work/out.txt" || {
+    ipvs-vm/run.sh "$work/payload" >"$work/out.txt" || {
     cp "$work/out.txt" /tmp/halb-bench-ipvs.out
     echo "run.sh: the lab failed; its output:" >&2
     cat "$work/out.txt" >&2
@@ -116,7 +116,7 @@ while i < len(lines):
         problems.append(l)
     i += 1
 med = lambda xs: statistics.median(xs) if xs else float("nan")
-print(f"# IPVS: halb against keepalived 2.2.7, kernel lab (Debian cloud kernel, qemu TCG, 1 vCPU)\n")
+print(f"# IPVS: halb against keepalived 2.2.7, IPVS VM (Debian cloud kernel, qemu TCG, 1 vCPU)\n")
 print(f"apply {services} services x {dests} destinations, from process start to the whole table in the kernel (median of {len(apply.get('halb', []))}):")
 print(f"{'':12}{'apply ms':>10}{'RSS KiB':>10}{'remove ms':>12}  digest")
 for d in ("keepalived", "halb"):

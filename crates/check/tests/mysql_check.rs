@@ -6,7 +6,7 @@
 
 use halb_check::mysql::{check, ErrorKind, MysqlError, MysqlStatus, Step};
 use halb_config::model::{CheckerCommon, MysqlCheck, DEFAULT_MYSQL_QUERY};
-use halb_lab::mariadb::{MariaDb, MariaDbOptions};
+use halb_seed_lab::mariadb::{MariaDb, MariaDbOptions};
 use halb_test_support::{ChildGuard, Netns};
 use std::net::SocketAddr;
 use std::sync::Arc;

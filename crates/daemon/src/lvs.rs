@@ -11,11 +11,11 @@ use std::time::Duration;
 use anyhow::Result;
 use halb_check::runner::{self, RunnerHandle, RunnerOptions};
 use halb_check::Report;
-use halb_config::model::{Config, Forwarding};
+use halb_config::model::Config;
 use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
 use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
-use halb_dataplane::{Dataplane, PassiveFailure};
+use halb_dataplane::{ipvsadm_forward_name, Dataplane, PassiveFailure};
 use halb_lb::table::Table;
 use halb_lb::virtual_server::{CheckerKey, Level, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -523,7 +523,13 @@ impl Shell {
                         let ds = st.and_then(|st| st.dests.iter().find(|x| x.addr == d.addr));
                         DestView {
                             addr: d.addr,
-                            forward: forward_name(&d.forwarding).to_string(),
+                            forward: self
+                                .dataplane
+                                .as_ref()
+                                .map_or(ipvsadm_forward_name(&d.forwarding), |dp| {
+                                    dp.forward_name(&d.forwarding)
+                                })
+                                .to_string(),
                             weight: d.weight,
                             active: ds.map_or(0, |x| x.active),
                             inactive: ds.map_or(0, |x| x.inactive),
@@ -606,14 +612,5 @@ impl Shell {
             vrrp: vrrp.to_vec(),
             virtual_servers,
         }
-    }
-}
-
-/// ipvsadm's names of the forwarding methods.
-fn forward_name(f: &Forwarding) -> &'static str {
-    match f {
-        Forwarding::Nat => "Masq",
-        Forwarding::Dr => "Route",
-        Forwarding::Tun(_) => "Tunnel",
     }
 }

@@ -7,7 +7,7 @@ pub mod proxy;
 
 use std::net::SocketAddr;
 
-use halb_lb::table::{Change, ServiceKey};
+use halb_lb::table::{Change, Forwarding, ServiceKey};
 use serde::{Deserialize, Serialize};
 
 /// A data plane: holds the service table and forwards new connections by it.
@@ -26,6 +26,22 @@ pub trait Dataplane: Send {
 
     /// `proxy` or `ipvs`, for the log and `halb status`.
     fn name(&self) -> &'static str;
+
+    /// How connections reach a destination configured with `forwarding`, as `halb status`
+    /// prints it in ipvsadm's Forward column: ipvsadm's own names where the data plane forwards
+    /// as configured (IPVS).
+    fn forward_name(&self, forwarding: &Forwarding) -> &'static str {
+        ipvsadm_forward_name(forwarding)
+    }
+}
+
+/// ipvsadm's names of the forwarding methods.
+pub fn ipvsadm_forward_name(forwarding: &Forwarding) -> &'static str {
+    match forwarding {
+        Forwarding::Nat => "Masq",
+        Forwarding::Dr => "Route",
+        Forwarding::Tun(_) => "Tunnel",
+    }
 }
 
 /// A data plane's failure, with what it was doing.

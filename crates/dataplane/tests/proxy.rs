@@ -500,3 +500,20 @@ async fn a_hashing_scheduler_never_strands_a_client_on_a_dead_backend() {
     }
     assert_eq!(failures.try_recv().map(|f| f.dest).ok(), Some(hashed.addr));
 }
+
+/// `halb status` names what the proxy does, not the configured `lb_kind`: whatever the
+/// forwarding method, the real server sees a connection from the director.
+#[tokio::test]
+async fn status_calls_the_forwarding_proxy_whatever_lb_kind_says() {
+    let (proxy, _failures) = proxy(options());
+    for forwarding in [
+        halb_lb::table::Forwarding::Dr,
+        halb_lb::table::Forwarding::Nat,
+    ] {
+        assert_eq!(proxy.forward_name(&forwarding), "Proxy");
+    }
+    assert_eq!(
+        halb_dataplane::ipvsadm_forward_name(&halb_lb::table::Forwarding::Dr),
+        "Route"
+    );
+}

@@ -1,5 +1,5 @@
 //! `halb ipvs …` (hidden): the kernel's IPVS driven directly through halb's data plane, for the
-//! kernel lab's tests and for benchmarks. Not an operator's command: `halb run` owns the table
+//! tests in the IPVS VM and for benchmarks. Not an operator's command: `halb run` owns the table
 //! in production.
 //!
 //! Tables are JSON files holding a list of services (`halb_lb::table::Service`, destinations

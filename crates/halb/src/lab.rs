@@ -1,9 +1,10 @@
-//! `halb lab`: the seed's topology in network namespaces and its test plan (crate `halb-lab`).
+//! `halb lab`: the seed's topology in network namespaces and its test plan (crate `halb-seed-lab`).
 //!
 //! - `halb lab run [SCENARIO...] [--json]` builds the topology, runs the scenarios with a live
 //!   timeline on stderr, prints the report and takes everything down (also on Ctrl-C).
 //! - `halb lab up` builds it and leaves it running for a user to explore; `halb lab down` stops
-//!   exactly what `up` started, from the state file `up` wrote.
+//!   what `up` started (from the state file `up` wrote) and whatever else runs in the lab's
+//!   namespaces by then.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
-use halb_lab::scenarios::{run_plan, PlanOptions, Scenario};
-use halb_lab::topology::{Cancel, LabState, Topology, TopologyOptions, VIP};
-use halb_lab::writer::LoadOptions;
+use halb_seed_lab::scenarios::{run_plan, PlanOptions, Scenario};
+use halb_seed_lab::topology::{Cancel, DirectorConfig, LabState, Topology, TopologyOptions, VIP};
+use halb_seed_lab::writer::LoadOptions;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -33,7 +34,8 @@ enum LabCommand {
     /// Build the topology and leave it running (namespaces halb-lab-*), for `halb status` on a
     /// director and `mariadb` on the client.
     Up(UpArgs),
-    /// Stop and remove exactly what `halb lab up` left running.
+    /// Stop what `halb lab up` started, then every other process still inside its namespaces
+    /// (a director or database restarted by hand), and remove the namespaces.
     Down(DownArgs),
 }
 
@@ -59,10 +61,12 @@ struct RunArgs {
 
 #[derive(ClapArgs)]
 struct SeedArgs {
-    /// The MASTER director's configuration [default: the seed's keepalived-master.conf]
+    /// The MASTER director's configuration [default: the seed's keepalived-master.conf, built
+    /// into halb]
     #[arg(long)]
     master_config: Option<PathBuf>,
-    /// The BACKUP director's configuration [default: the seed's keepalived-backup.conf]
+    /// The BACKUP director's configuration [default: the seed's keepalived-backup.conf, built
+    /// into halb]
     #[arg(long)]
     backup_config: Option<PathBuf>,
 }
@@ -128,10 +132,10 @@ fn topology_options(seed: &SeedArgs, cancel: Cancel) -> Result<TopologyOptions> 
     let halb = std::env::current_exe().context("cannot find the halb executable")?;
     let mut options = TopologyOptions::new(halb);
     if let Some(p) = &seed.master_config {
-        options.master_config = p.clone();
+        options.master_config = DirectorConfig::File(p.clone());
     }
     if let Some(p) = &seed.backup_config {
-        options.backup_config = p.clone();
+        options.backup_config = DirectorConfig::File(p.clone());
     }
     options.cancel = cancel;
     options.progress = true;
@@ -271,7 +275,12 @@ fn describe_up(state: &LabState, state_path: &Path) -> String {
             db.socket.display()
         );
     }
-    let _ = writeln!(out, "  {halb} lab down");
+    let _ = match state_path.parent() {
+        Some(dir) if dir != Path::new(DEFAULT_STATE_DIR) => {
+            writeln!(out, "  {halb} lab down --state-dir {}", dir.display())
+        }
+        _ => writeln!(out, "  {halb} lab down"),
+    };
     out
 }
 
@@ -284,8 +293,18 @@ fn down(args: &DownArgs) -> Result<ExitCode> {
     let report = state.teardown();
     println!(
         "halb lab down: {} process(es) stopped, {} namespace(s) removed",
-        report.stopped, report.namespaces_removed
+        report.stopped + report.strays.len(),
+        report.namespaces_removed
     );
+    if !report.strays.is_empty() {
+        println!(
+            "  of those, {} were started in the lab's namespaces after `halb lab up`:",
+            report.strays.len()
+        );
+        for s in &report.strays {
+            println!("    {s}");
+        }
+    }
     for p in &report.problems {
         println!("  {p}");
     }

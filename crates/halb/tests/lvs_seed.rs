@@ -161,7 +161,8 @@ fn seed_4_3_1_real_server_stopped_and_restarted_with_passive_checks() {
         "{status}"
     );
     assert!(
-        status.contains("  -> 192.168.66.253:3306          Route   1"),
+        // The userspace proxy: connections reach A from the director's address.
+        status.contains("  -> 192.168.66.253:3306          Proxy   1"),
         "{status}"
     );
 

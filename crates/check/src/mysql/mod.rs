@@ -30,6 +30,27 @@ mod session_tests;
 pub use error::{ErrorKind, MysqlError, ServerError, Step};
 pub use session::READ_ONLY_QUERY;
 
+/// The protocol's pieces for another client of it (the seed lab's blocking client, which runs
+/// an application's statements rather than a check): framing, the login's packets,
+/// mysql_native_password, OK/ERR/EOF and text result sets. One codec, so a fix to the wire
+/// format reaches both.
+pub mod codec {
+    pub use super::auth::native_password;
+    pub use super::handshake::{
+        client_capabilities, handshake_response, AuthSwitch, Greeting, NATIVE_PASSWORD,
+    };
+    pub use super::packet::{
+        frame, is_eof, FrameError, Malformed, OkPacket, Packet, PacketReader, EOF, ERR, OK,
+    };
+    pub use super::response::{column_count, column_name, text_row};
+    pub use super::ServerError;
+
+    /// COM_QUIT: the client leaves.
+    pub const COM_QUIT: u8 = super::session::COM_QUIT;
+    /// COM_QUERY: a statement in the text protocol.
+    pub const COM_QUERY: u8 = super::session::COM_QUERY;
+}
+
 use halb_config::model::MysqlCheck;
 use packet::{Packet, PacketReader};
 use session::{Action, Session, Settings};

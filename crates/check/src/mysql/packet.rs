@@ -314,9 +314,12 @@ impl ServerError {
     }
 }
 
-/// The parts of an OK packet the checker uses.
+/// The parts of an OK packet a client uses: the checker reads the status, the seed lab's
+/// application the rows it wrote and the id it got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OkPacket {
+    pub affected_rows: u64,
+    pub last_insert_id: u64,
     pub status: u16,
 }
 
@@ -325,15 +328,19 @@ impl OkPacket {
     pub fn parse(payload: &[u8]) -> Result<OkPacket, Malformed> {
         let mut c = Cursor::new(payload);
         c.u8("empty OK packet")?;
-        c.lenenc_int("OK packet: affected rows")?;
-        c.lenenc_int("OK packet: last insert id")?;
+        let affected_rows = c.lenenc_int("OK packet: affected rows")?.unwrap_or(0);
+        let last_insert_id = c.lenenc_int("OK packet: last insert id")?.unwrap_or(0);
         // 4.1 servers always send the status; be lenient with a bare OK.
         let status = if c.remaining() >= 2 {
             c.u16("OK packet: status")?
         } else {
             0
         };
-        Ok(OkPacket { status })
+        Ok(OkPacket {
+            affected_rows,
+            last_insert_id,
+            status,
+        })
     }
 }
 
@@ -476,7 +483,20 @@ mod tests {
         assert_eq!(eof_status(b"\xfe"), 0);
         assert_eq!(
             OkPacket::parse(b"\0\0\0\x02\0\0\0"),
-            Ok(OkPacket { status: 2 })
+            Ok(OkPacket {
+                affected_rows: 0,
+                last_insert_id: 0,
+                status: 2
+            })
+        );
+        // An INSERT's answer: one row, id 300.
+        assert_eq!(
+            OkPacket::parse(b"\0\x01\xfc\x2c\x01\x02\0\0\0"),
+            Ok(OkPacket {
+                affected_rows: 1,
+                last_insert_id: 300,
+                status: 2
+            })
         );
         assert!(OkPacket::parse(b"\0\xfc").is_err());
     }

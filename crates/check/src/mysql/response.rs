@@ -88,14 +88,7 @@ impl QueryResponse {
                         "the server asked for a LOCAL INFILE, which the checker never offers",
                     ));
                 }
-                let mut c = Cursor::new(payload);
-                let count = c
-                    .lenenc_int("query response: column count")?
-                    .ok_or(Malformed("query response: NULL column count"))?;
-                if count == 0 || count > MAX_COLUMNS || !c.is_empty() {
-                    return Err(Malformed("query response: impossible column count"));
-                }
-                self.state = State::Columns(count);
+                self.state = State::Columns(column_count(payload)?);
                 Ok(Progress::More)
             }
             State::Columns(left) => {
@@ -145,6 +138,46 @@ impl QueryResponse {
             Progress::Done
         }
     }
+}
+
+/// The column count that starts a result set.
+pub fn column_count(payload: &[u8]) -> Result<u64, Malformed> {
+    let mut c = Cursor::new(payload);
+    let count = c
+        .lenenc_int("query response: column count")?
+        .ok_or(Malformed("query response: NULL column count"))?;
+    if count == 0 || count > MAX_COLUMNS || !c.is_empty() {
+        return Err(Malformed("query response: impossible column count"));
+    }
+    Ok(count)
+}
+
+/// The name of a column definition (ColumnDefinition41: catalog, schema, table, org_table,
+/// then the name the statement gave it).
+pub fn column_name(payload: &[u8]) -> Result<&[u8], Malformed> {
+    let mut c = Cursor::new(payload);
+    for what in [
+        "column definition: catalog",
+        "column definition: schema",
+        "column definition: table",
+        "column definition: original table",
+    ] {
+        c.lenenc_bytes(what)?;
+    }
+    c.lenenc_bytes("column definition: name")?
+        .ok_or(Malformed("column definition: NULL name"))
+}
+
+/// The values of a text-protocol row of `columns` columns; `None` for SQL NULL.
+pub fn text_row(payload: &[u8], columns: usize) -> Result<Vec<Option<&[u8]>>, Malformed> {
+    let mut c = Cursor::new(payload);
+    let row = (0..columns)
+        .map(|_| c.lenenc_bytes("row shorter than its columns"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !c.is_empty() {
+        return Err(Malformed("row longer than its columns"));
+    }
+    Ok(row)
 }
 
 /// Reads a variable's value as the servers print booleans: `0`/`1`, `OFF`/`ON`, and MariaDB
@@ -266,6 +299,21 @@ mod tests {
         let mut r = QueryResponse::new();
         r.handle(b"\x02").unwrap();
         assert!(r.handle(b"\xfe\0\0\x02\0").is_err());
+    }
+
+    #[test]
+    fn column_names_and_rows() {
+        assert_eq!(
+            column_name(READ_ONLY_OFF[1]),
+            Ok(&b"@@global.read_only"[..])
+        );
+        assert!(column_name(b"\x03def\0\0").is_err());
+        assert_eq!(
+            text_row(b"\x0212\xfb\x02me", 3),
+            Ok(vec![Some(&b"12"[..]), None, Some(&b"me"[..])])
+        );
+        assert!(text_row(b"\x0212", 2).is_err());
+        assert!(text_row(b"\x0212\x01x", 1).is_err());
     }
 
     #[test]

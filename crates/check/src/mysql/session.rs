@@ -20,8 +20,8 @@ pub const READ_ONLY_QUERY: &str = "SELECT @@global.read_only";
 /// More auth switches than this is a server going round in circles.
 const MAX_AUTH_SWITCHES: u8 = 4;
 
-const COM_QUIT: u8 = 0x01;
-const COM_QUERY: u8 = 0x03;
+pub(super) const COM_QUIT: u8 = 0x01;
+pub(super) const COM_QUERY: u8 = 0x03;
 /// AuthMoreData's first byte.
 const AUTH_MORE_DATA: u8 = 0x01;
 

@@ -41,7 +41,7 @@ pub struct ServiceView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DestView {
     pub addr: SocketAddr,
-    /// ipvsadm's name: `Masq`, `Route`, `Tunnel`.
+    /// ipvsadm's name (`Masq`, `Route`, `Tunnel`) on IPVS; `Proxy` on the userspace proxy.
     pub forward: String,
     pub weight: u32,
     pub active: u32,

@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use halb_lb::table::{Change, ProtocolKey, ServiceKey, ServiceSettings};
+use halb_lb::table::{Change, Forwarding, ProtocolKey, ServiceKey, ServiceSettings};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
@@ -362,6 +362,17 @@ impl Dataplane for Proxy {
 
     fn name(&self) -> &'static str {
         "proxy"
+    }
+
+    /// `Proxy`, whatever `lb_kind` says: the proxy accepts the client's connection itself and
+    /// opens its own to the real server, which sees the director's address, not the client's,
+    /// and answers the director. None of ipvsadm's four words fits: `Route` (DR) and `Tunnel`
+    /// would tell the operator that the real server answers the client directly and needs the
+    /// VIP on `lo`, and `Masq` (NAT) that the real server sees the client's address and routes
+    /// back through the director. A tool that knows only ipvsadm's words then stops at an
+    /// unknown one instead of drawing a wrong conclusion.
+    fn forward_name(&self, _: &Forwarding) -> &'static str {
+        "Proxy"
     }
 }
 
