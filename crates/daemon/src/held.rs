@@ -1,7 +1,7 @@
-//! The data plane as the virtual-server shell drives it: its applies run on tokio's blocking
-//! pool (IPVS waits for the kernel's netlink answers, which must not hold a worker that VRRP or
-//! the checkers need), and after a change fails the next repair comes within seconds, backing
-//! off while the failures go on.
+//! The data plane as the virtual-server shell drives it: its applies and reads run on tokio's
+//! blocking pool (IPVS waits for the kernel's netlink answers and reads /proc, which must not
+//! hold a worker that VRRP or the checkers need), and after a change fails the next repair
+//! comes within seconds, backing off while the failures go on.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -38,36 +38,48 @@ impl SharedDataplane {
         self.name
     }
 
-    /// The data plane itself, for the calls that do not change its table. A panic in an
+    /// The data plane itself, for calls that wait on nothing (the proxy's). A panic in an
     /// earlier call left it as it was, which is still the best knowledge of it.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Box<dyn Dataplane>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// [`Dataplane::apply`] on the blocking pool.
-    pub(crate) async fn apply(&self, changes: Vec<Change>) -> Result<(), ApplyError> {
+    /// Runs `call` on the data plane on the blocking pool. `None` only while the runtime
+    /// shuts down; a panic in `call` goes on in the caller.
+    pub(crate) async fn run<R: Send + 'static>(
+        &self,
+        call: impl FnOnce(&mut dyn Dataplane) -> R + Send + 'static,
+    ) -> Option<R> {
         let this = self.clone();
-        let tried = changes.clone();
-        let blocking = tokio::task::spawn_blocking(move || this.lock().apply(&changes));
+        let blocking = tokio::task::spawn_blocking(move || call(this.lock().as_mut()));
         match blocking.await {
-            Ok(result) => result,
+            Ok(answer) => Some(answer),
             Err(e) => match e.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),
-                // Only when the runtime shuts down: nothing is known to have landed.
-                Err(e) => Err(ApplyError {
-                    landed: Vec::new(),
-                    failed: tried
-                        .into_iter()
-                        .map(|change| Failed {
-                            change,
-                            error: DataplaneError::Io {
-                                what: "applying the change".into(),
-                                source: std::io::Error::other(e.to_string()),
-                            },
-                        })
-                        .collect(),
-                }),
+                Err(_) => None,
             },
+        }
+    }
+
+    /// [`Dataplane::apply`] on the blocking pool.
+    pub(crate) async fn apply(&self, changes: Vec<Change>) -> Result<(), ApplyError> {
+        let tried = changes.clone();
+        match self.run(move |d| d.apply(&changes)).await {
+            Some(result) => result,
+            // Nothing is known to have landed.
+            None => Err(ApplyError {
+                landed: Vec::new(),
+                failed: tried
+                    .into_iter()
+                    .map(|change| Failed {
+                        change,
+                        error: DataplaneError::Io {
+                            what: "applying the change".into(),
+                            source: std::io::Error::other("the runtime is shutting down"),
+                        },
+                    })
+                    .collect(),
+            }),
         }
     }
 }

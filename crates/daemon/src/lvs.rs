@@ -175,7 +175,8 @@ pub async fn run(
                 shell.update_vips(master_vips(&views)).await;
             }
             Some((request, answer)) = queries.recv() => {
-                let snapshot = shell.snapshot(request.connections, &vrrp.borrow());
+                let views = vrrp.borrow().clone();
+                let snapshot = shell.snapshot(request.connections, &views).await;
                 let _ = answer.send(snapshot);
             }
         }
@@ -539,7 +540,10 @@ impl Shell {
                 }
                 Output::DropConnections { service, dest } => {
                     if let Some(dataplane) = &self.dataplane {
-                        let n = dataplane.lock().drop_connections(&service, dest);
+                        let n = dataplane
+                            .run(move |d| d.drop_connections(&service, dest))
+                            .await
+                            .unwrap_or(0);
                         info!(
                             "Closed {n} connection(s) still open to [{}]:{} through {service}",
                             dest.ip(),
@@ -563,12 +567,21 @@ impl Shell {
         while self.scripts.try_join_next().is_some() {}
     }
 
-    fn snapshot(&self, connections: bool, vrrp: &[VrrpView]) -> Snapshot {
-        let stats = self
-            .dataplane
-            .as_ref()
-            .map(|d| d.lock().stats())
-            .unwrap_or_default();
+    async fn snapshot(&self, connections: bool, vrrp: &[VrrpView]) -> Snapshot {
+        let (stats, conns) = match &self.dataplane {
+            Some(d) => d
+                .run(move |d| {
+                    let conns = if connections {
+                        d.connections()
+                    } else {
+                        Vec::new()
+                    };
+                    (d.stats(), conns)
+                })
+                .await
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
         let stats: BTreeMap<_, _> = stats.into_iter().map(|s| (s.key, s)).collect();
         let services = self
             .held
@@ -655,14 +668,7 @@ impl Shell {
                 .map(|d| d.name().to_string())
                 .unwrap_or_default(),
             services,
-            connections: if connections {
-                self.dataplane
-                    .as_ref()
-                    .map(|d| d.lock().connections())
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            },
+            connections: conns,
             vrrp: vrrp.to_vec(),
             virtual_servers,
         }
