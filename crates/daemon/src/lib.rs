@@ -6,6 +6,7 @@
 pub mod control;
 mod daemon;
 mod dr_path;
+mod held;
 mod lvs;
 mod notify;
 mod process;

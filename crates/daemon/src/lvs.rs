@@ -15,7 +15,7 @@ use halb_config::model::Config;
 use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
 use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
-use halb_dataplane::{ipvsadm_forward_name, Dataplane, PassiveFailure};
+use halb_dataplane::{ipvsadm_forward_name, ApplyError, Dataplane, PassiveFailure};
 use halb_lb::table::Table;
 use halb_lb::virtual_server::{CheckerKey, Level, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -25,6 +25,7 @@ use crate::control::protocol::{
     CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView, VrrpView,
 };
 use crate::control::server::Query;
+use crate::held::{RepairClock, SharedDataplane};
 use crate::process;
 
 /// Which data plane `--dataplane` asks for.
@@ -52,9 +53,11 @@ const SHUTDOWN_SCRIPT_GRACE: Duration = Duration::from_secs(5);
 struct Shell {
     config: Arc<Config>,
     vs: VirtualServers,
-    dataplane: Option<Box<dyn Dataplane>>,
-    /// What the data plane holds.
+    dataplane: Option<SharedDataplane>,
+    /// What the data plane holds: only what landed.
     held: Table,
+    /// When the data plane is next repaired (soon after a change failed).
+    repair: RepairClock,
     runner: Option<RunnerHandle>,
     /// The last thing each checker said, for `halb status`.
     details: BTreeMap<CheckerKey, String>,
@@ -65,13 +68,11 @@ struct Shell {
     ipvs: Option<IpvsControl>,
 }
 
-/// How often the kernel's table is compared with the desired one and repaired.
-const RECONCILE_EVERY: Duration = Duration::from_secs(60);
-
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
 /// daemon otherwise (keepalived's `lvs_sync_daemon`).
 struct IpvsControl {
-    ipvs: Ipvs,
+    /// Shared with the blocking thread that runs a repair.
+    ipvs: Arc<Ipvs>,
     /// Every service halb has put in the kernel, so reconciliation never touches others.
     owned: BTreeSet<halb_lb::table::ServiceKey>,
     sync: Option<SyncDaemonPlan>,
@@ -115,8 +116,9 @@ pub async fn run(
     let mut shell = Shell {
         vs: VirtualServers::new(&config.lvs),
         config: Arc::clone(&config),
-        dataplane,
+        dataplane: dataplane.map(SharedDataplane::new),
         held: Table::default(),
+        repair: RepairClock::new(),
         runner: None,
         details: BTreeMap::new(),
         vips: BTreeSet::new(),
@@ -132,7 +134,7 @@ pub async fn run(
         let vips = master_vips(&vrrp.borrow());
         shell.update_vips(vips).await;
         let out = shell.vs.start();
-        shell.sync_table();
+        shell.sync_table().await;
         shell.carry_out(out).await;
     }
     let (report_tx, mut reports) = mpsc::channel::<Report>(1024);
@@ -147,13 +149,12 @@ pub async fn run(
         drop(report_tx);
     }
 
-    let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
-    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    reconcile.tick().await;
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            _ = reconcile.tick(), if shell.ipvs.is_some() => shell.reconcile(),
+            _ = tokio::time::sleep_until(shell.repair.due()), if shell.dataplane.is_some() => {
+                shell.repair().await
+            }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(failure) = passive.recv() => {
                 if options.passive_checks {
@@ -174,7 +175,8 @@ pub async fn run(
                 shell.update_vips(master_vips(&views)).await;
             }
             Some((request, answer)) = queries.recv() => {
-                let snapshot = shell.snapshot(request.connections, &vrrp.borrow());
+                let views = vrrp.borrow().clone();
+                let snapshot = shell.snapshot(request.connections, &views).await;
                 let _ = answer.send(snapshot);
             }
         }
@@ -182,7 +184,7 @@ pub async fn run(
 
     if has_services {
         let out = shell.vs.shutdown();
-        shell.sync_table();
+        shell.sync_table().await;
         shell.carry_out(out).await;
         if let Some(runner) = shell.runner.take() {
             runner.stop().await;
@@ -244,7 +246,7 @@ fn choose_dataplane(
             Ok((
                 Box::new(data),
                 Some(IpvsControl {
-                    ipvs: control,
+                    ipvs: Arc::new(control),
                     owned: BTreeSet::new(),
                     sync,
                     running: None,
@@ -311,7 +313,7 @@ impl Shell {
         };
         self.details.insert(key, report.detail.clone());
         let out = self.vs.handle_check(key, report.up, report.weight);
-        self.sync_table();
+        self.sync_table().await;
         self.carry_out(out).await;
     }
 
@@ -365,20 +367,58 @@ impl Shell {
         }
     }
 
-    /// Repairs drift in the kernel's table (someone ran ipvsadm), leaving services halb
-    /// never owned alone.
-    fn reconcile(&mut self) {
-        let Some(ctl) = self.ipvs.as_mut() else {
+    /// Brings the data plane back to the desired table, every minute and soon
+    /// after a change failed. IPVS: the kernel's table is read and halb's part of it repaired
+    /// (a failed change, or drift: someone ran ipvsadm), leaving services halb never owned
+    /// alone. The proxy holds what it was told: what did not land is tried again.
+    async fn repair(&mut self) {
+        let Some(dataplane) = self.dataplane.clone() else {
             return;
         };
-        ctl.owned.extend(self.held.services.keys().copied());
-        match ctl.ipvs.reconcile(&self.held, &ctl.owned) {
-            Ok(changes) if !changes.is_empty() => warn!(
-                "IPVS table drifted from halb's; repaired with {} change(s)",
-                changes.len()
-            ),
-            Ok(_) => {}
-            Err(e) => error!("reconciling the IPVS table: {e}"),
+        let desired = self.vs.table();
+        let retrying = self.repair.retrying();
+        let (before, result) = match self.ipvs.as_mut() {
+            Some(ctl) => {
+                ctl.owned.extend(self.held.services.keys().copied());
+                ctl.owned.extend(desired.services.keys().copied());
+                let (ipvs, want, owned) =
+                    (Arc::clone(&ctl.ipvs), desired.clone(), ctl.owned.clone());
+                let reconciled =
+                    tokio::task::spawn_blocking(move || ipvs.reconcile(&want, &owned)).await;
+                match reconciled {
+                    Ok(Ok(r)) => {
+                        let landed =
+                            r.changes.len() - r.result.as_ref().err().map_or(0, |e| e.failed.len());
+                        if retrying && landed > 0 {
+                            info!("IPVS table repaired after a failed change: {landed} change(s) applied");
+                        } else if !retrying && !r.changes.is_empty() {
+                            warn!(
+                                "IPVS table drifted from halb's; repaired with {} change(s)",
+                                r.changes.len()
+                            );
+                        }
+                        (r.before, r.result)
+                    }
+                    Ok(Err(e)) => {
+                        error!("reconciling the IPVS table: {e}");
+                        self.repair.failed();
+                        return;
+                    }
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                }
+            }
+            None => {
+                let changes = self.held.diff(&desired);
+                let result = if changes.is_empty() {
+                    Ok(())
+                } else {
+                    dataplane.apply(changes).await
+                };
+                (self.held.clone(), result)
+            }
+        };
+        if self.record(&before, desired, result) {
+            self.repair.settled();
         }
     }
 
@@ -395,7 +435,7 @@ impl Shell {
         }
         self.drop_proxied_on(&removed);
         if !out.is_empty() {
-            self.sync_table();
+            self.sync_table().await;
             self.carry_out(out).await;
         }
     }
@@ -408,9 +448,10 @@ impl Shell {
         if self.ipvs.is_some() || gone.is_empty() {
             return;
         }
-        let Some(dataplane) = self.dataplane.as_mut() else {
+        let Some(dataplane) = self.dataplane.as_ref() else {
             return;
         };
+        let mut dataplane = dataplane.lock();
         for service in self.held.services.values() {
             let halb_lb::table::ServiceKey::Addr { addr, .. } = service.key else {
                 continue;
@@ -439,8 +480,8 @@ impl Shell {
     /// Brings the data plane to the core's desired table. Changes go in before the outputs
     /// of the same step are carried out, so that no new connection reaches a destination
     /// whose connections are being dropped.
-    fn sync_table(&mut self) {
-        let Some(dataplane) = self.dataplane.as_mut() else {
+    async fn sync_table(&mut self) {
+        let Some(dataplane) = self.dataplane.clone() else {
             return;
         };
         let desired = self.vs.table();
@@ -448,13 +489,33 @@ impl Shell {
         if changes.is_empty() {
             return;
         }
-        if let Err(e) = dataplane.apply(&changes) {
-            error!("{} data plane: {e}", dataplane.name());
-        }
         if let Some(ctl) = self.ipvs.as_mut() {
             ctl.owned.extend(desired.services.keys().copied());
         }
-        self.held = desired;
+        let result = dataplane.apply(changes).await;
+        let before = std::mem::take(&mut self.held);
+        self.record(&before, desired, result);
+    }
+
+    /// Records as held what landed of the changes from `before` to `desired`, logs each change
+    /// that did not, and brings the next repair close when one may land on a retry. Returns
+    /// whether nothing is left to retry.
+    fn record(&mut self, before: &Table, desired: Table, result: Result<(), ApplyError>) -> bool {
+        let Err(e) = result else {
+            self.held = desired;
+            return true;
+        };
+        let name = self.dataplane.as_ref().map_or("", |d| d.name());
+        for failed in &e.failed {
+            error!("{name} data plane: {failed}");
+        }
+        self.held = e.held(before, &desired);
+        if e.worth_retrying() {
+            self.repair.failed();
+            false
+        } else {
+            true
+        }
     }
 
     async fn carry_out(&mut self, outputs: Vec<Output>) {
@@ -478,8 +539,11 @@ impl Shell {
                     });
                 }
                 Output::DropConnections { service, dest } => {
-                    if let Some(dataplane) = self.dataplane.as_mut() {
-                        let n = dataplane.drop_connections(&service, dest);
+                    if let Some(dataplane) = &self.dataplane {
+                        let n = dataplane
+                            .run(move |d| d.drop_connections(&service, dest))
+                            .await
+                            .unwrap_or(0);
                         info!(
                             "Closed {n} connection(s) still open to [{}]:{} through {service}",
                             dest.ip(),
@@ -503,12 +567,21 @@ impl Shell {
         while self.scripts.try_join_next().is_some() {}
     }
 
-    fn snapshot(&self, connections: bool, vrrp: &[VrrpView]) -> Snapshot {
-        let stats = self
-            .dataplane
-            .as_ref()
-            .map(|d| d.stats())
-            .unwrap_or_default();
+    async fn snapshot(&self, connections: bool, vrrp: &[VrrpView]) -> Snapshot {
+        let (stats, conns) = match &self.dataplane {
+            Some(d) => d
+                .run(move |d| {
+                    let conns = if connections {
+                        d.connections()
+                    } else {
+                        Vec::new()
+                    };
+                    (d.stats(), conns)
+                })
+                .await
+                .unwrap_or_default(),
+            None => Default::default(),
+        };
         let stats: BTreeMap<_, _> = stats.into_iter().map(|s| (s.key, s)).collect();
         let services = self
             .held
@@ -601,14 +674,7 @@ impl Shell {
                 .map(|d| d.name().to_string())
                 .unwrap_or_default(),
             services,
-            connections: if connections {
-                self.dataplane
-                    .as_ref()
-                    .map(|d| d.connections())
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            },
+            connections: conns,
             vrrp: vrrp.to_vec(),
             virtual_servers,
         }

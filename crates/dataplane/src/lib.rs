@@ -3,6 +3,7 @@
 //! forwarding: the userspace [`proxy`], or kernel IPVS.
 
 pub mod ipvs;
+pub mod partial;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -10,10 +11,15 @@ use std::net::SocketAddr;
 use halb_lb::table::{Change, Forwarding, ServiceKey};
 use serde::{Deserialize, Serialize};
 
+pub use partial::{ApplyError, Failed};
+
 /// A data plane: holds the service table and forwards new connections by it.
 pub trait Dataplane: Send {
-    /// Applies changes in order (as [`halb_lb::table::Table::diff`] produces them).
-    fn apply(&mut self, changes: &[Change]) -> Result<(), DataplaneError>;
+    /// Applies changes in order (as [`halb_lb::table::Table::diff`] produces them), trying
+    /// every one whatever the earlier ones gave; the error says which landed and which did not
+    /// (see [`ApplyError::held`]). It may block (IPVS waits for the kernel's answers): async
+    /// callers run it off their workers.
+    fn apply(&mut self, changes: &[Change]) -> Result<(), ApplyError>;
 
     /// Counters and rates of every service and destination, in `ipvsadm -L` order.
     fn stats(&self) -> Vec<ServiceStats>;

@@ -340,10 +340,20 @@ async fn firewall_mark_services_are_refused_and_the_rest_applied() {
     let mut changes = vec![Change::AddService(settings(fwm))];
     changes.push(Change::AddDest(fwm, dest(backend.addr, 1)));
     changes.extend(service_changes(settings(key), &[backend.addr]));
-    match proxy.apply(&changes) {
-        Err(DataplaneError::Refused(why)) => assert!(why.contains("FWM  1"), "{why}"),
-        other => panic!("expected a refusal, got {other:?}"),
+    let partial = proxy.apply(&changes).expect_err("the mark refused");
+    // The mark's service is refused (its destination has nowhere to go and is a no-op); the
+    // address service and its destination landed.
+    match &partial.failed[..] {
+        [failed] => {
+            assert_eq!(failed.change, changes[0]);
+            match &failed.error {
+                DataplaneError::Refused(why) => assert!(why.contains("FWM  1"), "{why}"),
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        other => panic!("expected one failure, got {other:?}"),
     }
+    assert_eq!(partial.landed, changes[1..]);
     let c = Client::connect(vip_addr(&key)).await;
     assert_eq!(c.banner, "a");
     assert_eq!(proxy.stats().len(), 1);

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand, ValueEnum};
 use halb_dataplane::ipvs::{Ipvs, SyncDaemon, SyncState};
-use halb_dataplane::Dataplane;
+use halb_dataplane::{ApplyError, Dataplane};
 use halb_lb::table::{Change, ProtocolKey, Service, ServiceKey, Table};
 use serde::Serialize;
 
@@ -165,8 +165,8 @@ fn act(action: &Action) -> Result<()> {
                 None => Table::default(),
             };
             let changes = base.diff(&target);
-            ipvs.apply(&changes)?;
-            print_changes(&changes)?;
+            let result = ipvs.apply(&changes);
+            print_changes(&changes, result)?;
         }
         Action::Reconcile { table, own } => {
             let desired = read_table(table)?;
@@ -174,8 +174,8 @@ fn act(action: &Action) -> Result<()> {
             for path in own {
                 owned.extend(read_table(path)?.services.keys().copied());
             }
-            let changes = ipvs.reconcile(&desired, &owned)?;
-            print_changes(&changes)?;
+            let reconciled = ipvs.reconcile(&desired, &owned)?;
+            print_changes(&reconciled.changes, reconciled.result)?;
         }
         Action::Dump => {
             let table = ipvs.table()?;
@@ -188,7 +188,7 @@ fn act(action: &Action) -> Result<()> {
             // Counting first also sets expire_nodest_conn, so that the kernel flushes the
             // destination's connections as it removes it.
             let dropped = ipvs.drop_connections(&key, *dest);
-            ipvs.apply(&[Change::DelDest(key, *dest)])?;
+            ipvs.apply_all(&[Change::DelDest(key, *dest)])?;
             print_json(&serde_json::json!({ "dropped": dropped }))?;
         }
         Action::Timeouts { tcp, tcpfin, udp } => {
@@ -227,8 +227,25 @@ fn act(action: &Action) -> Result<()> {
     Ok(())
 }
 
-fn print_changes(changes: &[Change]) -> Result<()> {
-    print_json(&serde_json::json!({ "changes": changes.len(), "applied": changes }))
+/// The changes tried, those that landed and those that failed with why; then the failure, for
+/// the exit status.
+fn print_changes(changes: &[Change], result: Result<(), ApplyError>) -> Result<()> {
+    let (applied, failed) = match &result {
+        Ok(()) => (changes.to_vec(), Vec::new()),
+        Err(e) => (
+            e.landed.clone(),
+            e.failed
+                .iter()
+                .map(|f| serde_json::json!({ "change": f.change, "error": f.to_string() }))
+                .collect(),
+        ),
+    };
+    print_json(&serde_json::json!({
+        "changes": changes.len(),
+        "applied": applied,
+        "failed": failed,
+    }))?;
+    Ok(result?)
 }
 
 /// A table file: a JSON list of services.

@@ -10,7 +10,10 @@
 //! - reconciliation repairs drift made with ipvsadm and leaves a foreign service alone;
 //! - timeouts and sync daemons are set and read back as ipvsadm shows them;
 //! - counters and the connection table follow real traffic through a NAT service, and removing
-//!   a destination drops its connections.
+//!   a destination drops its connections;
+//! - `halb run`, when one service cannot go in (its scheduler's module cannot be loaded), puts
+//!   the others in at once and retries the failed one within seconds, not at the next minute's
+//!   reconciliation.
 //!
 //! The halb binary: `HALB_BIN` when set, else `cargo build -p halb` from here (a test cannot
 //! name another package's binary), stripped of debug information to keep the initramfs small.
@@ -558,8 +561,86 @@ cat /proc/sys/net/ipv4/vs/expire_nodest_conn
 section conns-after-drop
 for i in $(seq 50); do grep -qi ' C0A84302 ' /proc/net/ip_vs_conn || break; sleep 0.1; done
 grep -ci ' C0A84302 ' /proc/net/ip_vs_conn
+
+# 8. halb run while the kernel cannot load ip_vs_mh (its file hidden, as on a kernel built
+# without it): the wrr service must land at once, and the mh one within seconds of the module
+# coming back.
+ms() {
+    local t="${EPOCHREALTIME/./}"
+    echo $((t / 1000))
+}
+ipvsadm -C
+section hide-mh
+rmmod ip_vs_mh; echo "rc=$?"
+ipvs_dir="/lib/modules/$(uname -r)/kernel/net/netfilter/ipvs"
+mkdir -p /tmp/hidden
+mv "$ipvs_dir"/ip_vs_mh.ko* /tmp/hidden/
+started=$(ms)
+halb run -f daemon.conf --dataplane ipvs --control-socket /run/lab-halb.sock >/tmp/halb-run.log 2>&1 &
+halb_pid=$!
+until [ "$(ipvsadm -S -n | grep -c -- '^-a -t 192.168.66.251:3306 ')" = 2 ] ||
+    [ $(($(ms) - started)) -gt 20000 ]; do
+    sleep 0.05
+done
+section daemon-first
+echo "ms=$(($(ms) - started))"
+ipvsadm -S -n
+mv /tmp/hidden/ip_vs_mh.ko* "$ipvs_dir"/
+back=$(ms)
+until ipvsadm -S -n | grep -q -- '^-a -t 192.168.66.251:2000 -r 192.168.66.254:2000 ' ||
+    [ $(($(ms) - back)) -gt 90000 ]; do
+    sleep 0.1
+done
+section daemon-retried
+echo "ms=$(($(ms) - back))"
+ipvsadm -S -n
+kill -TERM "$halb_pid"
+wait "$halb_pid"
+section daemon-log
+cat /tmp/halb-run.log
 section end
 "#;
+
+/// `halb run`'s configuration for case 8: two NAT services with no checkers (their real servers
+/// are up from the start), the first on a scheduler whose module the kernel will not find.
+const DAEMON_CONF: &str = "
+global_defs {
+    router_id lab
+}
+virtual_server 192.168.66.251 2000 {
+    lb_algo mh
+    lb_kind NAT
+    protocol TCP
+    real_server 192.168.66.253 2000 {
+        weight 1
+    }
+    real_server 192.168.66.254 2000 {
+        weight 1
+    }
+}
+virtual_server 192.168.66.251 3306 {
+    lb_algo wrr
+    lb_kind NAT
+    protocol TCP
+    real_server 192.168.66.253 3306 {
+        weight 1
+    }
+    real_server 192.168.66.254 3306 {
+        weight 1
+    }
+}
+";
+
+const DAEMON_WRR: [&str; 3] = [
+    "-A -t 192.168.66.251:3306 -s wrr",
+    "-a -t 192.168.66.251:3306 -r 192.168.66.253:3306 -m -w 1",
+    "-a -t 192.168.66.251:3306 -r 192.168.66.254:3306 -m -w 1",
+];
+const DAEMON_MH: [&str; 3] = [
+    "-A -t 192.168.66.251:2000 -s mh",
+    "-a -t 192.168.66.251:2000 -r 192.168.66.253:2000 -m -w 1",
+    "-a -t 192.168.66.251:2000 -r 192.168.66.254:2000 -m -w 1",
+];
 
 // ---------------------------------------------------------------------------------------------
 
@@ -630,7 +711,8 @@ fn halb_programs_ipvs_as_ipvsadm_does() -> Result<()> {
         .file("nat.json", tables_json(&nat))
         .file("t1.rules", rules(&t1, true).join("\n") + "\n")
         .file("t2.rules", rules(&t2, true).join("\n") + "\n")
-        .file("drift.sh", DRIFT);
+        .file("drift.sh", DRIFT)
+        .file("daemon.conf", DAEMON_CONF);
 
     let started = Instant::now();
     let output = KernelVm::new()?.extra_bin(&halb).run(&payload)?;
@@ -814,6 +896,46 @@ fn halb_programs_ipvs_as_ipvsadm_does() -> Result<()> {
     // Removing the destination drops its connections.
     assert_eq!(section("drop"), [r#"{"dropped":3}"#, "1"]);
     assert_eq!(section("conns-after-drop"), ["0"]);
+
+    // 8. A failed service does not hold the others back, and is retried within seconds.
+    let elapsed_ms =
+        |lines: &[String]| -> Option<u64> { lines.first()?.strip_prefix("ms=")?.parse().ok() };
+    assert_eq!(section("hide-mh"), ["rc=0"]);
+    let log = section("daemon-log").join("\n");
+    let first = section("daemon-first");
+    let first_ms = elapsed_ms(&first).context("daemon-first: no ms= line")?;
+    assert_eq!(
+        sorted(first[1..].iter().cloned()),
+        sorted(DAEMON_WRR),
+        "the wrr service, alone, {first_ms} ms after halb started:\n{first:#?}\n{log}"
+    );
+    assert!(
+        log.contains("adding service TCP  192.168.66.251:2000 (scheduler mh)")
+            && log.contains("ENOENT")
+            && log.contains("no IPVS scheduler mh (module ip_vs_mh)"),
+        "{log}"
+    );
+    let retried = section("daemon-retried");
+    let retried_ms = elapsed_ms(&retried).context("daemon-retried: no ms= line")?;
+    let mut want = DAEMON_WRR.to_vec();
+    want.extend(DAEMON_MH);
+    assert_eq!(
+        sorted(retried[1..].iter().cloned()),
+        sorted(want),
+        "{retried:#?}\n{log}"
+    );
+    assert!(
+        retried_ms < 10_000,
+        "the mh service came {retried_ms} ms after its module:\n{log}"
+    );
+    assert!(
+        log.contains("IPVS table repaired after a failed change"),
+        "{log}"
+    );
+    eprintln!(
+        "ipvs lab: halb run put the wrr service in {first_ms} ms after starting, with the mh \
+         service refused; the mh service landed {retried_ms} ms after its module came back"
+    );
 
     eprintln!(
         "ipvs lab: {} lines of output, machine run {:?}",

@@ -44,7 +44,9 @@ pub use dest::{DestAttrs, KernelDest};
 pub use reconcile::{KernelEntry, KernelTable};
 pub use service::{KernelService, ServiceAttrs, ServiceId};
 
-use crate::{ConnectionEntry, Dataplane, DataplaneError, DestStats, ServiceStats};
+use crate::{
+    partial, ApplyError, ConnectionEntry, Dataplane, DataplaneError, DestStats, ServiceStats,
+};
 use attrs::*;
 use genl::{AttrMap, AttrWriter, GenlMessage, GenlSocket};
 
@@ -119,7 +121,17 @@ impl Ipvs {
         socket
             .execute(self.family, cmd, GENL_VERSION, attrs.as_bytes(), dump)
             .map_err(|e| {
-                let what = format!("{} ({})", what(), command_name(cmd));
+                // The errno's name too (EEXIST, ESRCH, …): the kernel's source and ipvsadm's
+                // man page speak in those, the message alone is vaguer.
+                let what = match e.raw_os_error() {
+                    Some(code) => format!(
+                        "{} ({}: {:?})",
+                        what(),
+                        command_name(cmd),
+                        nix::errno::Errno::from_raw(code)
+                    ),
+                    None => format!("{} ({})", what(), command_name(cmd)),
+                };
                 explain(what, e)
             })
     }
@@ -418,17 +430,27 @@ impl Ipvs {
 
     /// Reads the kernel's table and makes halb's part of it match `desired`: the services in
     /// `owned` and in `desired` are added, edited, emptied of extra destinations or removed;
-    /// every other service is left as it is. Returns the changes made (none when the kernel
-    /// already matched).
+    /// every other service is left as it is. Fails only when the table cannot be read or
+    /// `desired` holds what IPVS cannot; the changes themselves are all tried, and
+    /// [`Reconciled::result`] says which did not land.
     pub fn reconcile(
-        &mut self,
+        &self,
         desired: &Table,
         owned: &BTreeSet<ServiceKey>,
-    ) -> Result<Vec<Change>, DataplaneError> {
+    ) -> Result<Reconciled, DataplaneError> {
         let kernel = self.read()?;
         let changes = reconcile::plan(&kernel, desired, owned).map_err(DataplaneError::Refused)?;
-        self.apply(&changes)?;
-        Ok(changes)
+        let result = self.apply_all(&changes);
+        Ok(Reconciled {
+            before: kernel.to_table(),
+            changes,
+            result,
+        })
+    }
+
+    /// [`Dataplane::apply`], which needs no exclusive access: the socket is behind a lock.
+    pub fn apply_all(&self, changes: &[Change]) -> Result<(), ApplyError> {
+        partial::apply_each(changes, |change| self.apply_one(change))
     }
 
     /// Sets `net.ipv4.vs.expire_nodest_conn` to 1, so that the kernel expires the connections
@@ -481,11 +503,8 @@ impl Ipvs {
 }
 
 impl Dataplane for Ipvs {
-    fn apply(&mut self, changes: &[Change]) -> Result<(), DataplaneError> {
-        for change in changes {
-            self.apply_one(change)?;
-        }
-        Ok(())
+    fn apply(&mut self, changes: &[Change]) -> Result<(), ApplyError> {
+        self.apply_all(changes)
     }
 
     /// Services halb cannot name (a protocol other than TCP, UDP and SCTP) are left out. A
@@ -566,6 +585,18 @@ impl Dataplane for Ipvs {
     fn name(&self) -> &'static str {
         "ipvs"
     }
+}
+
+/// What [`Ipvs::reconcile`] found and did.
+#[derive(Debug)]
+pub struct Reconciled {
+    /// The kernel's table before the repair, as far as halb can express it: with
+    /// [`ApplyError::held`], what halb's services hold after it.
+    pub before: Table,
+    /// The changes planned, in the order tried (none when the kernel already matched).
+    pub changes: Vec<Change>,
+    /// Whether every one of them landed.
+    pub result: Result<(), ApplyError>,
 }
 
 /// ipvsadm's order of services (`ipvs_cmp_services`): address services before firewall marks,

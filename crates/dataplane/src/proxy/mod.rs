@@ -6,7 +6,7 @@
 //!
 //! What differs from IPVS, by necessity or by choice:
 //! - Firewall-mark and SCTP services cannot be proxied: [`Proxy::apply`] applies every
-//!   other change, then returns [`DataplaneError::Refused`] naming them.
+//!   other change, and its error names them with [`DataplaneError::Refused`].
 //! - Passive failure detection: a failed connect to a real server (refused, unreachable,
 //!   no answer within [`ProxyOptions::connect_timeout`]) tries the next destination, holds
 //!   the failed one out of scheduling for [`ProxyOptions::failure_hold`] (a later success
@@ -40,7 +40,9 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::AbortHandle;
 
-use crate::{ConnectionEntry, Dataplane, DataplaneError, PassiveFailure, ServiceStats};
+use crate::{
+    partial, ApplyError, ConnectionEntry, Dataplane, DataplaneError, PassiveFailure, ServiceStats,
+};
 use conn_table::Timeouts;
 pub use service::NewScheduler;
 use service::{Choice, Service};
@@ -246,26 +248,26 @@ impl Drop for Proxy {
 }
 
 impl Dataplane for Proxy {
-    /// Applies every change it can; a refused service (firewall mark, SCTP) or a failed bind
-    /// is logged and skipped, and the first such error is returned after the rest is applied.
-    /// A service whose listener could not be bound keeps its destinations, and the bind is
-    /// tried again at the next `apply`.
-    fn apply(&mut self, changes: &[Change]) -> Result<(), DataplaneError> {
+    /// Applies every change it can. A refused service (firewall mark, SCTP) fails its
+    /// `AddService`; a service whose listener could not be bound fails the `AddService` or
+    /// `EditService` that put it here, keeps its destinations, and its bind is tried again at
+    /// the next `apply` (a caller that records only what landed sends that change again).
+    /// Each failure is also logged.
+    fn apply(&mut self, changes: &[Change]) -> Result<(), ApplyError> {
         // Registering sockets with tokio needs the runtime's context on this thread.
         let _runtime = self.runtime.enter();
-        let mut errors = Vec::new();
         let services_lock = self.services.clone();
         let mut services = lock(&services_lock);
         let new_scheduler = self.ctx.opts.new_scheduler;
+        let mut results: Vec<Result<(), DataplaneError>> = Vec::with_capacity(changes.len());
         for change in changes {
-            match change {
+            let result = match change {
                 Change::AddService(s) | Change::EditService(s) => match services.live.get(&s.key) {
-                    Some(live) => live.service.edit(s, new_scheduler),
-                    None => {
-                        if let Err(e) = self.add_service(&mut services, s) {
-                            errors.push(e);
-                        }
+                    Some(live) => {
+                        live.service.edit(s, new_scheduler);
+                        Ok(())
                     }
+                    None => self.add_service(&mut services, s),
                 },
                 Change::DelService(key) => {
                     if let Some(live) = services.live.remove(key) {
@@ -277,18 +279,25 @@ impl Dataplane for Proxy {
                             services.retired.push(live.service);
                         }
                     }
+                    Ok(())
                 }
                 Change::AddDest(key, dest) | Change::EditDest(key, dest) => {
                     if let Some(live) = services.live.get(key) {
                         live.service.put_dest(dest);
                     }
+                    Ok(())
                 }
                 Change::DelDest(key, addr) => {
                     if let Some(live) = services.live.get(key) {
                         live.service.del_dest(*addr);
                     }
+                    Ok(())
                 }
+            };
+            if let Err(e) = &result {
+                tracing::warn!("{e}");
             }
+            results.push(result);
         }
         // Listen last, so that the first client finds the destinations in place.
         let unbound: Vec<Arc<Service>> = services
@@ -304,16 +313,18 @@ impl Dataplane for Proxy {
                         live.listener = Some(listener);
                     }
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    let put_here = changes.iter().rposition(|c| {
+                        matches!(c, Change::AddService(s) | Change::EditService(s) if s.key == service.key)
+                    });
+                    if let Some(i) = put_here {
+                        results[i] = Err(e);
+                    }
+                }
             }
         }
-        for e in &errors {
-            tracing::warn!("{e}");
-        }
-        match errors.into_iter().next() {
-            Some(first) => Err(first),
-            None => Ok(()),
-        }
+        partial::collect(changes, results)
     }
 
     fn stats(&self) -> Vec<ServiceStats> {
