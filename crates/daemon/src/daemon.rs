@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use halb_sys::{Announcer, IpFamily, LinkEvent, LinkWatcher, Netlink, ReceivedPacket, VrrpSocket};
 use halb_vrrp::packet::{self};
-use halb_vrrp::{Action, Dropped, Instance, Reason, State, SyncGroup, TrackerStatus};
+use halb_vrrp::{Action, Dropped, Instance, State, SyncGroup, TrackerStatus};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::control::protocol::VrrpView;
+use crate::event::{EventBus, EventKind, InstanceStatus, Vip, VrrpEvent};
 use crate::notify::Notifier;
 use crate::track_script::{self, ScriptResult};
 use crate::vrrp_map::{self, HostView, LinkView, MappedInstance, VrrpPlan};
@@ -46,7 +46,8 @@ struct Shell {
     announcers: HashMap<String, Arc<Announcer>>,
     notifier: Notifier,
     /// What `halb status` and the virtual servers (`ha_suspend`, the sync daemon) see.
-    views: watch::Sender<Vec<VrrpView>>,
+    views: watch::Sender<Vec<InstanceStatus>>,
+    events: EventBus,
 }
 
 /// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
@@ -75,8 +76,12 @@ async fn host_view(netlink: &Netlink) -> Result<HostView> {
 }
 
 /// Runs the VRRP part of `config` until SIGTERM or SIGINT, publishing the instances' state
-/// on `views` after every change.
-pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result<()> {
+/// on `views` after every change and their transitions on `events`.
+pub async fn run(
+    config: &Config,
+    views: watch::Sender<Vec<InstanceStatus>>,
+    bus: EventBus,
+) -> Result<()> {
     // Signals first: a SIGTERM during start-up must still clean up.
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -176,6 +181,7 @@ pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result
         announcers,
         notifier,
         views,
+        events: bus,
     };
     shell.settle(Instant::now()).await;
 
@@ -420,11 +426,10 @@ impl Shell {
             if group.state() != before
                 && matches!(group.state(), State::Master | State::Backup | State::Fault)
             {
-                info!(
-                    "VRRP_Group({}) Syncing instances to {} state",
-                    group.name(),
-                    group.state()
-                );
+                self.events.publish(EventKind::Vrrp(VrrpEvent::GroupSynced {
+                    group: group.name().to_string(),
+                    state: group.state(),
+                }));
                 self.notifier.group(g, group.name(), group.state());
             }
         }
@@ -437,25 +442,26 @@ impl Shell {
     }
 
     fn publish(&self) {
-        let views: Vec<VrrpView> = self
+        let views: Vec<InstanceStatus> = self
             .instances
             .iter()
             .zip(&self.mapped)
-            .map(|(instance, mapped)| VrrpView {
+            .map(|(instance, mapped)| InstanceStatus {
                 name: instance.config().name.clone(),
                 interface: mapped.interface.clone(),
                 vrid: instance.config().vrid,
-                state: instance.state().to_string(),
+                state: instance.state(),
                 priority: instance.base_priority(),
                 effective_priority: instance.effective_priority(),
-                virtual_addresses: mapped
+                vips: mapped
                     .vips
                     .iter()
-                    .map(|p| format!("{}/{}", p.vip.address, p.vip.prefix_len))
+                    .map(|p| Vip {
+                        address: p.vip.address,
+                        prefix_len: p.vip.prefix_len,
+                    })
                     .collect(),
-                last_master: instance
-                    .last_master()
-                    .map(|(ip, prio)| format!("{ip} (priority {prio})")),
+                last_master: instance.last_master(),
             })
             .collect();
         self.views.send_if_modified(|old| {
@@ -515,24 +521,21 @@ impl Shell {
                 self.announce(n, &name, &addresses, repeat);
             }
             Action::StateChange(change) => {
-                match (&change.reason, change.from, change.to) {
-                    (Reason::HigherPriority { from, priority }, State::Master, _) => info!(
-                        "({name}) Master received advert from {from} with higher priority {priority}, ours {ours}"
-                    ),
-                    (Reason::HigherAddress { from }, State::Master, _) => info!(
-                        "({name}) Master received advert from {from} with same priority {ours} but higher IP address than ours"
-                    ),
-                    _ => {}
-                }
-                if change.to == State::Stopped {
-                    info!("Stopped {name}");
-                } else {
-                    info!("({name}) {change}");
-                }
-                self.notifier.instance(n, &name, change.to, ours);
+                let to = change.to;
+                self.events.publish(EventKind::Vrrp(VrrpEvent::Transition {
+                    instance: name.clone(),
+                    change,
+                    priority: ours,
+                }));
+                self.notifier.instance(n, &name, to, ours);
             }
             Action::PriorityChange { from, to } => {
-                info!("({name}) Changing effective priority from {from} to {to}");
+                self.events
+                    .publish(EventKind::Vrrp(VrrpEvent::PriorityChanged {
+                        instance: name,
+                        from,
+                        to,
+                    }));
             }
             Action::MasterReceivedLowerPriority { from, priority } => {
                 info!("({name}) Received advert from {from} with lower priority {priority}, ours {ours}");

@@ -6,6 +6,7 @@
 pub mod control;
 mod daemon;
 mod dr_path;
+pub mod event;
 mod lvs;
 mod notify;
 mod process;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 use halb_config::model::Config;
 use tracing::error;
 
+pub use event::{Event, EventBus, EventKind, InstanceStatus, VrrpEvent};
 pub use lvs::DataplaneChoice;
 
 /// How `halb run` was asked to run, beyond the configuration itself.
@@ -36,6 +38,7 @@ pub struct Options {
 /// Runs every part of the daemon until SIGTERM or SIGINT stops the VRRP part.
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
+    let events = EventBus::new();
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
     let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
     let (stop_tx, stop) = tokio::sync::oneshot::channel();
@@ -52,10 +55,11 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
         std::sync::Arc::new(config.clone()),
         lvs_options,
         views,
+        events.clone(),
         queries,
         stop,
     ));
-    let vrrp = daemon::run(config, views_tx).await;
+    let vrrp = daemon::run(config, views_tx, events).await;
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}

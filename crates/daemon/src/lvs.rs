@@ -17,14 +17,15 @@ use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
 use halb_dataplane::{Dataplane, PassiveFailure};
 use halb_lb::table::Table;
-use halb_lb::virtual_server::{CheckerKey, Level, Output, VirtualServers};
+use halb_lb::virtual_server::{CheckerId, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::control::protocol::{
-    CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView, VrrpView,
+    CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView,
 };
 use crate::control::server::Query;
+use crate::event::{EventBus, EventKind, InstanceStatus};
 use crate::process;
 
 /// Which data plane `--dataplane` asks for.
@@ -57,12 +58,13 @@ struct Shell {
     held: Table,
     runner: Option<RunnerHandle>,
     /// The last thing each checker said, for `halb status`.
-    details: BTreeMap<CheckerKey, String>,
+    details: BTreeMap<CheckerId, String>,
     /// Local addresses ha_suspend knows of (the VIPs of MASTER instances).
     vips: BTreeSet<IpAddr>,
     scripts: tokio::task::JoinSet<()>,
     /// Kernel IPVS's global side (timeouts, the sync daemon), when that is the data plane.
     ipvs: Option<IpvsControl>,
+    events: EventBus,
 }
 
 /// How often the kernel's table is compared with the desired one and repaired.
@@ -87,7 +89,8 @@ struct SyncDaemonPlan {
 pub async fn run(
     config: Arc<Config>,
     options: LvsOptions,
-    mut vrrp: watch::Receiver<Vec<VrrpView>>,
+    mut vrrp: watch::Receiver<Vec<InstanceStatus>>,
+    events: EventBus,
     mut queries: mpsc::Receiver<Query>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<()> {
@@ -122,6 +125,7 @@ pub async fn run(
         vips: BTreeSet::new(),
         scripts: tokio::task::JoinSet::new(),
         ipvs,
+        events,
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -276,12 +280,11 @@ fn choose_dataplane(
 }
 
 /// The addresses of the instances that are MASTER: on this host now.
-fn master_vips(views: &[VrrpView]) -> BTreeSet<IpAddr> {
+fn master_vips(views: &[InstanceStatus]) -> BTreeSet<IpAddr> {
     views
         .iter()
-        .filter(|v| v.state == "MASTER")
-        .flat_map(|v| v.virtual_addresses.iter())
-        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .filter(|v| v.is_master())
+        .flat_map(|v| v.vips.iter().map(|vip| vip.address))
         .collect()
 }
 
@@ -304,28 +307,24 @@ async fn host_addresses() -> Vec<IpAddr> {
 
 impl Shell {
     async fn handle_report(&mut self, report: Report) {
-        let key = CheckerKey {
-            vs: report.id.vs,
-            rs: report.id.rs,
-            checker: report.id.checker,
-        };
-        self.details.insert(key, report.detail.clone());
-        let out = self.vs.handle_check(key, report.up, report.weight);
+        self.details.insert(report.id, report.detail.clone());
+        let out = self.vs.handle_check(report.id, report.up, report.weight);
+        self.events.publish(EventKind::CheckerVerdict(report));
         self.sync_table();
         self.carry_out(out).await;
     }
 
     /// Starts, swaps or keeps the IPVS sync daemon as the instance it follows changes state.
-    fn follow_sync_daemon(&mut self, views: &[VrrpView]) {
+    fn follow_sync_daemon(&mut self, views: &[InstanceStatus]) {
         let Some(ctl) = self.ipvs.as_mut() else {
             return;
         };
         let Some(plan) = &ctl.sync else {
             return;
         };
-        let master = views.iter().any(|v| {
-            v.state == "MASTER" && plan.instance.as_ref().is_none_or(|name| &v.name == name)
-        });
+        let master = views
+            .iter()
+            .any(|v| v.is_master() && plan.instance.as_ref().is_none_or(|name| &v.name == name));
         let want = if master {
             SyncState::Master
         } else {
@@ -460,10 +459,7 @@ impl Shell {
     async fn carry_out(&mut self, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Log { level, message } => match level {
-                    Level::Info => info!("{message}"),
-                    Level::Warn => warn!("{message}"),
-                },
+                Output::Event(event) => self.events.publish(EventKind::VirtualServer(event)),
                 Output::RunScript { script, .. } => {
                     let run_as = match process::resolve_user(&script, &self.config.global) {
                         Ok(r) => r,
@@ -503,7 +499,7 @@ impl Shell {
         while self.scripts.try_join_next().is_some() {}
     }
 
-    fn snapshot(&self, connections: bool, vrrp: &[VrrpView]) -> Snapshot {
+    fn snapshot(&self, connections: bool, vrrp: &[InstanceStatus]) -> Snapshot {
         let stats = self
             .dataplane
             .as_ref()
@@ -568,11 +564,7 @@ impl Shell {
                                 up: c.up,
                                 detail: self
                                     .details
-                                    .get(&CheckerKey {
-                                        vs: v.index,
-                                        rs: rs.index,
-                                        checker: c.index,
-                                    })
+                                    .get(&CheckerId::new(v.index, rs.index, c.index))
                                     .cloned()
                                     .unwrap_or_else(|| {
                                         if c.has_run {
@@ -603,7 +595,7 @@ impl Shell {
             } else {
                 Vec::new()
             },
-            vrrp: vrrp.to_vec(),
+            vrrp: vrrp.iter().map(Into::into).collect(),
             virtual_servers,
         }
     }
