@@ -26,6 +26,7 @@ use crate::control::protocol::{
 };
 use crate::control::server::Query;
 use crate::event::{EventBus, EventKind, InstanceStatus};
+use crate::host::Addresses;
 use crate::process;
 
 /// Which data plane `--dataplane` asks for.
@@ -85,10 +86,14 @@ struct SyncDaemonPlan {
     daemon: SyncDaemon,
 }
 
-/// Runs the virtual servers until `stop` fires, answering `queries` meanwhile.
-pub async fn run(
+/// Runs the virtual servers until `stop` fires, answering `queries` meanwhile. The data plane
+/// is `dataplane` when given, else the one [`LvsOptions::dataplane`] chooses.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<A: Addresses>(
     config: Arc<Config>,
     options: LvsOptions,
+    host: Arc<A>,
+    dataplane: Option<Box<dyn Dataplane>>,
     mut vrrp: watch::Receiver<Vec<InstanceStatus>>,
     events: EventBus,
     mut queries: mpsc::Receiver<Query>,
@@ -96,11 +101,13 @@ pub async fn run(
 ) -> Result<()> {
     let (passive_tx, mut passive) = mpsc::unbounded_channel::<PassiveFailure>();
     let has_services = !config.lvs.virtual_servers.is_empty();
-    let (dataplane, ipvs) = if has_services {
-        let (d, i) = choose_dataplane(&options, passive_tx, &config)?;
-        (Some(d), i)
-    } else {
-        (None, None)
+    let (dataplane, ipvs) = match dataplane {
+        _ if !has_services => (None, None),
+        Some(given) => (Some(given), None),
+        None => {
+            let (d, i) = choose_dataplane(&options, passive_tx, &config)?;
+            (Some(d), i)
+        }
     };
     let config = if ipvs.is_some() && options.dr_path_checks {
         let mut augmented = (*config).clone();
@@ -129,7 +136,7 @@ pub async fn run(
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
-        for ip in host_addresses().await {
+        for ip in host_addresses(&*host).await {
             let out = shell.vs.local_address_added(ip);
             shell.carry_out(out).await;
         }
@@ -289,20 +296,18 @@ fn master_vips(views: &[InstanceStatus]) -> BTreeSet<IpAddr> {
 }
 
 /// Every address on the host now (ha_suspend's starting point).
-async fn host_addresses() -> Vec<IpAddr> {
-    let Ok(netlink) = halb_sys::Netlink::connect() else {
-        return Vec::new();
-    };
-    let Ok(links) = netlink.links().await else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for link in links {
-        if let Ok(addresses) = netlink.addresses(&link.name).await {
-            out.extend(addresses.into_iter().map(|a| a.address));
+async fn host_addresses(host: &impl Addresses) -> Vec<IpAddr> {
+    match host.host_view().await {
+        Ok(view) => view
+            .links
+            .into_values()
+            .flat_map(|link| link.addresses)
+            .collect(),
+        Err(e) => {
+            debug!("reading the host's addresses: {e:#}");
+            Vec::new()
         }
     }
-    out
 }
 
 impl Shell {
