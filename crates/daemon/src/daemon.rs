@@ -106,11 +106,14 @@ pub async fn run<H: Addresses + VrrpSockets>(
     let (inbound, mut inbox) = mpsc::channel::<Inbound>(256);
     let (sockets, socket_of) = open_sockets(&*host, &plan.instances, &inbound)?;
     let mut announcers: HashMap<String, Arc<dyn Announce>> = HashMap::new();
-    for interface in plan
+    // Collected first: a closure's borrow held across the awaits below would keep the
+    // future from being `Send`.
+    let interfaces: Vec<String> = plan
         .instances
         .iter()
         .flat_map(|m| m.vips.iter().map(|v| v.interface.clone()))
-    {
+        .collect();
+    for interface in interfaces {
         if announcers.contains_key(&interface) {
             continue;
         }
