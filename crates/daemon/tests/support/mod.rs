@@ -110,21 +110,16 @@ pub struct FakeHost {
 
 impl FakeHost {
     pub fn new(lan: &Arc<Lan>, id: usize, address: &str) -> Arc<FakeHost> {
-        let mut links = BTreeMap::new();
-        links.insert(
-            "lo".to_string(),
-            LinkView {
-                up: true,
-                addresses: vec!["127.0.0.1".parse().unwrap()],
-            },
-        );
-        links.insert(
-            "eth0".to_string(),
-            LinkView {
-                up: true,
-                addresses: vec![address.parse().unwrap()],
-            },
-        );
+        let links = [("lo", "127.0.0.1"), ("eth0", address)]
+            .into_iter()
+            .map(|(name, address)| {
+                let link = LinkView {
+                    up: true,
+                    addresses: vec![address.parse().expect("a test address")],
+                };
+                (name.to_string(), link)
+            })
+            .collect();
         Arc::new(FakeHost {
             id,
             lan: Arc::clone(lan),

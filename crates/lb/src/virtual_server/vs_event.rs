@@ -185,24 +185,19 @@ impl fmt::Display for VsEvent {
                 server,
                 inhibit,
                 ..
-            } => {
-                let (verb, prep) = if *inhibit {
-                    ("Enabling", "of")
-                } else {
-                    ("Adding", "to")
-                };
-                write!(f, "{verb} service {} {prep} VS {}", server.name, vs.name)
             }
-            VsEvent::RealServerDown {
+            | VsEvent::RealServerDown {
                 vs,
                 server,
                 inhibit,
                 ..
             } => {
-                let (verb, prep) = if *inhibit {
-                    ("Disabling", "of")
-                } else {
-                    ("Removing", "from")
+                let up = matches!(self, VsEvent::RealServerUp { .. });
+                let (verb, prep) = match (up, inhibit) {
+                    (true, false) => ("Adding", "to"),
+                    (true, true) => ("Enabling", "of"),
+                    (false, false) => ("Removing", "from"),
+                    (false, true) => ("Disabling", "of"),
                 };
                 write!(f, "{verb} service {} {prep} VS {}", server.name, vs.name)
             }
