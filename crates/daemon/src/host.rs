@@ -96,18 +96,24 @@ pub trait VrrpSocketIo: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct SystemHost {
     netlink: Arc<Netlink>,
+    /// The VRRP part and the virtual servers share the rtnetlink socket, and the kernel runs
+    /// one dump at a time per socket (a second one meanwhile fails with EBUSY): requests take
+    /// turns.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SystemHost {
     pub fn connect() -> Result<SystemHost> {
         Ok(SystemHost {
             netlink: Arc::new(Netlink::connect().context("connecting to rtnetlink")?),
+            turn: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 }
 
 impl Addresses for SystemHost {
     async fn host_view(&self) -> Result<HostView> {
+        let _turn = self.turn.lock().await;
         let mut links = BTreeMap::new();
         for link in self
             .netlink
@@ -135,11 +141,13 @@ impl Addresses for SystemHost {
     }
 
     async fn add_address(&self, interface: &str, vip: &VirtualAddress) -> Result<()> {
+        let _turn = self.turn.lock().await;
         self.netlink.add_address(interface, vip).await?;
         Ok(())
     }
 
     async fn remove_addresses(&self, interface: &str, addresses: &[IpAddr]) -> Result<()> {
+        let _turn = self.turn.lock().await;
         self.netlink.remove_addresses(interface, addresses).await?;
         Ok(())
     }
@@ -149,10 +157,12 @@ impl Addresses for SystemHost {
         interface: &str,
         vips: &[VirtualAddress],
     ) -> Result<Vec<IpAddr>> {
+        let _turn = self.turn.lock().await;
         Ok(self.netlink.remove_leftover_vips(interface, vips).await?)
     }
 
     async fn announcer(&self, interface: &str) -> Result<Arc<dyn Announce>> {
+        let _turn = self.turn.lock().await;
         let link = self
             .netlink
             .link(interface)
