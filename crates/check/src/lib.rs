@@ -6,23 +6,18 @@
 //! run here.
 
 pub mod mysql;
-pub mod names;
 pub mod policy;
 pub mod probe;
 pub mod runner;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-/// Which checker of which real server of which virtual server: indices into
-/// `config.lvs.virtual_servers`, its `real_servers` and their `checkers`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CheckerId {
-    pub vs: usize,
-    pub rs: usize,
-    pub checker: usize,
-}
+pub use halb_config::names::CheckerId;
+pub use policy::{Failure, FailureKind};
 
-/// A checker's verdict changed, or (for `misc_dynamic`) its weight did.
+/// A checker's verdict changed, or (for `misc_dynamic`) its weight did: what the virtual
+/// servers act on, and what metrics and the event stream count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub id: CheckerId,
@@ -31,6 +26,10 @@ pub struct Report {
     pub up: bool,
     /// MISC_CHECK with `misc_dynamic`: the weight the script's exit status asks for.
     pub weight: Option<u32>,
-    /// What happened, for the log (keepalived's wording where it has one).
+    /// What happened, for `halb status` (keepalived's wording where it has one).
     pub detail: String,
+    /// Why the checker went down; `None` for an up verdict.
+    pub failure: Option<Failure>,
+    /// How long the probe that gave the verdict took.
+    pub probe_duration: Duration,
 }

@@ -21,6 +21,7 @@
 //! checker gives a first verdict (keepalived stays silent there: the server is already out).
 
 use halb_config::model::CheckerTiming;
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
 /// A checker's timings, resolved (see `RealServer::effective_checker_timing`).
@@ -83,14 +84,81 @@ pub struct PolicyConfig {
     pub wording: Wording,
 }
 
+/// What kind of failure a probe met, for the counters and the event stream (the log line
+/// keeps keepalived's words, which tell only timeouts apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The probe ran out of time (`connect_timeout`, a script's timeout).
+    Timeout,
+    /// The server refused the connection (RST to the SYN, ICMP port unreachable).
+    Refused,
+    /// The connection was reset or closed before the answer was complete.
+    Reset,
+    /// No route to the server (ICMP host or network unreachable).
+    Unreachable,
+    /// The server answered, but not as the checker requires (an HTTP status, a digest, a
+    /// banner, a DNS rcode).
+    Protocol,
+    /// The probe could not start on this host (its socket could not be made or bound).
+    Local,
+    /// Anything else: a script's exit status, a client's error.
+    Other,
+}
+
+impl FailureKind {
+    /// The kind of a failed socket call.
+    pub fn of_io(error: &std::io::Error) -> FailureKind {
+        use std::io::ErrorKind;
+        match error.kind() {
+            ErrorKind::ConnectionRefused => FailureKind::Refused,
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof => FailureKind::Reset,
+            ErrorKind::TimedOut => FailureKind::Timeout,
+            _ => match error.raw_os_error() {
+                Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EHOSTDOWN) => {
+                    FailureKind::Unreachable
+                }
+                _ => FailureKind::Other,
+            },
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Timeout => "timeout",
+            FailureKind::Refused => "refused",
+            FailureKind::Reset => "reset",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Protocol => "protocol",
+            FailureKind::Local => "local",
+            FailureKind::Other => "other",
+        }
+    }
+}
+
+/// A failed probe: its kind, and what failed where (peer address, step).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub cause: String,
+}
+
+impl Failure {
+    pub fn timed_out(&self) -> bool {
+        self.kind == FailureKind::Timeout
+    }
+}
+
 /// The result of one probe, as the policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// `weight`: MISC_CHECK with `misc_dynamic`, the weight the exit status asks for.
     Success { weight: Option<u32> },
-    /// `cause` says what failed and where; `timed_out` when the probe ran out of time (keepalived
-    /// words a timeout differently in some lines).
-    Failure { cause: String, timed_out: bool },
+    /// The probe failed (keepalived words a timeout differently in some lines).
+    Failure(Failure),
     /// The probe could not start on this host (its socket could not be bound): as keepalived,
     /// no verdict, the next try after `delay_loop`.
     Skipped { cause: String },
@@ -102,31 +170,239 @@ impl Outcome {
     }
 
     pub fn failure(cause: impl Into<String>) -> Outcome {
-        Outcome::Failure {
+        Outcome::Failure(Failure {
+            kind: FailureKind::Other,
             cause: cause.into(),
-            timed_out: false,
-        }
+        })
+    }
+
+    pub fn timeout(cause: impl Into<String>) -> Outcome {
+        Outcome::Failure(Failure {
+            kind: FailureKind::Timeout,
+            cause: cause.into(),
+        })
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Info,
-    Warn,
+/// What changed for a checker after a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckerChange {
+    /// Verdict: the checker came up, or its first verdict is up. `weight`: what a
+    /// `misc_dynamic` MISC_CHECK asks for.
+    Up { weight: Option<u32> },
+    /// Verdict: a `misc_dynamic` checker that stays up asks for another weight.
+    WeightChanged { weight: u32 },
+    /// A failed probe that will be retried; `attempt` counts the failures in this run of
+    /// retries. Only reported with `log_all_failures`, as keepalived logs it only then.
+    Retrying { failure: Failure, attempt: u32 },
+    /// Verdict: down, after the retries ran out.
+    Down { failure: Failure },
+    /// The probe could not start on this host: no verdict, the next try after `delay_loop`.
+    Skipped { cause: String },
 }
 
-/// What the shell must do after a result.
+/// Something a checker's policy decided, with what keepalived's line about it needs:
+/// [`CheckerEvent::log_line`] renders that line, [`CheckerEvent::verdict`] says whether it is
+/// a verdict for the virtual servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    /// A line for the log, in keepalived's words.
-    Log { level: Level, line: String },
-    /// A verdict to report: the checker came up or went down (or gave its first verdict), or its
-    /// `misc_dynamic` weight changed.
-    Verdict {
-        up: bool,
-        weight: Option<u32>,
-        detail: String,
-    },
+pub struct CheckerEvent {
+    /// The real server as keepalived names it: `[192.168.66.253]:tcp:3306`.
+    pub service: String,
+    pub wording: Wording,
+    /// The checker's `retry`, which the down line quotes.
+    pub retry: u32,
+    pub change: CheckerChange,
+}
+
+/// A verdict for the virtual servers: up (with `misc_dynamic`'s weight) or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub up: bool,
+    pub weight: Option<u32>,
+}
+
+impl CheckerEvent {
+    /// The verdict this event gives, if it gives one.
+    pub fn verdict(&self) -> Option<Verdict> {
+        match &self.change {
+            CheckerChange::Up { weight } => Some(Verdict {
+                up: true,
+                weight: *weight,
+            }),
+            CheckerChange::WeightChanged { weight } => Some(Verdict {
+                up: true,
+                weight: Some(*weight),
+            }),
+            CheckerChange::Down { .. } => Some(Verdict {
+                up: false,
+                weight: None,
+            }),
+            CheckerChange::Retrying { .. } | CheckerChange::Skipped { .. } => None,
+        }
+    }
+
+    /// The failure behind the event, if a failure is.
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.change {
+            CheckerChange::Retrying { failure, .. } | CheckerChange::Down { failure } => {
+                Some(failure)
+            }
+            _ => None,
+        }
+    }
+
+    /// keepalived's log line for the event; a weight change is not logged.
+    pub fn log_line(&self) -> Option<String> {
+        match &self.change {
+            CheckerChange::Up { .. } => Some(self.up_line()),
+            CheckerChange::WeightChanged { .. } => None,
+            CheckerChange::Retrying { failure, attempt } => {
+                Some(self.attempt_line(&failure.cause, failure.timed_out(), *attempt))
+            }
+            CheckerChange::Down { failure } => {
+                Some(self.down_line(&failure.cause, failure.timed_out()).0)
+            }
+            CheckerChange::Skipped { cause } => Some(format!("{cause}. Rescheduling.")),
+        }
+    }
+
+    /// What a verdict says for `halb status`: the log line, with the cause of a failure when
+    /// the line does not already carry it.
+    pub fn detail(&self) -> String {
+        match &self.change {
+            CheckerChange::WeightChanged { weight } => {
+                format!("{} asks for weight {weight}", self.who())
+            }
+            CheckerChange::Down { failure } => {
+                let (line, has_cause) = self.down_line(&failure.cause, failure.timed_out());
+                if has_cause {
+                    line
+                } else {
+                    format!("{line} ({})", failure.cause)
+                }
+            }
+            _ => self.log_line().unwrap_or_default(),
+        }
+    }
+
+    /// How MISC_CHECK names itself, and the others their service.
+    fn who(&self) -> String {
+        match &self.wording {
+            Wording::Misc { vs, script } => {
+                format!("Misc check for [{} VS {vs}] by [{script}]", self.service)
+            }
+            _ => self.service.clone(),
+        }
+    }
+
+    fn up_line(&self) -> String {
+        let s = &self.service;
+        match &self.wording {
+            Wording::Tcp => format!("TCP connection to {s} success."),
+            Wording::Udp => format!("UDP connection to {s} success."),
+            Wording::Ping { .. } => format!("ICMP connection to {s} success."),
+            Wording::Http | Wording::Ssl => format!("Remote Web server {s} succeed on service."),
+            Wording::Smtp => format!("Remote SMTP server {s} succeed on service."),
+            Wording::Dns => format!("DNS_CHECK ({s}) succeed on service."),
+            Wording::Misc { .. } => format!("{} succeeded.", self.who()),
+            Wording::Mysql => format!("MYSQL_CHECK on service {s} succeed."),
+            Wording::DrPath => format!("DR_PATH_CHECK on service {s} succeed."),
+        }
+    }
+
+    /// The line logged for a failed probe that will be retried (only with `log_all_failures`).
+    fn attempt_line(&self, cause: &str, timed_out: bool, attempt: u32) -> String {
+        let s = &self.service;
+        match &self.wording {
+            Wording::Tcp if timed_out => format!("TCP connection to {s} timeout."),
+            Wording::Tcp => format!("TCP connection to {s} failed."),
+            Wording::Udp => format!("UDP connection to {s} failed."),
+            Wording::Ping { .. } if timed_out => {
+                format!("ICMP connection to address {s} timeout.")
+            }
+            Wording::Ping { vs } => format!("ICMP connection to {s} of {vs} failed."),
+            Wording::Http => format!("HTTP_CHECK to server {s}: {cause}."),
+            Wording::Ssl => format!("SSL_CHECK to server {s}: {cause}."),
+            Wording::Smtp => format!("SMTP_CHECK {cause}"),
+            Wording::Dns => format!("DNS_CHECK ({s}) {cause}"),
+            Wording::Misc { .. } => {
+                let retry = self.retry;
+                // keepalived: the scheduled probe failed ("will do N retries"), or retry i of N.
+                let progress = if attempt <= 1 {
+                    format!(", will do {retry} {}", retries(retry))
+                } else {
+                    format!(" on retry {}/{retry}", attempt - 1)
+                };
+                self.misc_line(cause, timed_out, &progress)
+            }
+            Wording::Mysql => format!("MYSQL_CHECK to server {s}: {cause}."),
+            Wording::DrPath => format!("DR_PATH_CHECK to server {s}: {cause}."),
+        }
+    }
+
+    /// The line logged when the checker is declared down, and whether it already says why.
+    fn down_line(&self, cause: &str, timed_out: bool) -> (String, bool) {
+        let s = &self.service;
+        let retry = self.retry;
+        let after = |kind: &str| {
+            if retry > 0 {
+                format!("{kind} on service {s} failed after {retry} retries.")
+            } else {
+                format!("{kind} on service {s} failed.")
+            }
+        };
+        match &self.wording {
+            Wording::Tcp => (after("TCP_CHECK"), false),
+            Wording::Udp => (after("UDP_CHECK"), false),
+            Wording::Http => (after("HTTP_CHECK"), false),
+            Wording::Ssl => (after("SSL_CHECK"), false),
+            Wording::Mysql => (after("MYSQL_CHECK"), false),
+            Wording::DrPath => {
+                let line = after("DR_PATH_CHECK");
+                let line = line.strip_suffix('.').unwrap_or(&line);
+                (format!("{line}: {cause}."), true)
+            }
+            Wording::Ping { vs } => {
+                if retry > 0 {
+                    (
+                        format!("ICMP CHECK on service {s} of {vs} failed after {retry} retries."),
+                        false,
+                    )
+                } else {
+                    (format!("ICMP CHECK on service {s} failed."), false)
+                }
+            }
+            Wording::Smtp => (format!("SMTP_CHECK {cause}"), true),
+            Wording::Dns => {
+                if retry > 0 {
+                    (
+                        format!("DNS_CHECK ({s}) {cause} after {retry} retries"),
+                        true,
+                    )
+                } else {
+                    (format!("DNS_CHECK ({s}) {cause}"), true)
+                }
+            }
+            Wording::Misc { .. } => {
+                let progress = if retry > 0 {
+                    format!(" after {retry} {}", retries(retry))
+                } else {
+                    " with retry disabled".to_string()
+                };
+                (self.misc_line(cause, timed_out, &progress), !timed_out)
+            }
+        }
+    }
+
+    /// keepalived's MISC_CHECK failure line: "Misc check for [RS VS VS] by [script] failed
+    /// after 2 retries (exited with status 1)." or "... timed out ...".
+    fn misc_line(&self, cause: &str, timed_out: bool, progress: &str) -> String {
+        if timed_out {
+            format!("{} timed out{progress}.", self.who())
+        } else {
+            format!("{} failed{progress} ({cause}).", self.who())
+        }
+    }
 }
 
 /// The retry / delay state machine of one checker.
@@ -225,8 +501,9 @@ impl Policy {
         self.suspended = false;
     }
 
-    /// Takes the result of a probe and says what to report and log.
-    pub fn handle_result(&mut self, now: Instant, outcome: Outcome) -> Vec<Output> {
+    /// Takes the result of a probe and says what changed: verdicts to report, lines to log.
+    #[must_use = "verdicts must reach the virtual servers"]
+    pub fn handle_result(&mut self, now: Instant, outcome: Outcome) -> Vec<CheckerEvent> {
         self.in_flight = false;
         let mut out = Vec::new();
         let first = !self.has_run;
@@ -237,33 +514,22 @@ impl Policy {
                     self.up = true;
                     self.has_run = true;
                     self.weight = weight;
-                    let line = self.up_line();
-                    out.push(log(&line));
-                    out.push(Output::Verdict {
-                        up: true,
-                        weight,
-                        detail: line,
-                    });
-                } else if weight.is_some() && weight != self.weight {
+                    out.push(self.event(CheckerChange::Up { weight }));
+                } else if let Some(w) = weight.filter(|_| weight != self.weight) {
                     self.weight = weight;
-                    out.push(Output::Verdict {
-                        up: true,
-                        weight,
-                        detail: format!(
-                            "{} asks for weight {}",
-                            self.who(),
-                            weight.unwrap_or_default()
-                        ),
-                    });
+                    out.push(self.event(CheckerChange::WeightChanged { weight: w }));
                 }
                 self.cfg.timing.delay_loop
             }
-            Outcome::Failure { cause, timed_out } => {
+            Outcome::Failure(failure) => {
                 if self.up || first {
                     if self.retry_it < self.cfg.timing.retry {
                         self.retry_it += 1;
                         if self.cfg.log_all_failures {
-                            out.push(log(&self.attempt_line(&cause, timed_out)));
+                            out.push(self.event(CheckerChange::Retrying {
+                                failure,
+                                attempt: self.retry_it,
+                            }));
                         }
                         self.cfg.timing.delay_before_retry
                     } else {
@@ -271,18 +537,7 @@ impl Policy {
                         self.up = false;
                         self.has_run = true;
                         self.weight = None;
-                        let (line, has_cause) = self.down_line(&cause, timed_out);
-                        out.push(log(&line));
-                        let detail = if has_cause {
-                            line
-                        } else {
-                            format!("{line} ({cause})")
-                        };
-                        out.push(Output::Verdict {
-                            up: false,
-                            weight: None,
-                            detail,
-                        });
+                        out.push(self.event(CheckerChange::Down { failure }));
                         self.cfg.timing.delay_loop
                     }
                 } else {
@@ -291,7 +546,7 @@ impl Policy {
                 }
             }
             Outcome::Skipped { cause } => {
-                out.push(log(&format!("{cause}. Rescheduling.")));
+                out.push(self.event(CheckerChange::Skipped { cause }));
                 self.cfg.timing.delay_loop
             }
         };
@@ -299,125 +554,12 @@ impl Policy {
         out
     }
 
-    /// How MISC_CHECK names itself, and the others their service.
-    fn who(&self) -> String {
-        match &self.cfg.wording {
-            Wording::Misc { vs, script } => {
-                format!(
-                    "Misc check for [{} VS {vs}] by [{script}]",
-                    self.cfg.service
-                )
-            }
-            _ => self.cfg.service.clone(),
-        }
-    }
-
-    fn up_line(&self) -> String {
-        let s = &self.cfg.service;
-        match &self.cfg.wording {
-            Wording::Tcp => format!("TCP connection to {s} success."),
-            Wording::Udp => format!("UDP connection to {s} success."),
-            Wording::Ping { .. } => format!("ICMP connection to {s} success."),
-            Wording::Http | Wording::Ssl => format!("Remote Web server {s} succeed on service."),
-            Wording::Smtp => format!("Remote SMTP server {s} succeed on service."),
-            Wording::Dns => format!("DNS_CHECK ({s}) succeed on service."),
-            Wording::Misc { .. } => format!("{} succeeded.", self.who()),
-            Wording::Mysql => format!("MYSQL_CHECK on service {s} succeed."),
-            Wording::DrPath => format!("DR_PATH_CHECK on service {s} succeed."),
-        }
-    }
-
-    /// The line logged for a failed probe that will be retried (only with `log_all_failures`).
-    fn attempt_line(&self, cause: &str, timed_out: bool) -> String {
-        let s = &self.cfg.service;
-        match &self.cfg.wording {
-            Wording::Tcp if timed_out => format!("TCP connection to {s} timeout."),
-            Wording::Tcp => format!("TCP connection to {s} failed."),
-            Wording::Udp => format!("UDP connection to {s} failed."),
-            Wording::Ping { .. } if timed_out => {
-                format!("ICMP connection to address {s} timeout.")
-            }
-            Wording::Ping { vs } => format!("ICMP connection to {s} of {vs} failed."),
-            Wording::Http => format!("HTTP_CHECK to server {s}: {cause}."),
-            Wording::Ssl => format!("SSL_CHECK to server {s}: {cause}."),
-            Wording::Smtp => format!("SMTP_CHECK {cause}"),
-            Wording::Dns => format!("DNS_CHECK ({s}) {cause}"),
-            Wording::Misc { .. } => {
-                let retry = self.cfg.timing.retry;
-                // keepalived: the scheduled probe failed ("will do N retries"), or retry i of N.
-                let progress = if self.retry_it <= 1 {
-                    format!(", will do {retry} {}", retries(retry))
-                } else {
-                    format!(" on retry {}/{retry}", self.retry_it - 1)
-                };
-                self.misc_line(cause, timed_out, &progress)
-            }
-            Wording::Mysql => format!("MYSQL_CHECK to server {s}: {cause}."),
-            Wording::DrPath => format!("DR_PATH_CHECK to server {s}: {cause}."),
-        }
-    }
-
-    /// The line logged when the checker is declared down, and whether it already says why.
-    fn down_line(&self, cause: &str, timed_out: bool) -> (String, bool) {
-        let s = &self.cfg.service;
-        let retry = self.cfg.timing.retry;
-        let after = |kind: &str| {
-            if retry > 0 {
-                format!("{kind} on service {s} failed after {retry} retries.")
-            } else {
-                format!("{kind} on service {s} failed.")
-            }
-        };
-        match &self.cfg.wording {
-            Wording::Tcp => (after("TCP_CHECK"), false),
-            Wording::Udp => (after("UDP_CHECK"), false),
-            Wording::Http => (after("HTTP_CHECK"), false),
-            Wording::Ssl => (after("SSL_CHECK"), false),
-            Wording::Mysql => (after("MYSQL_CHECK"), false),
-            Wording::DrPath => {
-                let line = after("DR_PATH_CHECK");
-                let line = line.strip_suffix('.').unwrap_or(&line);
-                (format!("{line}: {cause}."), true)
-            }
-            Wording::Ping { vs } => {
-                if retry > 0 {
-                    (
-                        format!("ICMP CHECK on service {s} of {vs} failed after {retry} retries."),
-                        false,
-                    )
-                } else {
-                    (format!("ICMP CHECK on service {s} failed."), false)
-                }
-            }
-            Wording::Smtp => (format!("SMTP_CHECK {cause}"), true),
-            Wording::Dns => {
-                if retry > 0 {
-                    (
-                        format!("DNS_CHECK ({s}) {cause} after {retry} retries"),
-                        true,
-                    )
-                } else {
-                    (format!("DNS_CHECK ({s}) {cause}"), true)
-                }
-            }
-            Wording::Misc { .. } => {
-                let progress = if retry > 0 {
-                    format!(" after {retry} {}", retries(retry))
-                } else {
-                    " with retry disabled".to_string()
-                };
-                (self.misc_line(cause, timed_out, &progress), !timed_out)
-            }
-        }
-    }
-
-    /// keepalived's MISC_CHECK failure line: "Misc check for [RS VS VS] by [script] failed
-    /// after 2 retries (exited with status 1)." or "... timed out ...".
-    fn misc_line(&self, cause: &str, timed_out: bool, progress: &str) -> String {
-        if timed_out {
-            format!("{} timed out{progress}.", self.who())
-        } else {
-            format!("{} failed{progress} ({cause}).", self.who())
+    fn event(&self, change: CheckerChange) -> CheckerEvent {
+        CheckerEvent {
+            service: self.cfg.service.clone(),
+            wording: self.cfg.wording.clone(),
+            retry: self.cfg.timing.retry,
+            change,
         }
     }
 }
@@ -427,13 +569,6 @@ fn retries(n: u32) -> &'static str {
         "retry"
     } else {
         "retries"
-    }
-}
-
-fn log(line: &str) -> Output {
-    Output::Log {
-        level: Level::Info,
-        line: line.to_string(),
     }
 }
 
@@ -467,7 +602,7 @@ mod tests {
     }
 
     /// Runs the probe that is due and feeds it `outcome`; returns the probe's time.
-    fn step(p: &mut Policy, outcome: Outcome) -> (Instant, Vec<Output>) {
+    fn step(p: &mut Policy, outcome: Outcome) -> (Instant, Vec<CheckerEvent>) {
         let at = p.poll_timeout().expect("a probe is scheduled");
         assert!(p.handle_timeout(at));
         assert_eq!(p.poll_timeout(), None, "no timer while a probe runs");
@@ -475,20 +610,20 @@ mod tests {
         (at, out)
     }
 
-    fn verdicts(out: &[Output]) -> Vec<bool> {
-        out.iter()
-            .filter_map(|o| match o {
-                Output::Verdict { up, .. } => Some(*up),
-                _ => None,
-            })
-            .collect()
+    fn verdicts(out: &[CheckerEvent]) -> Vec<bool> {
+        out.iter().filter_map(|e| Some(e.verdict()?.up)).collect()
     }
 
-    fn lines(out: &[Output]) -> Vec<String> {
+    fn lines(out: &[CheckerEvent]) -> Vec<String> {
+        out.iter().filter_map(CheckerEvent::log_line).collect()
+    }
+
+    /// (up, weight, detail) of each verdict.
+    fn reports(out: &[CheckerEvent]) -> Vec<(bool, Option<u32>, String)> {
         out.iter()
-            .filter_map(|o| match o {
-                Output::Log { line, .. } => Some(line.clone()),
-                _ => None,
+            .filter_map(|e| {
+                let v = e.verdict()?;
+                Some((v.up, v.weight, e.detail()))
             })
             .collect()
     }
@@ -652,13 +787,7 @@ mod tests {
         step(&mut p, Outcome::success());
         let (_, out) = step(&mut p, fail());
         assert_eq!(lines(&out), vec![format!("TCP connection to {S} failed.")]);
-        let (_, out) = step(
-            &mut p,
-            Outcome::Failure {
-                cause: "timeout".into(),
-                timed_out: true,
-            },
-        );
+        let (_, out) = step(&mut p, Outcome::timeout("timeout"));
         assert_eq!(lines(&out), vec![format!("TCP connection to {S} timeout.")]);
         let (_, out) = step(&mut p, fail());
         assert_eq!(verdicts(&out), vec![false]);
@@ -715,27 +844,18 @@ mod tests {
             format!("Misc check for [{S} VS [192.168.66.251]:tcp:3306] by [/usr/local/bin/check]");
         let mut p = Policy::new(t0, c, Duration::ZERO);
         let (_, out) = step(&mut p, Outcome::Success { weight: Some(5) });
+        assert_eq!(lines(&out), vec![format!("{who} succeeded.")]);
         assert_eq!(
-            out,
-            vec![
-                log(&format!("{who} succeeded.")),
-                Output::Verdict {
-                    up: true,
-                    weight: Some(5),
-                    detail: format!("{who} succeeded."),
-                }
-            ]
+            reports(&out),
+            vec![(true, Some(5), format!("{who} succeeded."))]
         );
         let (_, out) = step(&mut p, Outcome::Success { weight: Some(5) });
         assert!(out.is_empty(), "same weight: nothing to say");
         let (_, out) = step(&mut p, Outcome::Success { weight: Some(8) });
+        assert!(lines(&out).is_empty(), "a weight change is not logged");
         assert_eq!(
-            out,
-            vec![Output::Verdict {
-                up: true,
-                weight: Some(8),
-                detail: format!("{who} asks for weight 8"),
-            }]
+            reports(&out),
+            vec![(true, Some(8), format!("{who} asks for weight 8"))]
         );
         step(&mut p, Outcome::failure("exited with status 1"));
         let (_, out) = step(&mut p, Outcome::failure("exited with status 1"));
@@ -758,13 +878,7 @@ mod tests {
             script: "/bin/check".into(),
         };
         let mut p = Policy::new(t0, c, Duration::ZERO);
-        let (_, out) = step(
-            &mut p,
-            Outcome::Failure {
-                cause: "timed out after 5s".into(),
-                timed_out: true,
-            },
-        );
+        let (_, out) = step(&mut p, Outcome::timeout("timed out after 5s"));
         assert_eq!(
             lines(&out),
             vec![format!(
@@ -778,13 +892,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Policy::new(t0, cfg(0, 1, 10, false), Duration::ZERO);
         let (_, out) = step(&mut p, fail());
-        let detail = out
-            .iter()
-            .find_map(|o| match o {
-                Output::Verdict { detail, .. } => Some(detail.clone()),
-                _ => None,
-            })
-            .unwrap();
+        let detail = reports(&out).remove(0).2;
         assert_eq!(
             detail,
             format!(

@@ -19,7 +19,7 @@ pub mod udp;
 
 pub use net::Target;
 
-use crate::policy::Outcome;
+use crate::policy::{Failure, FailureKind, Outcome};
 use halb_config::model::{
     Checker, MysqlCheck, RealServer, VirtualServer, VirtualServerKey, DEFAULT_SMTP_HELO,
 };
@@ -50,37 +50,46 @@ impl ProbeOk {
 #[error("{message}")]
 pub struct ProbeFailure {
     pub message: String,
-    /// The probe ran out of time.
-    pub timed_out: bool,
-    /// The probe could not start here (no socket, its source address or device not on this
-    /// host): says nothing about the server.
-    pub local: bool,
+    /// What kind of failure it was (a timeout, a refused connection, a wrong answer, ...);
+    /// [`FailureKind::Local`] when the probe could not start here (no socket, its source
+    /// address or device not on this host), which says nothing about the server.
+    pub kind: FailureKind,
 }
 
 impl ProbeFailure {
+    /// A failure of a kind not told apart (a script's exit status, a client's error).
     pub fn new(message: impl Into<String>) -> ProbeFailure {
+        ProbeFailure::of_kind(FailureKind::Other, message)
+    }
+
+    pub fn of_kind(kind: FailureKind, message: impl Into<String>) -> ProbeFailure {
         ProbeFailure {
             message: message.into(),
-            timed_out: false,
-            local: false,
+            kind,
         }
     }
 
     /// A failure on this host, before anything reached the server.
     pub fn local(message: impl Into<String>) -> ProbeFailure {
-        ProbeFailure {
-            message: message.into(),
-            timed_out: false,
-            local: true,
-        }
+        ProbeFailure::of_kind(FailureKind::Local, message)
     }
 
     pub fn timeout(message: impl Into<String>) -> ProbeFailure {
-        ProbeFailure {
-            message: message.into(),
-            timed_out: true,
-            local: false,
-        }
+        ProbeFailure::of_kind(FailureKind::Timeout, message)
+    }
+
+    /// The server answered, but not as the checker requires (a status, a digest, a banner).
+    pub fn protocol(message: impl Into<String>) -> ProbeFailure {
+        ProbeFailure::of_kind(FailureKind::Protocol, message)
+    }
+
+    /// A socket call failed with `error`: its kind says refused, reset or unreachable.
+    pub fn io(error: &std::io::Error, message: impl Into<String>) -> ProbeFailure {
+        ProbeFailure::of_kind(FailureKind::of_io(error), message)
+    }
+
+    pub fn timed_out(&self) -> bool {
+        self.kind == FailureKind::Timeout
     }
 }
 
@@ -90,13 +99,13 @@ pub type ProbeResult = Result<ProbeOk, ProbeFailure>;
 pub fn outcome(result: &ProbeResult) -> Outcome {
     match result {
         Ok(ok) => Outcome::Success { weight: ok.weight },
-        Err(f) if f.local => Outcome::Skipped {
+        Err(f) if f.kind == FailureKind::Local => Outcome::Skipped {
             cause: f.message.clone(),
         },
-        Err(f) => Outcome::Failure {
+        Err(f) => Outcome::Failure(Failure {
+            kind: f.kind,
             cause: f.message.clone(),
-            timed_out: f.timed_out,
-        },
+        }),
     }
 }
 

@@ -4,17 +4,28 @@
 //! FILE_CHECK and BFD_CHECK are not run here (they follow a file and a BFD session, not a
 //! probe); the runner says so once in the log.
 
-use crate::names;
-use crate::policy::{Level, Output, Policy, PolicyConfig, Timing, Wording};
+use crate::policy::{CheckerEvent, Policy, PolicyConfig, Timing, Wording};
 use crate::probe::{outcome, Probe, ScriptUser};
 use crate::{CheckerId, Report};
 use halb_config::model::{Checker, CheckerKind, LvsConfig, RealServer, VirtualServer};
+use halb_config::names;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+
+/// keepalived's name of a real server of `vs`.
+fn rs_name(vs: &VirtualServer, rs: &RealServer) -> String {
+    names::trio(rs.ip, vs.protocol, rs.port)
+}
+
+/// keepalived's name of `vs` in its checkers' lines, where a group's virtual servers are
+/// all `[GROUP]:0`.
+fn vs_name(vs: &VirtualServer) -> String {
+    names::virtual_server(&vs.key, vs.protocol, 0)
+}
 
 /// Settings from outside the LVS sections.
 #[derive(Debug, Clone, Default)]
@@ -142,8 +153,8 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
                         warn!(
                             "{} for service {} of VS {} not run: {e}",
                             checker.kind_name(),
-                            names::real_server(vs, rs.ip, rs.port),
-                            names::virtual_server(vs)
+                            rs_name(vs, rs),
+                            vs_name(vs)
                         );
                         continue;
                     }
@@ -156,7 +167,7 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
                     alpha: rs.effective_checker_alpha(vs, checker),
                     log_all_failures: opts.log_all_failures
                         || checker.common().is_some_and(|c| c.log_all_failures),
-                    service: names::real_server(vs, rs.ip, rs.port),
+                    service: rs_name(vs, rs),
                     wording: wording(vs, checker),
                 };
                 let suspended = opts.suspended_vs.contains(&vs_index);
@@ -195,11 +206,9 @@ fn wording(vs: &VirtualServer, checker: &Checker) -> Wording {
         Checker::Smtp(_) => Wording::Smtp,
         Checker::Dns(_) => Wording::Dns,
         Checker::Udp(_) => Wording::Udp,
-        Checker::Ping(_) => Wording::Ping {
-            vs: names::virtual_server(vs),
-        },
+        Checker::Ping(_) => Wording::Ping { vs: vs_name(vs) },
         Checker::Misc(m) => Wording::Misc {
-            vs: names::virtual_server(vs),
+            vs: vs_name(vs),
             script: m.misc_path.argv.first().cloned().unwrap_or_default(),
         },
         Checker::Mysql(_) | Checker::File(_) | Checker::Bfd(_) => Wording::Mysql,
@@ -217,8 +226,8 @@ struct Label {
 impl Label {
     fn new(vs: &VirtualServer, rs: &RealServer) -> Label {
         Label {
-            rs: names::real_server(vs, rs.ip, rs.port),
-            vs: names::virtual_server(vs),
+            rs: rs_name(vs, rs),
+            vs: vs_name(vs),
         }
     }
 }
@@ -279,7 +288,9 @@ impl CheckerTask {
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     if policy.handle_timeout(Instant::now().into_std()) {
+                        let started = Instant::now();
                         let result = self.probe.run().await;
+                        let took = started.elapsed();
                         match &result {
                             Ok(ok) => debug!(vs = self.id.vs, rs = self.id.rs,
                                 checker = self.id.checker, "probe ok: {}", ok.detail),
@@ -287,36 +298,33 @@ impl CheckerTask {
                                 checker = self.id.checker, "probe failed: {f}"),
                         }
                         let outputs = policy.handle_result(Instant::now().into_std(), outcome(&result));
-                        self.emit(outputs).await;
+                        self.emit(outputs, took).await;
                     }
                 }
             }
         }
     }
 
-    async fn emit(&self, outputs: Vec<Output>) {
-        for output in outputs {
-            match output {
-                Output::Log {
-                    level: Level::Info,
-                    line,
-                } => info!("{line}"),
-                Output::Log {
-                    level: Level::Warn,
-                    line,
-                } => warn!("{line}"),
-                Output::Verdict { up, weight, detail } => {
-                    let report = Report {
-                        id: self.id,
-                        real_server: self.real_server,
-                        up,
-                        weight,
-                        detail,
-                    };
-                    // Nobody listening any more: the daemon is stopping.
-                    let _ = self.reports.send(report).await;
-                }
+    /// Logs the policy's events in keepalived's words and reports its verdicts.
+    async fn emit(&self, events: Vec<CheckerEvent>, probe_duration: Duration) {
+        for event in events {
+            if let Some(line) = event.log_line() {
+                info!("{line}");
             }
+            let Some(verdict) = event.verdict() else {
+                continue;
+            };
+            let report = Report {
+                id: self.id,
+                real_server: self.real_server,
+                up: verdict.up,
+                weight: verdict.weight,
+                detail: event.detail(),
+                failure: event.failure().cloned(),
+                probe_duration,
+            };
+            // Nobody listening any more: the daemon is stopping.
+            let _ = self.reports.send(report).await;
         }
     }
 }

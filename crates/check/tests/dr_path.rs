@@ -107,7 +107,7 @@ fn finds_a_real_server_that_lost_its_vip() {
         failure.message,
         started.elapsed()
     );
-    assert!(failure.timed_out, "{failure:?}");
+    assert!(failure.timed_out(), "{failure:?}");
     assert!(failure.message.contains("loopback"), "{}", failure.message);
     assert!(
         lab.tcp_check(8080),
@@ -121,7 +121,7 @@ fn finds_a_real_server_that_lost_its_vip() {
         .expect_err("nothing listens on 8081");
     println!("closed port: {}", refused.message);
     assert!(
-        !refused.timed_out && refused.message.contains("refused"),
+        !refused.timed_out() && refused.message.contains("refused"),
         "{refused:?}"
     );
 

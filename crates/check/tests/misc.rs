@@ -126,7 +126,7 @@ async fn timeout_kills_the_process_group() {
     ));
     p.timeout = Duration::from_millis(500);
     let err = p.check().await.unwrap_err();
-    assert!(err.timed_out, "{err}");
+    assert!(err.timed_out(), "{err}");
     let pids = pids_in(&pids, 2).await;
     assert!(all_gone(&pids).await, "still running: {pids:?}");
 }
@@ -140,7 +140,7 @@ async fn timeout_kills_a_script_that_ignores_sigterm() {
     ));
     p.timeout = Duration::from_millis(500);
     let err = p.check().await.unwrap_err();
-    assert!(err.timed_out, "{err}");
+    assert!(err.timed_out(), "{err}");
     let pids = pids_in(&pids, 2).await;
     assert!(all_gone(&pids).await, "still running: {pids:?}");
 }

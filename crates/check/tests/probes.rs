@@ -8,6 +8,7 @@ use halb_check::probe::ping::PingProbe;
 use halb_check::probe::smtp::SmtpProbe;
 use halb_check::probe::udp::UdpProbe;
 use halb_check::probe::{tcp, Target};
+use halb_check::FailureKind;
 use halb_config::model::{HexBytes, HttpCheck, HttpProtocol, Url, UrlRegex};
 use halb_test_support::skip;
 use md5::{Digest, Md5};
@@ -26,7 +27,8 @@ async fn tcp_up_and_down() {
     assert!(tcp::check(&target(addr)).await.is_ok());
     drop(listener);
     let err = tcp::check(&target(addr)).await.unwrap_err();
-    assert!(!err.timed_out);
+    assert!(!err.timed_out());
+    assert_eq!(err.kind, FailureKind::Refused, "{err}");
     assert!(
         err.message
             .contains(&format!("[127.0.0.1]:{}", addr.port())),
@@ -86,6 +88,7 @@ async fn http_status_ranges() {
             addr.port()
         )
     );
+    assert_eq!(err.kind, FailureKind::Protocol);
     let mut url = Url::new("/busy".into());
     url.status_codes = vec![(200, 200), (500, 503)];
     probe(&http(vec![url]), addr, None).check().await.unwrap();
@@ -284,7 +287,8 @@ async fn http_timeout_and_no_data() {
         .check()
         .await
         .unwrap_err();
-    assert!(err.timed_out);
+    assert!(err.timed_out());
+    assert_eq!(err.kind, FailureKind::Timeout);
     assert!(err.message.contains("reading the response"), "{err}");
     assert!(err.message.contains("/slow"), "{err}");
 
@@ -434,7 +438,7 @@ async fn dns_answers() {
         .check()
         .await
         .unwrap_err();
-    assert!(err.timed_out);
+    assert!(err.timed_out());
     assert!(err.message.starts_with("read timeout from socket"), "{err}");
 
     let (addr, _) = dns_server(DnsAnswer::ServFail).await;
@@ -503,7 +507,7 @@ async fn udp_require_reply() {
 
     let (silent, _) = udp_server(None).await;
     let err = udp(silent, true, None).check().await.unwrap_err();
-    assert!(err.timed_out, "{err}");
+    assert!(err.timed_out(), "{err}");
 }
 
 #[tokio::test]
@@ -515,7 +519,7 @@ async fn udp_without_reply_and_port_unreachable() {
         s.local_addr().unwrap()
     };
     let err = udp(closed, false, None).check().await.unwrap_err();
-    assert!(!err.timed_out);
+    assert!(!err.timed_out());
     assert!(err.message.to_lowercase().contains("refused"), "{err}");
 }
 

@@ -129,7 +129,7 @@ async fn ssl_get_against_a_server_that_does_not_speak_tls() {
         .await
         .unwrap_err();
     assert!(err.message.contains("SSL handshake"), "{err}");
-    assert!(!err.timed_out);
+    assert!(!err.timed_out());
 
     // A plain HTTP server waits for a request that never comes: the deadline ends it.
     let (addr, _) = support::http_server(|_| response("200 OK", b"plain")).await;
@@ -140,6 +140,6 @@ async fn ssl_get_against_a_server_that_does_not_speak_tls() {
         .check()
         .await
         .unwrap_err();
-    assert!(err.timed_out);
+    assert!(err.timed_out());
     assert!(err.message.contains("TLS handshake"), "{err}");
 }

@@ -6,6 +6,7 @@
 
 pub mod diagnostic;
 pub mod model;
+pub mod names;
 pub mod preprocess;
 pub mod read;
 pub mod sections;

@@ -1,89 +1,82 @@
-//! The VRRP shell: sockets, netlink, timers and signals around the sans-IO instances of
-//! `halb_vrrp`. One task owns every instance and sync group; receive loops and the link
+//! The VRRP shell: sockets, addresses, timers and the stop signal around the sans-IO instances
+//! of `halb_vrrp`. One task owns every instance and sync group; receive loops and the link
 //! watcher hand it events through a channel, so the state machines never run concurrently.
+//! The host is behind [`crate::host`]'s traits.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use halb_sys::{Announcer, IpFamily, LinkEvent, LinkWatcher, Netlink, ReceivedPacket, VrrpSocket};
+use anyhow::Result;
+use halb_sys::{IpFamily, LinkEvent, ReceivedPacket};
 use halb_vrrp::packet::{self};
-use halb_vrrp::{Action, Dropped, Instance, Reason, State, SyncGroup, TrackerStatus};
-use tokio::signal::unix::{signal, SignalKind};
+use halb_vrrp::{Action, Dropped, Instance, State, SyncGroup, TrackerStatus};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::control::protocol::VrrpView;
+use crate::event::{EventBus, EventKind, InstanceStatus, Vip, VrrpEvent};
+use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
 use crate::track_script::{self, ScriptResult};
-use crate::vrrp_map::{self, HostView, LinkView, MappedInstance, VrrpPlan};
+use crate::vrrp_map::{self, MappedInstance, VrrpPlan};
 use halb_config::model::Config;
 
-/// What the receive loops report.
-enum Event {
-    Packet {
-        socket: usize,
-        packet: ReceivedPacket,
-    },
+/// A packet a receive loop got on socket `socket`.
+struct Inbound {
+    socket: usize,
+    packet: ReceivedPacket,
 }
 
 /// One raw socket per interface and family, shared by the instances there.
-struct SocketSlot {
-    socket: Arc<VrrpSocket>,
+struct SocketSlot<S> {
+    socket: Arc<S>,
     /// Indices of the instances that receive on it.
     instances: Vec<usize>,
 }
 
-struct Shell {
-    instances: Vec<Instance>,
-    mapped: Vec<MappedInstance>,
-    socket_of: Vec<usize>,
-    sockets: Vec<SocketSlot>,
+/// One VRRP instance: its state machine, where it lives on this host, and its socket.
+struct VrrpInstance {
+    machine: Instance,
+    mapped: MappedInstance,
+    /// Index in [`Shell::sockets`].
+    socket: usize,
+}
+
+impl VrrpInstance {
+    fn name(&self) -> &str {
+        &self.machine.config().name
+    }
+}
+
+struct Shell<H: Addresses + VrrpSockets> {
+    instances: Vec<VrrpInstance>,
+    sockets: Vec<SocketSlot<H::Socket>>,
     groups: Vec<(SyncGroup, Vec<usize>)>,
-    netlink: Netlink,
-    announcers: HashMap<String, Arc<Announcer>>,
+    host: Arc<H>,
+    announcers: HashMap<String, Arc<dyn Announce>>,
     notifier: Notifier,
     /// What `halb status` and the virtual servers (`ha_suspend`, the sync daemon) see.
-    views: watch::Sender<Vec<VrrpView>>,
+    views: watch::Sender<Vec<InstanceStatus>>,
+    events: EventBus,
 }
 
 /// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
 const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
-/// Gathers what the mapping needs to know about the host.
-async fn host_view(netlink: &Netlink) -> Result<HostView> {
-    let mut links = BTreeMap::new();
-    for link in netlink.links().await.context("listing the interfaces")? {
-        let addresses = netlink
-            .addresses(&link.name)
-            .await
-            .with_context(|| format!("listing the addresses of {}", link.name))?
-            .into_iter()
-            .map(|a| a.address)
-            .collect();
-        links.insert(
-            link.name.clone(),
-            LinkView {
-                up: link.is_up(),
-                addresses,
-            },
-        );
-    }
-    Ok(HostView { links })
-}
-
-/// Runs the VRRP part of `config` until SIGTERM or SIGINT, publishing the instances' state
-/// on `views` after every change.
-pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result<()> {
-    // Signals first: a SIGTERM during start-up must still clean up.
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-
-    let netlink = Netlink::connect().context("connecting to rtnetlink")?;
-    let host = host_view(&netlink).await?;
-    let plan: VrrpPlan = vrrp_map::map(config, &host)?;
+/// Runs the VRRP part of `config` on `host` until `stop` completes, publishing the instances'
+/// state on `views` after every change and their transitions on `bus`.
+pub async fn run<H: Addresses + VrrpSockets>(
+    config: &Config,
+    host: Arc<H>,
+    views: watch::Sender<Vec<InstanceStatus>>,
+    bus: EventBus,
+    stop: impl Future<Output = ()>,
+) -> Result<()> {
+    let mut stop = std::pin::pin!(stop);
+    let view = host.host_view().await?;
+    let plan: VrrpPlan = vrrp_map::map(config, &view)?;
     for line in &plan.unsupported {
         warn!("{line}");
     }
@@ -96,7 +89,7 @@ pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result
     for mapped in &plan.instances {
         for (interface, vips) in by_interface(mapped) {
             let vips: Vec<_> = vips.into_iter().cloned().collect();
-            match netlink.remove_leftover_vips(&interface, &vips).await {
+            match host.remove_leftover_vips(&interface, &vips).await {
                 Ok(found) => {
                     for address in found {
                         info!(
@@ -110,29 +103,28 @@ pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result
         }
     }
 
-    let (events, mut inbox) = mpsc::channel::<Event>(256);
-    let (sockets, socket_of) = open_sockets(&plan.instances, &events)?;
-    let mut announcers = HashMap::new();
-    for interface in plan
+    let (inbound, mut inbox) = mpsc::channel::<Inbound>(256);
+    let (sockets, socket_of) = open_sockets(&*host, &plan.instances, &inbound)?;
+    let mut announcers: HashMap<String, Arc<dyn Announce>> = HashMap::new();
+    // Collected first: a closure's borrow held across the awaits below would keep the
+    // future from being `Send`.
+    let interfaces: Vec<String> = plan
         .instances
         .iter()
         .flat_map(|m| m.vips.iter().map(|v| v.interface.clone()))
-    {
+        .collect();
+    for interface in interfaces {
         if announcers.contains_key(&interface) {
             continue;
         }
-        let link = netlink
-            .link(&interface)
-            .await
-            .with_context(|| format!("reading interface {interface}"))?;
-        match Announcer::open(&link) {
+        match host.announcer(&interface).await {
             Ok(a) => {
-                announcers.insert(interface, Arc::new(a));
+                announcers.insert(interface, a);
             }
             Err(e) => warn!("no gratuitous ARP on {interface}: {e:#}"),
         }
     }
-    let mut watcher = Some(LinkWatcher::start().await.context("watching link state")?);
+    let mut link_events = host.link_events().await?;
     let notifier = Notifier::new(config);
     let (script_results, mut script_inbox) = mpsc::channel::<ScriptResult>(64);
     for script in &plan.scripts {
@@ -143,15 +135,20 @@ pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result
         }
     }
 
-    let now = Instant::now();
-    let mut instances: Vec<Instance> = plan
+    let now = host::now();
+    let mut instances: Vec<VrrpInstance> = plan
         .instances
-        .iter()
-        .map(|m| Instance::new(m.config.clone(), now))
+        .into_iter()
+        .zip(socket_of)
+        .map(|(mapped, socket)| VrrpInstance {
+            machine: Instance::new(mapped.config.clone(), now),
+            mapped,
+            socket,
+        })
         .collect();
     for instance in &instances {
-        for w in instance.config_warnings() {
-            warn!("({}) {w}", instance.config().name);
+        for w in instance.machine.config_warnings() {
+            warn!("({}) {w}", instance.name());
         }
     }
     let groups = plan
@@ -168,22 +165,21 @@ pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result
 
     let mut shell = Shell {
         instances,
-        mapped: plan.instances,
-        socket_of,
         sockets,
         groups,
-        netlink,
+        host,
         announcers,
         notifier,
         views,
+        events: bus,
     };
-    shell.settle(Instant::now()).await;
+    shell.settle(host::now()).await;
 
     loop {
         let deadline = shell
             .instances
             .iter()
-            .filter_map(Instance::poll_timeout)
+            .filter_map(|i| i.machine.poll_timeout())
             .min();
         let sleep = async {
             match deadline {
@@ -191,46 +187,32 @@ pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result
                 None => std::future::pending().await,
             }
         };
-        let link = async {
-            match &mut watcher {
-                Some(w) => w.next().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            _ = sigterm.recv() => { info!("Stopping"); break; }
-            _ = sigint.recv() => { info!("Stopping"); break; }
-            Some(event) = inbox.recv() => match event {
-                Event::Packet { socket, packet } => shell.handle_packet(socket, &packet),
-            },
+            () = &mut stop => { info!("Stopping"); break; }
+            Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
             Some(result) = script_inbox.recv() => shell.handle_script(&result),
-            event = link => match event {
-                Some(event) => shell.handle_link(&event),
-                None => {
-                    warn!("the link watcher stopped; restarting it");
-                    watcher = LinkWatcher::start().await.map_err(|e| error!("{e:#}")).ok();
-                }
-            },
+            Some(event) = link_events.recv() => shell.handle_link(&event),
             () = sleep => {
-                let now = Instant::now();
+                let now = host::now();
                 for instance in &mut shell.instances {
-                    if instance.poll_timeout().is_some_and(|at| at <= now) {
+                    let machine = &mut instance.machine;
+                    if machine.poll_timeout().is_some_and(|at| at <= now) {
                         // A BACKUP's only timer is Master_Down_Timer (the GARP ones are a
                         // MASTER's): vrrp_scheduler.c `vrrp_dispatcher_read_timeout`.
-                        if instance.state() == State::Backup {
-                            info!("({}) Receive advertisement timeout", instance.config().name);
+                        if machine.state() == State::Backup {
+                            info!("({}) Receive advertisement timeout", machine.config().name);
                         }
-                        instance.handle_timeout(now);
+                        machine.handle_timeout(now);
                     }
                 }
             }
         }
-        shell.settle(Instant::now()).await;
+        shell.settle(host::now()).await;
     }
 
-    let now = Instant::now();
+    let now = host::now();
     for instance in &mut shell.instances {
-        instance.shutdown(now);
+        instance.machine.shutdown(now);
     }
     shell.settle(now).await;
     // keepalived's `notify_shutdown`: every sync group reports STOP after its members.
@@ -238,11 +220,11 @@ pub async fn run(config: &Config, views: watch::Sender<Vec<VrrpView>>) -> Result
         shell.notifier.group(g, group.name(), State::Stopped);
     }
     // Belt and braces: whatever state an instance was in, none of its addresses stays.
-    for mapped in &shell.mapped {
-        for (interface, vips) in by_interface(mapped) {
+    for instance in &shell.instances {
+        for (interface, vips) in by_interface(&instance.mapped) {
             let addresses: Vec<IpAddr> = vips.iter().map(|v| v.address).collect();
-            if let Err(e) = shell.netlink.remove_addresses(&interface, &addresses).await {
-                warn!("({}) {e:#}", mapped.config.name);
+            if let Err(e) = shell.host.remove_addresses(&interface, &addresses).await {
+                warn!("({}) {e:#}", instance.name());
             }
         }
     }
@@ -261,12 +243,16 @@ fn by_interface(mapped: &MappedInstance) -> BTreeMap<String, Vec<&halb_sys::Virt
     by
 }
 
+/// The sockets, and for each instance the index of its socket.
+type OpenedSockets<S> = (Vec<SocketSlot<S>>, Vec<usize>);
+
 /// Opens one socket per (interface, family), joining every group an instance there uses, and
 /// starts its receive loop.
-fn open_sockets(
+fn open_sockets<S: VrrpSockets>(
+    host: &S,
     instances: &[MappedInstance],
-    events: &mpsc::Sender<Event>,
-) -> Result<(Vec<SocketSlot>, Vec<usize>)> {
+    inbound: &mpsc::Sender<Inbound>,
+) -> Result<OpenedSockets<S::Socket>> {
     let mut keys: Vec<(String, IpFamily)> = Vec::new();
     let mut socket_of = Vec::with_capacity(instances.len());
     for m in instances {
@@ -290,15 +276,15 @@ fn open_sockets(
                 }
             }
         }
-        let socket = Arc::new(VrrpSocket::open(interface, *family, &groups)?);
+        let socket = Arc::new(host.open(interface, *family, &groups)?);
         let receiver = Arc::clone(&socket);
-        let events = events.clone();
+        let inbound = inbound.clone();
         tokio::spawn(async move {
             loop {
                 match receiver.recv().await {
                     Ok(packet) => {
-                        if events
-                            .send(Event::Packet {
+                        if inbound
+                            .send(Inbound {
                                 socket: index,
                                 packet,
                             })
@@ -325,16 +311,16 @@ fn open_sockets(
 }
 
 /// The members of a sync group, in the order `SyncGroup` expects (ascending indices).
-fn members_mut<'a>(instances: &'a mut [Instance], members: &[usize]) -> Vec<&'a mut Instance> {
+fn members_mut<'a>(instances: &'a mut [VrrpInstance], members: &[usize]) -> Vec<&'a mut Instance> {
     instances
         .iter_mut()
         .enumerate()
         .filter(|(n, _)| members.contains(n))
-        .map(|(_, i)| i)
+        .map(|(_, i)| &mut i.machine)
         .collect()
 }
 
-impl Shell {
+impl<H: Addresses + VrrpSockets> Shell<H> {
     fn handle_packet(&mut self, socket: usize, packet: &ReceivedPacket) {
         let Some(vrid) = packet::peek_vrid(&packet.message) else {
             debug!("short VRRP packet from {} ignored", packet.src());
@@ -346,7 +332,7 @@ impl Shell {
         let Some(&n) = slot
             .instances
             .iter()
-            .find(|&&n| self.instances[n].config().vrid == vrid)
+            .find(|&&n| self.instances[n].machine.config().vrid == vrid)
         else {
             debug!(
                 "advert for VRID {vrid} from {} on {}: no instance",
@@ -355,9 +341,9 @@ impl Shell {
             );
             return;
         };
-        let instance = &mut self.instances[n];
+        let instance = &mut self.instances[n].machine;
         let name = instance.config().name.clone();
-        let now = Instant::now();
+        let now = host::now();
         match instance.handle_packet(now, &packet.message, &packet.context()) {
             Ok(()) => {
                 // vrrp.c `vrrp_state_backup`: a master that leaves says so with priority 0.
@@ -377,9 +363,14 @@ impl Shell {
             event.interface,
             if event.up { "up" } else { "down" }
         );
-        let now = Instant::now();
-        for (n, instance) in self.instances.iter_mut().enumerate() {
-            if self.mapped[n].interface == event.interface {
+        let now = host::now();
+        for VrrpInstance {
+            machine: instance,
+            mapped,
+            ..
+        } in &mut self.instances
+        {
+            if mapped.interface == event.interface {
                 instance.set_interface_up(now, event.up);
             }
             if instance
@@ -400,14 +391,16 @@ impl Shell {
 
     /// A `vrrp_script` changed state: every instance tracking it hears of it.
     fn handle_script(&mut self, result: &ScriptResult) {
-        let now = Instant::now();
+        let now = host::now();
         let status = if result.up {
             TrackerStatus::Up
         } else {
             TrackerStatus::Down
         };
         for instance in &mut self.instances {
-            instance.set_tracker_status(now, &result.name, status);
+            instance
+                .machine
+                .set_tracker_status(now, &result.name, status);
         }
     }
 
@@ -420,16 +413,15 @@ impl Shell {
             if group.state() != before
                 && matches!(group.state(), State::Master | State::Backup | State::Fault)
             {
-                info!(
-                    "VRRP_Group({}) Syncing instances to {} state",
-                    group.name(),
-                    group.state()
-                );
+                self.events.publish(EventKind::Vrrp(VrrpEvent::GroupSynced {
+                    group: group.name().to_string(),
+                    state: group.state(),
+                }));
                 self.notifier.group(g, group.name(), group.state());
             }
         }
         for n in 0..self.instances.len() {
-            while let Some(action) = self.instances[n].poll_action() {
+            while let Some(action) = self.instances[n].machine.poll_action() {
                 self.carry_out(n, action).await;
             }
         }
@@ -437,26 +429,32 @@ impl Shell {
     }
 
     fn publish(&self) {
-        let views: Vec<VrrpView> = self
+        let views: Vec<InstanceStatus> = self
             .instances
             .iter()
-            .zip(&self.mapped)
-            .map(|(instance, mapped)| VrrpView {
-                name: instance.config().name.clone(),
-                interface: mapped.interface.clone(),
-                vrid: instance.config().vrid,
-                state: instance.state().to_string(),
-                priority: instance.base_priority(),
-                effective_priority: instance.effective_priority(),
-                virtual_addresses: mapped
-                    .vips
-                    .iter()
-                    .map(|p| format!("{}/{}", p.vip.address, p.vip.prefix_len))
-                    .collect(),
-                last_master: instance
-                    .last_master()
-                    .map(|(ip, prio)| format!("{ip} (priority {prio})")),
-            })
+            .map(
+                |VrrpInstance {
+                     machine: instance,
+                     mapped,
+                     ..
+                 }| InstanceStatus {
+                    name: instance.config().name.clone(),
+                    interface: mapped.interface.clone(),
+                    vrid: instance.config().vrid,
+                    state: instance.state(),
+                    priority: instance.base_priority(),
+                    effective_priority: instance.effective_priority(),
+                    vips: mapped
+                        .vips
+                        .iter()
+                        .map(|p| Vip {
+                            address: p.vip.address,
+                            prefix_len: p.vip.prefix_len,
+                        })
+                        .collect(),
+                    last_master: instance.last_master(),
+                },
+            )
             .collect();
         self.views.send_if_modified(|old| {
             if *old == views {
@@ -470,12 +468,12 @@ impl Shell {
 
     async fn carry_out(&mut self, n: usize, action: Action) {
         let instance = &self.instances[n];
-        let name = instance.config().name.clone();
-        let ours = instance.effective_priority();
-        let mapped = &self.mapped[n];
+        let name = instance.name().to_string();
+        let ours = instance.machine.effective_priority();
+        let mapped = &instance.mapped;
         match action {
             Action::SendAdvert { advert, src, dst } => {
-                let slot = &self.sockets[self.socket_of[n]];
+                let slot = &self.sockets[instance.socket];
                 if let Err(e) = slot.socket.send_advert(&advert, src, dst).await {
                     warn!("({name}) {e:#}");
                 } else if advert.priority == 0 {
@@ -489,11 +487,7 @@ impl Shell {
                     .iter()
                     .filter(|p| addresses.contains(&p.vip.address))
                 {
-                    if let Err(e) = self
-                        .netlink
-                        .add_address(&placed.interface, &placed.vip)
-                        .await
-                    {
+                    if let Err(e) = self.host.add_address(&placed.interface, &placed.vip).await {
                         error!("({name}) {e:#}");
                     }
                 }
@@ -506,7 +500,7 @@ impl Shell {
                         .map(|v| v.address)
                         .filter(|a| addresses.contains(a))
                         .collect();
-                    if let Err(e) = self.netlink.remove_addresses(&interface, &remove).await {
+                    if let Err(e) = self.host.remove_addresses(&interface, &remove).await {
                         error!("({name}) {e:#}");
                     }
                 }
@@ -515,24 +509,21 @@ impl Shell {
                 self.announce(n, &name, &addresses, repeat);
             }
             Action::StateChange(change) => {
-                match (&change.reason, change.from, change.to) {
-                    (Reason::HigherPriority { from, priority }, State::Master, _) => info!(
-                        "({name}) Master received advert from {from} with higher priority {priority}, ours {ours}"
-                    ),
-                    (Reason::HigherAddress { from }, State::Master, _) => info!(
-                        "({name}) Master received advert from {from} with same priority {ours} but higher IP address than ours"
-                    ),
-                    _ => {}
-                }
-                if change.to == State::Stopped {
-                    info!("Stopped {name}");
-                } else {
-                    info!("({name}) {change}");
-                }
-                self.notifier.instance(n, &name, change.to, ours);
+                let to = change.to;
+                self.events.publish(EventKind::Vrrp(VrrpEvent::Transition {
+                    instance: name.clone(),
+                    change,
+                    priority: ours,
+                }));
+                self.notifier.instance(n, &name, to, ours);
             }
             Action::PriorityChange { from, to } => {
-                info!("({name}) Changing effective priority from {from} to {to}");
+                self.events
+                    .publish(EventKind::Vrrp(VrrpEvent::PriorityChanged {
+                        instance: name,
+                        from,
+                        to,
+                    }));
             }
             Action::MasterReceivedLowerPriority { from, priority } => {
                 info!("({name}) Received advert from {from} with lower priority {priority}, ours {ours}");
@@ -543,8 +534,8 @@ impl Shell {
     /// Gratuitous ARPs / unsolicited NAs, `repeat` rounds over the addresses; paced by
     /// `garp_interval` on a task of their own when it is not zero.
     fn announce(&self, n: usize, name: &str, addresses: &[IpAddr], repeat: u32) {
-        let mapped = &self.mapped[n];
-        let mut jobs: Vec<(Arc<Announcer>, String, IpAddr)> = Vec::new();
+        let mapped = &self.instances[n].mapped;
+        let mut jobs: Vec<(Arc<dyn Announce>, String, IpAddr)> = Vec::new();
         for placed in mapped
             .vips
             .iter()
@@ -565,14 +556,14 @@ impl Shell {
             }
         }
         let interval = mapped.garp_interval;
-        let send_all = move |jobs: &[(Arc<Announcer>, String, IpAddr)]| {
+        let send_all = move |jobs: &[(Arc<dyn Announce>, String, IpAddr)]| {
             for (announcer, interface, address) in jobs {
                 let kind = if address.is_ipv4() {
                     "gratuitous ARP"
                 } else {
                     "unsolicited Neighbour Advert"
                 };
-                match announcer.announce(*address, false) {
+                match announcer.announce(*address) {
                     Ok(()) => info!("Sending {kind} on {interface} for {address}"),
                     Err(e) => warn!("{e:#}"),
                 }

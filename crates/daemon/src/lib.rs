@@ -6,7 +6,9 @@
 pub mod control;
 mod daemon;
 mod dr_path;
+pub mod event;
 mod held;
+pub mod host;
 mod lvs;
 mod notify;
 mod process;
@@ -18,6 +20,7 @@ use std::path::PathBuf;
 use halb_config::model::Config;
 use tracing::error;
 
+pub use event::{Event, EventBus, EventKind, InstanceStatus, VrrpEvent};
 pub use lvs::DataplaneChoice;
 
 /// How `halb run` was asked to run, beyond the configuration itself.
@@ -34,12 +37,38 @@ pub struct Options {
     pub dr_path_checks: bool,
 }
 
-/// Runs every part of the daemon until SIGTERM or SIGINT stops the VRRP part.
+/// Runs every part of the daemon on this host until SIGTERM or SIGINT.
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::signal::unix::{signal, SignalKind};
+    // Signals first: a SIGTERM during start-up must still clean up.
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let stop = async move {
+        tokio::select! {
+            _ = sigterm.recv() => {}
+            _ = sigint.recv() => {}
+        }
+    };
+    let host = std::sync::Arc::new(host::SystemHost::connect()?);
+    run_on(config, options, host, None, EventBus::new(), stop).await
+}
+
+/// Runs every part of the daemon on `host` until `stop` completes, publishing every state
+/// change on `events`. `dataplane`: the data plane to use instead of the one
+/// [`Options::dataplane`] chooses.
+pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
+    config: &Config,
+    options: &Options,
+    host: std::sync::Arc<H>,
+    dataplane: Option<Box<dyn halb_dataplane::Dataplane>>,
+    events: EventBus,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
     let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
-    let (stop_tx, stop) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
         passive_checks: options.passive,
@@ -52,11 +81,14 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::new(config.clone()),
         lvs_options,
+        std::sync::Arc::clone(&host),
+        dataplane,
         views,
+        events.clone(),
         queries,
-        stop,
+        stop_lvs,
     ));
-    let vrrp = daemon::run(config, views_tx).await;
+    let vrrp = daemon::run(config, host, views_tx, events, stop).await;
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}

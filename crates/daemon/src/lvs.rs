@@ -17,15 +17,17 @@ use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
 use halb_dataplane::{ipvsadm_forward_name, ApplyError, Dataplane, PassiveFailure};
 use halb_lb::table::Table;
-use halb_lb::virtual_server::{CheckerKey, Level, Output, VirtualServers};
+use halb_lb::virtual_server::{CheckerId, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::control::protocol::{
-    CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView, VrrpView,
+    CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView,
 };
 use crate::control::server::Query;
+use crate::event::{EventBus, EventKind, InstanceStatus};
 use crate::held::{RepairClock, SharedDataplane};
+use crate::host::Addresses;
 use crate::process;
 
 /// Which data plane `--dataplane` asks for.
@@ -60,12 +62,13 @@ struct Shell {
     repair: RepairClock,
     runner: Option<RunnerHandle>,
     /// The last thing each checker said, for `halb status`.
-    details: BTreeMap<CheckerKey, String>,
+    details: BTreeMap<CheckerId, String>,
     /// Local addresses ha_suspend knows of (the VIPs of MASTER instances).
     vips: BTreeSet<IpAddr>,
     scripts: tokio::task::JoinSet<()>,
     /// Kernel IPVS's global side (timeouts, the sync daemon), when that is the data plane.
     ipvs: Option<IpvsControl>,
+    events: EventBus,
 }
 
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
@@ -84,21 +87,28 @@ struct SyncDaemonPlan {
     daemon: SyncDaemon,
 }
 
-/// Runs the virtual servers until `stop` fires, answering `queries` meanwhile.
-pub async fn run(
+/// Runs the virtual servers until `stop` fires, answering `queries` meanwhile. The data plane
+/// is `dataplane` when given, else the one [`LvsOptions::dataplane`] chooses.
+#[allow(clippy::too_many_arguments)]
+pub async fn run<A: Addresses>(
     config: Arc<Config>,
     options: LvsOptions,
-    mut vrrp: watch::Receiver<Vec<VrrpView>>,
+    host: Arc<A>,
+    dataplane: Option<Box<dyn Dataplane>>,
+    mut vrrp: watch::Receiver<Vec<InstanceStatus>>,
+    events: EventBus,
     mut queries: mpsc::Receiver<Query>,
     mut stop: oneshot::Receiver<()>,
 ) -> Result<()> {
     let (passive_tx, mut passive) = mpsc::unbounded_channel::<PassiveFailure>();
     let has_services = !config.lvs.virtual_servers.is_empty();
-    let (dataplane, ipvs) = if has_services {
-        let (d, i) = choose_dataplane(&options, passive_tx, &config)?;
-        (Some(d), i)
-    } else {
-        (None, None)
+    let (dataplane, ipvs) = match dataplane {
+        _ if !has_services => (None, None),
+        Some(given) => (Some(given), None),
+        None => {
+            let (d, i) = choose_dataplane(&options, passive_tx, &config)?;
+            (Some(d), i)
+        }
     };
     let config = if ipvs.is_some() && options.dr_path_checks {
         let mut augmented = (*config).clone();
@@ -124,10 +134,11 @@ pub async fn run(
         vips: BTreeSet::new(),
         scripts: tokio::task::JoinSet::new(),
         ipvs,
+        events,
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
-        for ip in host_addresses().await {
+        for ip in host_addresses(&*host).await {
             let out = shell.vs.local_address_added(ip);
             shell.carry_out(out).await;
         }
@@ -278,56 +289,49 @@ fn choose_dataplane(
 }
 
 /// The addresses of the instances that are MASTER: on this host now.
-fn master_vips(views: &[VrrpView]) -> BTreeSet<IpAddr> {
+fn master_vips(views: &[InstanceStatus]) -> BTreeSet<IpAddr> {
     views
         .iter()
-        .filter(|v| v.state == "MASTER")
-        .flat_map(|v| v.virtual_addresses.iter())
-        .filter_map(|a| a.split('/').next()?.parse().ok())
+        .filter(|v| v.is_master())
+        .flat_map(|v| v.vips.iter().map(|vip| vip.address))
         .collect()
 }
 
 /// Every address on the host now (ha_suspend's starting point).
-async fn host_addresses() -> Vec<IpAddr> {
-    let Ok(netlink) = halb_sys::Netlink::connect() else {
-        return Vec::new();
-    };
-    let Ok(links) = netlink.links().await else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for link in links {
-        if let Ok(addresses) = netlink.addresses(&link.name).await {
-            out.extend(addresses.into_iter().map(|a| a.address));
+async fn host_addresses(host: &impl Addresses) -> Vec<IpAddr> {
+    match host.host_view().await {
+        Ok(view) => view
+            .links
+            .into_values()
+            .flat_map(|link| link.addresses)
+            .collect(),
+        Err(e) => {
+            debug!("reading the host's addresses: {e:#}");
+            Vec::new()
         }
     }
-    out
 }
 
 impl Shell {
     async fn handle_report(&mut self, report: Report) {
-        let key = CheckerKey {
-            vs: report.id.vs,
-            rs: report.id.rs,
-            checker: report.id.checker,
-        };
-        self.details.insert(key, report.detail.clone());
-        let out = self.vs.handle_check(key, report.up, report.weight);
+        self.details.insert(report.id, report.detail.clone());
+        let out = self.vs.handle_check(report.id, report.up, report.weight);
+        self.events.publish(EventKind::CheckerVerdict(report));
         self.sync_table().await;
         self.carry_out(out).await;
     }
 
     /// Starts, swaps or keeps the IPVS sync daemon as the instance it follows changes state.
-    fn follow_sync_daemon(&mut self, views: &[VrrpView]) {
+    fn follow_sync_daemon(&mut self, views: &[InstanceStatus]) {
         let Some(ctl) = self.ipvs.as_mut() else {
             return;
         };
         let Some(plan) = &ctl.sync else {
             return;
         };
-        let master = views.iter().any(|v| {
-            v.state == "MASTER" && plan.instance.as_ref().is_none_or(|name| &v.name == name)
-        });
+        let master = views
+            .iter()
+            .any(|v| v.is_master() && plan.instance.as_ref().is_none_or(|name| &v.name == name));
         let want = if master {
             SyncState::Master
         } else {
@@ -521,10 +525,7 @@ impl Shell {
     async fn carry_out(&mut self, outputs: Vec<Output>) {
         for output in outputs {
             match output {
-                Output::Log { level, message } => match level {
-                    Level::Info => info!("{message}"),
-                    Level::Warn => warn!("{message}"),
-                },
+                Output::Event(event) => self.events.publish(EventKind::VirtualServer(event)),
                 Output::RunScript { script, .. } => {
                     let run_as = match process::resolve_user(&script, &self.config.global) {
                         Ok(r) => r,
@@ -567,7 +568,7 @@ impl Shell {
         while self.scripts.try_join_next().is_some() {}
     }
 
-    async fn snapshot(&self, connections: bool, vrrp: &[VrrpView]) -> Snapshot {
+    async fn snapshot(&self, connections: bool, vrrp: &[InstanceStatus]) -> Snapshot {
         let (stats, conns) = match &self.dataplane {
             Some(d) => d
                 .run(move |d| {
@@ -647,11 +648,7 @@ impl Shell {
                                 up: c.up,
                                 detail: self
                                     .details
-                                    .get(&CheckerKey {
-                                        vs: v.index,
-                                        rs: rs.index,
-                                        checker: c.index,
-                                    })
+                                    .get(&CheckerId::new(v.index, rs.index, c.index))
                                     .cloned()
                                     .unwrap_or_else(|| {
                                         if c.has_run {
@@ -675,7 +672,7 @@ impl Shell {
                 .unwrap_or_default(),
             services,
             connections: conns,
-            vrrp: vrrp.to_vec(),
+            vrrp: vrrp.iter().map(Into::into).collect(),
             virtual_servers,
         }
     }

@@ -64,20 +64,6 @@ impl std::fmt::Display for ServiceKey {
     }
 }
 
-/// keepalived's own spelling of a service in its log lines: `[192.168.66.251]:tcp:3306`,
-/// `FWM 1`.
-pub fn keepalived_service_name(key: &ServiceKey) -> String {
-    match key {
-        ServiceKey::Addr { protocol, addr } => format!(
-            "[{}]:{}:{}",
-            addr.ip(),
-            protocol.as_str().to_ascii_lowercase(),
-            addr.port()
-        ),
-        ServiceKey::Fwmark { mark, .. } => format!("FWM {mark}"),
-    }
-}
-
 /// Persistence of a service (`-p TIMEOUT -M NETMASK`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Persistence {

@@ -17,6 +17,9 @@
 //! - Shutdown empties the table; with `omega` it also runs notify_down of the servers in the
 //!   pool and quorum_down.
 //!
+//! Every state change leaves as a typed [`VsEvent`] in [`Output::Event`]; its `Display` is
+//! keepalived's log line.
+//!
 //! What halb adds: [`Output::DropConnections`] when the sorry server hands back to the real
 //! servers (and, if asked, when a real server leaves), per [`ConnectionDrops`].
 //!
@@ -31,15 +34,18 @@ mod output;
 mod state;
 mod status;
 mod suspend;
+mod vs_event;
 
 use std::net::IpAddr;
 
 use halb_config::model::LvsConfig;
 
 pub use build::MAX_RANGE_ADDRESSES;
-pub use output::{CheckerKey, Level, Output, ScriptReason};
+pub use halb_config::names::CheckerId;
+pub use output::{Output, ScriptReason};
 pub use state::ConnectionDrops;
 pub use status::{CheckerStatus, RealServerStatus, SorryServerStatus, VirtualServerStatus};
+pub use vs_event::{CheckerActivity, IgnoredVerdict, Level, ServerRef, VsEvent, VsRef};
 
 use crate::table::{Destination, Service, Table};
 use state::{VsState, SORRY_WEIGHT};
@@ -76,6 +82,7 @@ impl VirtualServers {
     /// or started down with the sorry server in), then the checkers' activation, with
     /// [`Output::SuspendCheckers`] for `ha_suspend` virtual servers whose address is not here.
     /// A second call returns nothing.
+    #[must_use = "the outputs must be carried out"]
     pub fn start(&mut self) -> Vec<Output> {
         if self.started || self.stopped {
             return Vec::new();
@@ -154,7 +161,8 @@ impl VirtualServers {
     /// A checker's verdict: `up`, and for a `misc_dynamic` MISC_CHECK the weight its exit
     /// status asks for (the real server's configured weight for exit 0). Verdicts that change
     /// nothing are fine to send; a verdict after [`VirtualServers::shutdown`] is ignored.
-    pub fn handle_check(&mut self, id: CheckerKey, up: bool, weight: Option<u32>) -> Vec<Output> {
+    #[must_use = "the table changed: the outputs must be carried out"]
+    pub fn handle_check(&mut self, id: CheckerId, up: bool, weight: Option<u32>) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped {
             return out;
@@ -169,16 +177,14 @@ impl VirtualServers {
             Some(true) => {
                 self.vss[id.vs].handle_verdict(id.rs, id.checker, up, weight, &mut out);
             }
-            Some(false) => out.push(Output::warn(format!(
-                "Verdict for checker {} of real server {} of virtual server {}, which halb does \
-                 not run (FILE_CHECK) - ignoring",
-                id.checker, id.rs, id.vs
-            ))),
-            None => out.push(Output::warn(format!(
-                "Verdict for unknown checker {} of real server {} of virtual server {} - \
-                 ignoring",
-                id.checker, id.rs, id.vs
-            ))),
+            Some(false) => out.push(Output::Event(VsEvent::VerdictIgnored {
+                checker: id,
+                why: IgnoredVerdict::NotRun,
+            })),
+            None => out.push(Output::Event(VsEvent::VerdictIgnored {
+                checker: id,
+                why: IgnoredVerdict::Unknown,
+            })),
         }
         out
     }
@@ -186,6 +192,7 @@ impl VirtualServers {
     /// Stopping (`clear_services()`): the table becomes empty; keepalived's "Shutting down
     /// service" lines, and in omega mode the notify_down of the servers that were in the pool
     /// and quorum_down. Everything after this is ignored.
+    #[must_use = "the outputs must be carried out"]
     pub fn shutdown(&mut self) -> Vec<Output> {
         let mut out = Vec::new();
         if self.stopped {
@@ -200,12 +207,14 @@ impl VirtualServers {
 
     /// An address appeared on this host (for `ha_suspend`; an address on two interfaces is
     /// reported twice). May resume the checkers of the virtual servers that serve it.
+    #[must_use = "the outputs must be carried out"]
     pub fn local_address_added(&mut self, ip: IpAddr) -> Vec<Output> {
         self.local_address_changed(ip, true)
     }
 
     /// An address left this host. May suspend the checkers of the `ha_suspend` virtual
     /// servers that serve it, once no copy of it is left.
+    #[must_use = "the outputs must be carried out"]
     pub fn local_address_removed(&mut self, ip: IpAddr) -> Vec<Output> {
         self.local_address_changed(ip, false)
     }

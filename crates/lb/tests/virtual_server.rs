@@ -9,7 +9,7 @@ use halb_config::model::{LvsConfig, Script};
 use halb_config::{load, load_str, LoadOptions, Loaded};
 use halb_lb::table::{Change, Forwarding, ProtocolKey, ServiceKey, Table};
 use halb_lb::virtual_server::{
-    CheckerKey, ConnectionDrops, Level, Output, ScriptReason, VirtualServers,
+    CheckerId, ConnectionDrops, Level, Output, ScriptReason, VirtualServers,
 };
 
 fn opts() -> LoadOptions {
@@ -48,14 +48,14 @@ fn tcp(s: &str) -> ServiceKey {
     }
 }
 
-fn key(vs: usize, rs: usize, checker: usize) -> CheckerKey {
-    CheckerKey { vs, rs, checker }
+fn key(vs: usize, rs: usize, checker: usize) -> CheckerId {
+    CheckerId { vs, rs, checker }
 }
 
 fn logs(out: &[Output]) -> Vec<String> {
     out.iter()
         .filter_map(|o| match o {
-            Output::Log { message, .. } => Some(message.clone()),
+            Output::Event(event) => Some(event.to_string()),
             _ => None,
         })
         .collect()
@@ -99,7 +99,7 @@ fn dests(table: &Table, service: ServiceKey) -> Vec<(SocketAddr, u32)> {
 /// data plane would see it.
 fn step(
     vss: &mut VirtualServers,
-    id: CheckerKey,
+    id: CheckerId,
     up: bool,
     weight: Option<u32>,
 ) -> (Vec<Output>, Vec<Change>) {
@@ -158,7 +158,7 @@ fn seed_starts_with_the_real_server_and_quorum() {
 #[test]
 fn seed_failover_to_the_sorry_server_and_handback_drops_its_connections() {
     let mut vss = VirtualServers::new(&seed());
-    vss.start();
+    let _ = vss.start();
     let svc = tcp("192.168.66.251:3306");
 
     // "stop A:3306": the checker fails.
@@ -227,7 +227,7 @@ fn handback_drop_can_be_turned_off_and_removal_drop_on() {
         }
     ));
     assert!(!vss.set_connection_drops(9, ConnectionDrops::default()));
-    vss.start();
+    let _ = vss.start();
     let svc = tcp("192.168.66.251:3306");
     let (out, _) = step(&mut vss, key(0, 0, 0), false, None);
     assert_eq!(drops(&out), vec![(svc, sa("192.168.66.253:3306"))]);
@@ -269,7 +269,7 @@ virtual_server 10.0.0.1 80 {
 fn two_servers(vs: &str, rs: &str) -> VirtualServers {
     let text = TWO_SERVERS.replace("%VS%", vs).replace("%RS%", rs);
     let mut vss = VirtualServers::new(&config(&text));
-    vss.start();
+    let _ = vss.start();
     vss
 }
 
@@ -463,7 +463,7 @@ fn quorum_with_hysteresis_over_three_weighted_servers() {
 fn quorum_lost_without_a_sorry_server_keeps_the_remaining_servers() {
     let text = THREE_WEIGHTS.replace("sorry_server 10.0.2.1 80", "");
     let mut vss = VirtualServers::new(&config(&text));
-    vss.start();
+    let _ = vss.start();
     step(&mut vss, key(0, 2, 0), false, None);
     let (out, _) = step(&mut vss, key(0, 1, 0), false, None);
     assert_eq!(
@@ -599,7 +599,7 @@ fn sorry_server_inhibit_waits_at_weight_0() {
         "sorry_server 192.168.66.254 3306\n    sorry_server_inhibit",
     );
     let mut vss = VirtualServers::new(&config(&text));
-    vss.start();
+    let _ = vss.start();
     let svc = tcp("192.168.66.251:3306");
     assert_eq!(
         dests(&vss.table(), svc),
@@ -668,7 +668,7 @@ virtual_server 10.0.0.1 80 {
 #[test]
 fn omega_shutdown_runs_the_down_scripts() {
     let mut vss = VirtualServers::new(&config(&OMEGA.replace("%OMEGA%", "omega")));
-    vss.start();
+    let _ = vss.start();
     step(&mut vss, key(0, 1, 0), false, None);
     let out = vss.shutdown();
     assert_eq!(
@@ -703,7 +703,7 @@ fn omega_shutdown_runs_the_down_scripts() {
 #[test]
 fn shutdown_without_omega_only_clears() {
     let mut vss = VirtualServers::new(&config(&OMEGA.replace("%OMEGA%", "")));
-    vss.start();
+    let _ = vss.start();
     let out = vss.shutdown();
     assert!(scripts(&out).is_empty());
     assert_eq!(logs(&out).len(), 2);
@@ -719,7 +719,7 @@ fn omega_shutdown_skips_servers_the_sorry_server_replaced() {
         )
         .replace("notify_down \"/bin/rs2-down\"", "inhibit_on_failure");
     let mut vss = VirtualServers::new(&config(&text));
-    vss.start();
+    let _ = vss.start();
     step(&mut vss, key(0, 1, 0), false, None);
     assert_eq!(vss.sorry_server_active(0), Some(true));
     let out = vss.shutdown();
@@ -861,7 +861,7 @@ virtual_server 2001:db8::100 53 {
 }
 "#;
     let mut vss = VirtualServers::new(&config(text));
-    vss.start();
+    let _ = vss.start();
     let fwm = ServiceKey::Fwmark {
         mark: 12,
         inet6: false,
@@ -891,13 +891,7 @@ virtual_server 2001:db8::100 53 {
     ));
     // A server without checkers is always alive; nothing can report for it.
     let out = vss.handle_check(key(1, 0, 0), false, None);
-    assert!(matches!(
-        &out[..],
-        [Output::Log {
-            level: Level::Warn,
-            ..
-        }]
-    ));
+    assert!(matches!(&out[..], [Output::Event(e)] if e.level() == Level::Warn));
     assert_eq!(vss.real_server_alive(1, 0), Some(true));
 }
 
@@ -919,7 +913,7 @@ virtual_server 10.0.0.1 80 {
 }
 "#;
     let mut vss = VirtualServers::new(&config(text));
-    vss.start();
+    let _ = vss.start();
     let svc = tcp("10.0.0.1:80");
     let vs = "[10.0.0.1]:tcp:80";
     let rs = "[10.0.1.1]:tcp:80";
@@ -995,7 +989,7 @@ virtual_server 10.0.0.1 80 {
 }
 "#;
     let mut vss = VirtualServers::new(&config(text));
-    vss.start();
+    let _ = vss.start();
     let (out, _) = step(&mut vss, key(0, 0, 0), false, None);
     assert_eq!(
         scripts(&out),
@@ -1031,10 +1025,8 @@ virtual_server 10.0.0.1 80 {
         )]
     );
     let out = vss.handle_check(key(0, 0, 9), true, None);
-    assert!(
-        matches!(&out[..], [Output::Log { level: Level::Warn, message }]
-        if message.contains("unknown checker"))
-    );
+    assert!(matches!(&out[..], [Output::Event(e)]
+        if e.level() == Level::Warn && e.to_string().contains("unknown checker")));
 }
 
 #[test]
@@ -1078,17 +1070,14 @@ virtual_server 192.168.66.252 3306 {
     // The VIP arrives (VRRP became MASTER).
     let out = vss.local_address_added(vip);
     assert_eq!(
-        out,
+        logs(&out),
         vec![
-            Output::Log {
-                level: Level::Info,
-                message: "Activating healthchecker for service [192.168.66.253]:tcp:3306 for \
-                          VS [192.168.66.251]:tcp:3306"
-                    .into()
-            },
-            Output::ResumeCheckers { vs: 0 }
+            "Activating healthchecker for service [192.168.66.253]:tcp:3306 for \
+             VS [192.168.66.251]:tcp:3306"
         ]
     );
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1], Output::ResumeCheckers { vs: 0 });
     // The same address on a second interface, then one copy goes: still active.
     assert!(vss.local_address_added(vip).is_empty());
     assert!(vss.local_address_removed(vip).is_empty());
@@ -1137,7 +1126,7 @@ virtual_server 192.168.66.251 3306 {
 #[test]
 fn status_serialises() {
     let mut vss = VirtualServers::new(&seed());
-    vss.start();
+    let _ = vss.start();
     step(&mut vss, key(0, 0, 0), false, None);
     let json = serde_json::to_value(vss.status()).expect("json");
     assert_eq!(json[0]["name"], "[192.168.66.251]:tcp:3306");
@@ -1168,7 +1157,7 @@ virtual_server 10.0.0.1 80 {
 }
 "#;
     let mut vss = VirtualServers::new(&config(text));
-    vss.start();
+    let _ = vss.start();
     let svc = tcp("10.0.0.1:80");
     step(&mut vss, key(0, 0, 0), false, None);
     let (out, changes) = step(&mut vss, key(0, 0, 1), true, Some(4));

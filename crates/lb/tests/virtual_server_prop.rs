@@ -9,7 +9,7 @@ use halb_config::model::{
     Script, SorryServer, TcpCheck, VirtualServer, VirtualServerKey,
 };
 use halb_lb::table::{Destination, ProtocolKey, Service, ServiceKey, Table};
-use halb_lb::virtual_server::{CheckerKey, Output, VirtualServers};
+use halb_lb::virtual_server::{CheckerId, Output, VirtualServers};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -311,12 +311,12 @@ proptest! {
     fn the_table_follows_the_alive_set_and_quorum(spec in vs_spec(), events in verdicts()) {
         let mut vss = VirtualServers::new(&spec.config());
         let mut model = Model::new(&spec);
-        vss.start();
+        let _ = vss.start();
         let mut held = vss.table();
         prop_assert_eq!(&held, &model.table(), "at start");
         for v in &events {
             let sorry_was = model.sorry_active();
-            let out = vss.handle_check(CheckerKey { vs: 0, rs: v.rs, checker: v.checker }, v.up, v.weight);
+            let out = vss.handle_check(CheckerId { vs: 0, rs: v.rs, checker: v.checker }, v.up, v.weight);
             model.apply(v);
             let table = vss.table();
             prop_assert_eq!(&table, &model.table(), "after {:?}", v);
@@ -333,7 +333,7 @@ proptest! {
             let handback = sorry_was && !model.sorry_active();
             prop_assert_eq!(drops, usize::from(handback));
         }
-        vss.shutdown();
+        let _ = vss.shutdown();
         prop_assert_eq!(vss.table(), Table::default());
     }
 }

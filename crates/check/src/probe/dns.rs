@@ -25,7 +25,7 @@ impl DnsProbe {
             .within_deadline(&step, self.exchange(&step))
             .await
             .map_err(|f| {
-                if f.timed_out {
+                if f.timed_out() {
                     ProbeFailure::timeout(format!(
                         "read timeout from socket ({}, no reply within {:?})",
                         self.target.peer(),
@@ -44,15 +44,18 @@ impl DnsProbe {
         socket
             .send(&query)
             .await
-            .map_err(|e| ProbeFailure::new(format!("failed to write socket ({e})")))?;
+            .map_err(|e| ProbeFailure::io(&e, format!("failed to write socket ({e})")))?;
         step.set("waiting for the reply from");
         let mut buf = [0u8; BUFFER];
         loop {
             let n = socket.recv(&mut buf).await.map_err(|e| {
-                ProbeFailure::new(format!(
-                    "failed to read socket; errno {} ({e})",
-                    e.raw_os_error().unwrap_or(0)
-                ))
+                ProbeFailure::io(
+                    &e,
+                    format!(
+                        "failed to read socket; errno {} ({e})",
+                        e.raw_os_error().unwrap_or(0)
+                    ),
+                )
             })?;
             match judge(id, &buf[..n]) {
                 Reply::Skip => continue,
@@ -63,7 +66,7 @@ impl DnsProbe {
                     )))
                 }
                 Reply::Rcode(rcode) => {
-                    return Err(ProbeFailure::new(format!(
+                    return Err(ProbeFailure::protocol(format!(
                         "read error occurred. (rcode = {rcode})"
                     )))
                 }

@@ -91,7 +91,7 @@ impl HttpProbe {
                 .within_deadline(&step, self.check_url(url, &step))
                 .await
                 .map_err(|mut f| {
-                    if f.timed_out {
+                    if f.timed_out() {
                         f.message = format!("{} ({})", f.message, url.path);
                     }
                     f
@@ -138,16 +138,16 @@ where
 {
     step.set("sending the request to");
     stream.write_all(&url.request).await.map_err(|e| {
-        ProbeFailure::new(format!(
-            "Cannot send get request to {peer}{}: {e}",
-            url.path
-        ))
+        ProbeFailure::io(
+            &e,
+            format!("Cannot send get request to {peer}{}: {e}", url.path),
+        )
     })?;
     stream.flush().await.map_err(|e| {
-        ProbeFailure::new(format!(
-            "Cannot send get request to {peer}{}: {e}",
-            url.path
-        ))
+        ProbeFailure::io(
+            &e,
+            format!("Cannot send get request to {peer}{}: {e}", url.path),
+        )
     })?;
     step.set("reading the response from");
     let mut reader = ResponseReader::new(
@@ -161,23 +161,23 @@ where
             // A TLS server that closes without close_notify: keepalived does not mind.
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
             Err(e) => {
-                return Err(ProbeFailure::new(format!(
-                    "Read error with {peer}{}: {e}",
-                    url.path
-                )))
+                return Err(ProbeFailure::io(
+                    &e,
+                    format!("Read error with {peer}{}: {e}", url.path),
+                ))
             }
         };
         if n == 0 {
             break;
         }
         if reader.feed(&buf[..n]).map_err(|e| {
-            ProbeFailure::new(format!("bad HTTP response from {peer}{}: {e}", url.path))
+            ProbeFailure::protocol(format!("bad HTTP response from {peer}{}: {e}", url.path))
         })? {
             break;
         }
     }
     if !reader.has_headers() {
-        return Err(ProbeFailure::new(format!(
+        return Err(ProbeFailure::protocol(format!(
             "Read, no data received from {peer}{} (closed before a complete header)",
             url.path
         )));
@@ -223,7 +223,7 @@ impl UrlProbe {
 
     fn judge(&self, r: &Response, from: &str) -> Result<(), ProbeFailure> {
         let Some(status) = r.status else {
-            return Err(ProbeFailure::new(format!(
+            return Err(ProbeFailure::protocol(format!(
                 "HTTP status line unreadable from {from}"
             )));
         };
@@ -232,7 +232,7 @@ impl UrlProbe {
             .iter()
             .any(|&(lo, hi)| (lo..=hi).contains(&status))
         {
-            return Err(ProbeFailure::new(format!(
+            return Err(ProbeFailure::protocol(format!(
                 "HTTP status {status} from {from}, expected {}",
                 ranges(&self.status_codes)
             )));
@@ -240,7 +240,7 @@ impl UrlProbe {
         if let Some(want) = self.digest {
             let got = r.md5.unwrap_or_default();
             if got != want {
-                return Err(ProbeFailure::new(format!(
+                return Err(ProbeFailure::protocol(format!(
                     "MD5 digest error from {from}: body ({} bytes{}) hashes to {}, expected {}",
                     r.body_len,
                     if r.cut_short { ", cut short" } else { "" },
@@ -252,7 +252,7 @@ impl UrlProbe {
         if let Some(re) = &self.regex {
             let matched = re.matches(&r.body);
             if matched == re.no_match {
-                return Err(ProbeFailure::new(if re.no_match {
+                return Err(ProbeFailure::protocol(if re.no_match {
                     format!(
                         "Regex match failed from {from}: body matches /{}/ (no_match)",
                         re.pattern

@@ -99,7 +99,7 @@ impl Target {
         let std: std::net::TcpStream = socket.into();
         let socket = TcpSocket::from_std_stream(std);
         socket.connect(self.connect).await.map_err(|e| {
-            ProbeFailure::new(format!("TCP connection to {} failed: {e}", self.peer()))
+            ProbeFailure::io(&e, format!("TCP connection to {} failed: {e}", self.peer()))
         })
     }
 
@@ -110,7 +110,7 @@ impl Target {
             .map_err(|e| self.bind_failure(e))?;
         socket
             .connect(&self.connect.into())
-            .map_err(|e| ProbeFailure::new(format!("UDP connect to {}: {e}", self.peer())))?;
+            .map_err(|e| ProbeFailure::io(&e, format!("UDP connect to {}: {e}", self.peer())))?;
         let std: std::net::UdpSocket = socket.into();
         UdpSocket::from_std(std).map_err(|e| self.setup_failure(e))
     }

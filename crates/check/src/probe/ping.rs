@@ -56,7 +56,7 @@ impl PingProbe {
             .within_deadline(&step, self.exchange(&step))
             .await
             .map_err(|f| {
-                if f.timed_out {
+                if f.timed_out() {
                     ProbeFailure::timeout(format!(
                         "no ICMP echo reply from {} within {:?}",
                         self.target.ip(),

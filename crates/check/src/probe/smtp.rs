@@ -2,6 +2,7 @@
 
 use super::net::{Step, Target};
 use super::{ProbeFailure, ProbeOk, ProbeResult};
+use crate::policy::FailureKind;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// The longest reply line read; keepalived's buffer is 512 bytes.
@@ -29,7 +30,7 @@ impl SmtpProbe {
         step.set("reading the greeting banner from");
         let banner = read_reply(&mut stream, &peer).await?;
         if banner.code != Some(220) {
-            return Err(ProbeFailure::new(format!(
+            return Err(ProbeFailure::protocol(format!(
                 "Bad greeting banner from server {peer}: {:?}",
                 banner.last_line
             )));
@@ -40,7 +41,7 @@ impl SmtpProbe {
         step.set("reading the HELO response from");
         let reply = read_reply(&mut stream, &peer).await?;
         if reply.code != Some(250) {
-            return Err(ProbeFailure::new(format!(
+            return Err(ProbeFailure::protocol(format!(
                 "Bad HELO response from server {peer}: {:?}",
                 reply.last_line
             )));
@@ -73,11 +74,12 @@ async fn read_reply(
             .take(MAX_LINE as u64)
             .read_until(b'\n', &mut line)
             .await
-            .map_err(|e| ProbeFailure::new(format!("Read failure from server {peer}: {e}")))?;
+            .map_err(|e| ProbeFailure::io(&e, format!("Read failure from server {peer}: {e}")))?;
         if n == 0 {
-            return Err(ProbeFailure::new(format!(
-                "Read failure from server {peer}: connection closed"
-            )));
+            return Err(ProbeFailure::of_kind(
+                FailureKind::Reset,
+                format!("Read failure from server {peer}: connection closed"),
+            ));
         }
         let text = String::from_utf8_lossy(&line).trim_end().to_string();
         let bytes = text.as_bytes();
@@ -112,7 +114,7 @@ async fn write(
         .get_mut()
         .write_all(data)
         .await
-        .map_err(|e| ProbeFailure::new(format!("Write failure to server {peer}: {e}")))
+        .map_err(|e| ProbeFailure::io(&e, format!("Write failure to server {peer}: {e}")))
 }
 
 #[cfg(test)]

@@ -53,14 +53,14 @@ impl UdpProbe {
         socket
             .send(&self.payload)
             .await
-            .map_err(|e| ProbeFailure::new(format!("UDP send to {peer}: {e}")))?;
+            .map_err(|e| ProbeFailure::io(&e, format!("UDP send to {peer}: {e}")))?;
         step.set("waiting for a reply from");
         // One byte more than the longest accepted reply, so that a longer one shows.
         let mut buf = vec![0u8; usize::from(self.max_reply_length) + 1];
         let n = socket
             .recv(&mut buf)
             .await
-            .map_err(|e| ProbeFailure::new(format!("UDP connection to {peer} failed: {e}")))?;
+            .map_err(|e| ProbeFailure::io(&e, format!("UDP connection to {peer} failed: {e}")))?;
         if self.require_reply {
             if let Some(reply) = &self.reply {
                 if let Err(why) = check_reply(
@@ -69,7 +69,7 @@ impl UdpProbe {
                     self.min_reply_length,
                     self.max_reply_length,
                 ) {
-                    return Err(ProbeFailure::new(format!(
+                    return Err(ProbeFailure::protocol(format!(
                         "UDP reply data mismatch from {peer}: {why}"
                     )));
                 }

@@ -6,6 +6,8 @@ use halb_dataplane::{ConnectionEntry, Counters, Rates};
 use halb_lb::table::{Persistence, SchedFlags, ServiceKey};
 use serde::{Deserialize, Serialize};
 
+use crate::event::InstanceStatus;
+
 /// A request line.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Request {
@@ -52,7 +54,7 @@ pub struct DestView {
     pub rates: Rates,
 }
 
-/// One VRRP instance.
+/// One VRRP instance, as `halb status` prints it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VrrpView {
     pub name: String,
@@ -65,6 +67,27 @@ pub struct VrrpView {
     pub virtual_addresses: Vec<String>,
     /// The current master's address and priority, as last heard.
     pub last_master: Option<String>,
+}
+
+impl From<&InstanceStatus> for VrrpView {
+    fn from(status: &InstanceStatus) -> Self {
+        VrrpView {
+            name: status.name.clone(),
+            interface: status.interface.clone(),
+            vrid: status.vrid,
+            state: status.state.to_string(),
+            priority: status.priority,
+            effective_priority: status.effective_priority,
+            virtual_addresses: status
+                .vips
+                .iter()
+                .map(|v| format!("{}/{}", v.address, v.prefix_len))
+                .collect(),
+            last_master: status
+                .last_master
+                .map(|(ip, prio)| format!("{ip} (priority {prio})")),
+        }
+    }
 }
 
 /// One virtual server of the configuration with its real servers' health.

@@ -9,11 +9,14 @@ use halb_config::model::{
     Checker, GroupEntry, IpFamily, LvsConfig, Protocol, RealServer, VirtualServer, VirtualServerKey,
 };
 
+use halb_config::names;
+
 use super::output::Output;
 use super::state::{
     CheckerState, ConnectionDrops, RealServerState, ServiceSpec, ServiceTemplate, SorryState,
     VsState,
 };
+use super::vs_event::{VsEvent, VsRef};
 use crate::table::{Persistence, ProtocolKey, ServiceKey};
 
 /// The most addresses one group entry expands to. keepalived has no limit, but an IPv4
@@ -59,40 +62,37 @@ fn build_vs(
     group_member: u32,
     warnings: &mut Vec<Output>,
 ) -> VsState {
-    let proto_name = match vs.protocol {
-        Some(Protocol::Tcp) => "tcp",
-        Some(Protocol::Udp) => "udp",
-        Some(Protocol::Sctp) => "sctp",
-        None => "none",
+    // An address service's protocol as IPVS gets it (UDP when none is set), the others'
+    // as configured.
+    let protocol = vs.protocol.unwrap_or(Protocol::Udp);
+    let name = names::virtual_server(&vs.key, Some(protocol), group_member);
+    let vs_ref = || VsRef {
+        index,
+        name: name.clone(),
     };
     let inet6 = vs.ip_family == Some(IpFamily::Inet6);
-    let (name, services) = match &vs.key {
+    let services = match &vs.key {
         VirtualServerKey::Addr { ip, port } => {
             let key = ServiceKey::Addr {
                 protocol: protocol_key(vs),
                 addr: SocketAddr::new(*ip, *port),
             };
-            let name = crate::table::keepalived_service_name(&key);
-            (name, vec![ServiceSpec { key, port: *port }])
+            vec![ServiceSpec { key, port: *port }]
         }
         VirtualServerKey::Fwmark(mark) => {
             let key = ServiceKey::Fwmark { mark: *mark, inet6 };
-            (format!("FWM {mark}"), vec![ServiceSpec { key, port: 0 }])
+            vec![ServiceSpec { key, port: 0 }]
         }
-        VirtualServerKey::Group(group) => {
-            let name = format!("[{group}]:{group_member}");
-            let services = match lvs.group(group) {
-                Some(g) => group_services(vs, &g.entries, &name, warnings),
-                None => {
-                    warnings.push(Output::warn(format!(
-                        "Virtual server group {group} specified but not configured - \
-                         virtual server {name} has no services"
-                    )));
-                    Vec::new()
-                }
-            };
-            (name, services)
-        }
+        VirtualServerKey::Group(group) => match lvs.group(group) {
+            Some(g) => group_services(vs, &g.entries, &vs_ref(), warnings),
+            None => {
+                warnings.push(Output::Event(VsEvent::GroupMissing {
+                    vs: vs_ref(),
+                    group: group.clone(),
+                }));
+                Vec::new()
+            }
+        },
     };
     let persistence = vs.persistence_timeout.map(|timeout_s| Persistence {
         timeout_s,
@@ -108,7 +108,7 @@ fn build_vs(
     VsState {
         index,
         name,
-        proto_name,
+        protocol: vs.protocol,
         template: ServiceTemplate {
             scheduler: vs.sched,
             flags: vs.sched_flags,
@@ -183,7 +183,7 @@ fn real_server(vs: &VirtualServer, rs: &RealServer) -> RealServerState {
 fn group_services(
     vs: &VirtualServer,
     entries: &[GroupEntry],
-    name: &str,
+    vs_ref: &VsRef,
     warnings: &mut Vec<Output>,
 ) -> Vec<ServiceSpec> {
     let mut services = Vec::new();
@@ -192,10 +192,12 @@ fn group_services(
             GroupEntry::Range { first, last, port } => {
                 let (addrs, truncated) = expand_range(*first, *last);
                 if truncated {
-                    warnings.push(Output::warn(format!(
-                        "VS {name}: group range {first}-{last} has more than \
-                         {MAX_RANGE_ADDRESSES} addresses - using the first {MAX_RANGE_ADDRESSES}"
-                    )));
+                    warnings.push(Output::Event(VsEvent::GroupRangeTruncated {
+                        vs: vs_ref.clone(),
+                        first: *first,
+                        last: *last,
+                        kept: MAX_RANGE_ADDRESSES,
+                    }));
                 }
                 services.extend(addrs.into_iter().map(|ip| ServiceSpec {
                     key: ServiceKey::Addr {

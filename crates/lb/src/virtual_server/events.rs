@@ -3,10 +3,13 @@
 //! `perform_quorum_state()`, `update_svr_wgt()` and `clear_service_vs()`, with their log lines.
 //!
 //! The table is not changed here: it is derived from the state ([`super::VirtualServers::table`]),
-//! so these functions only move the state and say what keepalived would have said and run.
+//! so these functions only move the state and say what changed and what keepalived would run.
+
+use halb_config::names::CheckerId;
 
 use super::output::{Output, ScriptReason};
 use super::state::VsState;
+use super::vs_event::VsEvent;
 
 impl VsState {
     /// A checker's verdict (`update_svr_checker_state()`); `weight` is what a `misc_dynamic`
@@ -55,33 +58,41 @@ impl VsState {
         if up {
             // This checker is one of the failed ones: the server comes up if it was the last.
             if failed <= 1 {
-                self.set_rs_alive(rs, true, out);
+                self.set_rs_alive(rs, true, checker, out);
             }
         } else if failed == 0 {
-            self.set_rs_alive(rs, false, out);
+            self.set_rs_alive(rs, false, checker, out);
         }
         let c = &mut self.real_servers[rs].checkers[checker];
         c.has_run = true;
         c.up = up;
     }
 
-    /// `perform_svr_state()`: the real server goes up or down.
-    fn set_rs_alive(&mut self, rs: usize, alive: bool, out: &mut Vec<Output>) {
+    /// `perform_svr_state()`: the real server goes up or down, because of `checker`'s verdict.
+    fn set_rs_alive(&mut self, rs: usize, alive: bool, checker: usize, out: &mut Vec<Output>) {
         let server = &self.real_servers[rs];
         if server.alive == alive {
             return;
         }
-        let (verb, prep) = match (alive, server.inhibit) {
-            (true, false) => ("Adding", "to"),
-            (true, true) => ("Enabling", "of"),
-            (false, false) => ("Removing", "from"),
-            (false, true) => ("Disabling", "of"),
-        };
-        out.push(Output::info(format!(
-            "{verb} service {} {prep} VS {}",
-            self.rs_name(server.ip, server.port),
-            self.name
-        )));
+        let (vs, server_ref, inhibit) = (self.vs_ref(), self.rs_ref(rs), server.inhibit);
+        let cause = CheckerId::new(self.index, rs, checker);
+        out.push(Output::Event(if alive {
+            VsEvent::RealServerUp {
+                vs,
+                rs,
+                server: server_ref,
+                inhibit,
+                cause,
+            }
+        } else {
+            VsEvent::RealServerDown {
+                vs,
+                rs,
+                server: server_ref,
+                inhibit,
+                cause,
+            }
+        }));
         if !alive && self.in_pool(server) && self.drops.on_real_server_removal {
             self.drop_rs_connections(rs, out);
         }
@@ -99,13 +110,14 @@ impl VsState {
         if new == old {
             return;
         }
-        let server = &self.real_servers[rs];
-        out.push(Output::info(format!(
-            "Changing weight from {old} to {new} for {}active service {} of VS {}",
-            if server.alive { "" } else { "in" },
-            self.rs_name(server.ip, server.port),
-            self.name
-        )));
+        out.push(Output::Event(VsEvent::WeightChanged {
+            vs: self.vs_ref(),
+            rs,
+            server: self.rs_ref(rs),
+            from: old,
+            to: new,
+            alive: self.real_servers[rs].alive,
+        }));
         self.update_quorum_state(false, out);
     }
 
@@ -123,29 +135,24 @@ impl VsState {
         };
         if !self.quorum_up && weight_sum >= threshold {
             self.quorum_up = true;
-            out.push(Output::info(format!(
-                "Gained quorum {}+{}={threshold} <= {weight_sum} for VS {}",
-                self.quorum, self.hysteresis, self.name
-            )));
+            out.push(Output::Event(VsEvent::QuorumGained {
+                vs: self.vs_ref(),
+                quorum: self.quorum,
+                hysteresis: self.hysteresis,
+                threshold,
+                alive_weight: weight_sum,
+            }));
             if let Some(sorry) = self.sorry.as_ref().filter(|s| s.active) {
-                out.push(Output::info(format!(
-                    "{} sorry server {} from VS {}",
-                    if sorry.inhibit {
-                        "Disabling"
-                    } else {
-                        "Removing"
-                    },
-                    self.rs_name(sorry.ip, sorry.port),
-                    self.name
-                )));
+                out.push(Output::Event(VsEvent::SorryServerOut {
+                    vs: self.vs_ref(),
+                    server: self.server_ref(sorry.ip, sorry.port),
+                    inhibit: sorry.inhibit,
+                }));
                 let handback = self.drops.on_sorry_handback;
                 if let Some(sorry) = self.sorry.as_mut() {
                     sorry.active = false;
                 }
-                out.push(Output::info(format!(
-                    "Adding alive servers to the pool for VS {}",
-                    self.name
-                )));
+                out.push(Output::Event(VsEvent::AliveServersIn { vs: self.vs_ref() }));
                 if handback {
                     self.drop_sorry_connections(out);
                 }
@@ -155,30 +162,23 @@ impl VsState {
             || (init && !self.quorum_up && self.sorry.as_ref().is_some_and(|s| !s.active))
         {
             self.quorum_up = false;
-            // keepalived prints `quorum-hysteresis=threshold` even at start, where the
-            // threshold is quorum + hysteresis: the line is kept as operators know it.
-            out.push(Output::info(format!(
-                "{} {}-{}={threshold} > {weight_sum} for VS {}",
-                if init {
-                    "Starting with quorum down"
-                } else {
-                    "Lost quorum"
-                },
-                self.quorum,
-                self.hysteresis,
-                self.name
-            )));
+            out.push(Output::Event(VsEvent::QuorumLost {
+                vs: self.vs_ref(),
+                quorum: self.quorum,
+                hysteresis: self.hysteresis,
+                threshold,
+                alive_weight: weight_sum,
+                at_start: init,
+            }));
             if let Some(sorry) = self.sorry.as_ref().filter(|s| !s.active) {
-                out.push(Output::info(format!(
-                    "{} sorry server {} to VS {}",
-                    if sorry.inhibit { "Enabling" } else { "Adding" },
-                    self.rs_name(sorry.ip, sorry.port),
-                    self.name
-                )));
-                out.push(Output::info(format!(
-                    "Removing alive servers from the pool for VS {}",
-                    self.name
-                )));
+                out.push(Output::Event(VsEvent::SorryServerIn {
+                    vs: self.vs_ref(),
+                    server: self.server_ref(sorry.ip, sorry.port),
+                    inhibit: sorry.inhibit,
+                }));
+                out.push(Output::Event(VsEvent::AliveServersOut {
+                    vs: self.vs_ref(),
+                }));
                 if self.drops.on_real_server_removal {
                     for rs in 0..self.real_servers.len() {
                         if self.real_servers[rs].alive {
@@ -274,16 +274,11 @@ impl VsState {
         }
         for (rs, was_set) in set.into_iter().enumerate() {
             let server = &self.real_servers[rs];
-            out.push(Output::info(format!(
-                "Shutting down {}service {} from VS {}",
-                if server.inhibit && !server.alive {
-                    "(inhibited) "
-                } else {
-                    ""
-                },
-                self.rs_name(server.ip, server.port),
-                self.name
-            )));
+            out.push(Output::Event(VsEvent::ServiceShutdown {
+                vs: self.vs_ref(),
+                server: self.rs_ref(rs),
+                inhibited: server.inhibit && !server.alive,
+            }));
             if !was_set || !server.alive {
                 continue;
             }

@@ -1,39 +1,13 @@
-//! What the virtual servers ask of the I/O shell: log lines, scripts, connection drops and
-//! checker suspension.
+//! What the virtual servers ask of the I/O shell: events to publish, scripts, connection drops
+//! and checker suspension.
 
 use std::net::SocketAddr;
 
 use halb_config::model::Script;
 use serde::{Deserialize, Serialize};
 
+use super::vs_event::VsEvent;
 use crate::table::ServiceKey;
-
-/// Which checker of which real server of which virtual server: indices into
-/// `LvsConfig::virtual_servers`, its `real_servers` and their `checkers` (the same indices the
-/// health checkers use to name themselves).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
-)]
-pub struct CheckerKey {
-    pub vs: usize,
-    pub rs: usize,
-    pub checker: usize,
-}
-
-impl CheckerKey {
-    pub fn new(vs: usize, rs: usize, checker: usize) -> Self {
-        CheckerKey { vs, rs, checker }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Level {
-    /// keepalived logs all of these events at LOG_INFO.
-    Info,
-    /// Something the configuration or the caller got wrong (a report for a checker that does
-    /// not exist).
-    Warn,
-}
 
 /// Why a script runs (the script itself is in [`Output::RunScript`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,8 +28,9 @@ pub enum ScriptReason {
 /// connections are being dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Output {
-    /// A line for the log, in keepalived's words.
-    Log { level: Level, message: String },
+    /// A state change, for the log (its `Display` is keepalived's line), metrics and the
+    /// event stream.
+    Event(VsEvent),
     /// Run a notify script. `at_shutdown`: keepalived runs these synchronously while stopping
     /// (and kills them after a second); the shell should wait for them before exiting.
     RunScript {
@@ -75,20 +50,4 @@ pub enum Output {
     SuspendCheckers { vs: usize },
     /// Probe them again.
     ResumeCheckers { vs: usize },
-}
-
-impl Output {
-    pub(crate) fn info(message: String) -> Output {
-        Output::Log {
-            level: Level::Info,
-            message,
-        }
-    }
-
-    pub(crate) fn warn(message: String) -> Output {
-        Output::Log {
-            level: Level::Warn,
-            message,
-        }
-    }
 }

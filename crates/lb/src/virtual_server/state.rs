@@ -3,9 +3,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use halb_config::model::{Forwarding, Script};
+use halb_config::model::{Forwarding, Protocol, Script};
+use halb_config::names;
 use serde::{Deserialize, Serialize};
 
+use super::vs_event::{ServerRef, VsRef};
 use crate::table::{Persistence, SchedFlags, Scheduler, ServiceKey};
 
 /// Whether halb closes connections that keepalived would leave open. A per-virtual-server
@@ -126,8 +128,8 @@ pub(crate) struct VsState {
     pub index: usize,
     /// keepalived's `FMT_VS`: `[192.168.66.251]:tcp:3306`, `FWM 1`, `[GROUP]:0`.
     pub name: String,
-    /// `tcp`, `udp`, `sctp`, or `none` (firewall-mark services): for `FMT_RS`.
-    pub proto_name: &'static str,
+    /// The configured protocol (none for firewall-mark services), for `FMT_RS`.
+    pub protocol: Option<Protocol>,
     pub services: Vec<ServiceSpec>,
     pub template: ServiceTemplate,
     pub quorum: u32,
@@ -147,9 +149,26 @@ pub(crate) struct VsState {
 }
 
 impl VsState {
-    /// keepalived's `FMT_RS`.
-    pub fn rs_name(&self, ip: IpAddr, port: u16) -> String {
-        format!("[{ip}]:{}:{port}", self.proto_name)
+    /// The virtual server as events name it.
+    pub fn vs_ref(&self) -> VsRef {
+        VsRef {
+            index: self.index,
+            name: self.name.clone(),
+        }
+    }
+
+    /// A server of this virtual server as events name it (keepalived's `FMT_RS`).
+    pub fn server_ref(&self, ip: IpAddr, port: u16) -> ServerRef {
+        ServerRef {
+            addr: SocketAddr::new(ip, port),
+            name: names::trio(ip, self.protocol, port),
+        }
+    }
+
+    /// Real server `rs` as events name it.
+    pub fn rs_ref(&self, rs: usize) -> ServerRef {
+        let server = &self.real_servers[rs];
+        self.server_ref(server.ip, server.port)
     }
 
     pub fn sorry_active(&self) -> bool {

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 
 use super::output::Output;
 use super::state::VsState;
+use super::vs_event::{CheckerActivity, VsEvent};
 
 impl VsState {
     /// An address of this host appeared (`present`) or went. Before `started`, only counts.
@@ -33,8 +34,12 @@ impl VsState {
         if !started || present == self.checkers_enabled || (!present && self.local_addresses > 0) {
             return;
         }
-        let verb = if present { "Activating" } else { "Suspending" };
-        self.log_timed_checkers(verb, out);
+        let activity = if present {
+            CheckerActivity::Activating
+        } else {
+            CheckerActivity::Suspending
+        };
+        self.timed_checkers_event(activity, out);
         self.checkers_enabled = present;
         out.push(if present {
             Output::ResumeCheckers { vs: self.index }
@@ -47,25 +52,26 @@ impl VsState {
     /// server whose address is not here.
     pub(crate) fn start_checkers(&mut self, out: &mut Vec<Output>) {
         self.checkers_enabled = !self.ha_suspend || self.local_addresses > 0;
-        let verb = if self.checkers_enabled {
-            "Activating"
+        let activity = if self.checkers_enabled {
+            CheckerActivity::Activating
         } else {
-            "Deactivating"
+            CheckerActivity::Deactivating
         };
-        self.log_timed_checkers(verb, out);
+        self.timed_checkers_event(activity, out);
         if !self.checkers_enabled {
             out.push(Output::SuspendCheckers { vs: self.index });
         }
     }
 
-    fn log_timed_checkers(&self, verb: &str, out: &mut Vec<Output>) {
-        for rs in &self.real_servers {
+    /// keepalived says it once per timed checker.
+    fn timed_checkers_event(&self, activity: CheckerActivity, out: &mut Vec<Output>) {
+        for (n, rs) in self.real_servers.iter().enumerate() {
             for _ in rs.checkers.iter().filter(|c| c.timed) {
-                out.push(Output::info(format!(
-                    "{verb} healthchecker for service {} for VS {}",
-                    self.rs_name(rs.ip, rs.port),
-                    self.name
-                )));
+                out.push(Output::Event(VsEvent::CheckerActivity {
+                    vs: self.vs_ref(),
+                    server: self.rs_ref(n),
+                    activity,
+                }));
             }
         }
     }
