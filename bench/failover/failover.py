@@ -138,7 +138,8 @@ def config(state, priority, advert_int):
 
 def daemon_argv(kind, conf, tmp, tag, halb):
     if kind == "halb":
-        return [halb, "run", "-f", str(conf)]
+        # Each daemon its own control socket: /run is shared by the namespaces.
+        return [halb, "run", "-f", str(conf), "--control-socket", f"{tmp}/{kind}-{tag}.sock"]
     return ["keepalived", "--dont-fork", "--log-console", "--vrrp", "-f", str(conf),
             "-p", f"{tmp}/{tag}.pid", "-r", f"{tmp}/{tag}-vrrp.pid", "-c", f"{tmp}/{tag}-chk.pid"]
 
