@@ -295,11 +295,7 @@ impl MariaDb {
 
     fn command(&self) -> Command {
         let mut c = match &self.options.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns, "mariadbd"]);
-                c
-            }
+            Some(ns) => halb_sys::netns::command(ns, "mariadbd"),
             None => Command::new("mariadbd"),
         };
         let dir = self.dir.path();

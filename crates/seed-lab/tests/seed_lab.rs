@@ -18,13 +18,14 @@ mod support;
 use anyhow::{bail, Context, Result};
 use halb_seed_lab::scenarios::{run_plan, PlanOptions, Scenario};
 use halb_seed_lab::topology::{Topology, TopologyOptions};
+use halb_test_support::halb_binary;
 use std::time::Instant;
-use support::{assert_nothing_left, halb_binary};
+use support::assert_nothing_left;
 
 #[test]
 fn the_seeds_plan_runs_and_the_lab_cleans_up() -> Result<()> {
     let started = Instant::now();
-    let halb = halb_binary()?;
+    let halb = halb_binary();
     eprintln!(
         "seed lab: halb at {} ({:?})",
         halb.display(),

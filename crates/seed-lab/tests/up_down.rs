@@ -10,10 +10,11 @@ mod support;
 
 use anyhow::{Context, Result};
 use halb_seed_lab::topology::{process_alive, LabState, Topology, TopologyOptions};
+use halb_test_support::halb_binary;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{assert_nothing_left, halb_binary, namespaces_with};
+use support::{assert_nothing_left, namespaces_with};
 
 /// Stops `pid` (SIGTERM) and waits until it is gone.
 fn stop(pid: u32) {
@@ -64,7 +65,7 @@ fn ended(child: &mut Child) -> bool {
 
 #[test]
 fn down_ends_what_was_restarted_by_hand_inside_the_lab() -> Result<()> {
-    let halb = halb_binary()?;
+    let halb = halb_binary();
     let mut up = TopologyOptions::new(&halb);
     up.prefix = format!("halb-lab-t{}-up", std::process::id());
     let t = Instant::now();

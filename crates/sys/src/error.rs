@@ -21,6 +21,15 @@ pub enum Error {
     /// address, a datagram the kernel should never have delivered, …).
     #[error("{context}: {reason}")]
     Invalid { context: String, reason: String },
+    /// A program halb runs (`ip netns …`) exited with an error.
+    #[error("{command} failed ({status}): {stderr}")]
+    Command {
+        /// The command line, and where it ran (`ip -n NAME link add …`).
+        command: String,
+        status: std::process::ExitStatus,
+        /// What the program said, trimmed.
+        stderr: String,
+    },
 }
 
 impl Error {
@@ -42,7 +51,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::Io { source, .. } => source.raw_os_error(),
-            Error::NoSuchInterface { .. } | Error::Invalid { .. } => None,
+            Error::NoSuchInterface { .. } | Error::Invalid { .. } | Error::Command { .. } => None,
         }
     }
 }

@@ -12,6 +12,8 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 
+use halb_sys::netns;
+
 /// Tells namespaces of one test process apart, whatever tags the tests choose.
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -35,18 +37,13 @@ impl Netns {
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
         // A namespace of this name can only be a leftover of a killed run that had this pid.
-        delete(&name);
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run `ip netns add` (is iproute2 installed?): {e}"));
-        assert!(
-            out.status.success(),
-            "ip netns add {name} failed (tests that make namespaces need root): {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        let _ = netns::delete(&name);
+        let created = netns::add(&name);
+        // Dropped (deleted) on a panic below, also when `lo` did not come up.
         let ns = Netns { name, etc: None };
-        ns.ip(&["link", "set", "lo", "up"]);
+        if let Err(e) = created {
+            panic!("{e} (tests that make namespaces need root)");
+        }
         ns
     }
 
@@ -70,33 +67,23 @@ impl Netns {
 
     /// `/run/netns/NAME`, for `halb_sys::netns`.
     pub fn path(&self) -> PathBuf {
-        halb_sys::netns::named(&self.name)
+        netns::named(&self.name)
     }
 
     /// A command that runs inside the namespace (`ip netns exec NAME PROGRAM`; the program
     /// replaces `ip`, so the child's pid is the program's).
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name]).arg(program);
-        c
+        netns::command(&self.name, program)
     }
 
-    /// Runs `argv` inside the namespace; its stdout. Panics with its output if it fails.
+    /// Runs `argv` inside the namespace; its stdout. Panics with its stderr if it fails.
     pub fn run(&self, argv: &[&str]) -> String {
-        let (program, args) = argv.split_first().expect("a command to run");
-        let mut command = self.command(program);
-        command.args(args);
-        output_of(&mut command, &format!("{argv:?} in {}", self.name))
+        or_panic(netns::run(&self.name, argv))
     }
 
-    /// `ip -n NAME ARGS…`; its stdout. Panics with its output if it fails.
+    /// `ip -n NAME ARGS…`; its stdout. Panics with its stderr if it fails.
     pub fn ip(&self, args: &[&str]) -> String {
-        let mut command = Command::new("ip");
-        command.args(["-n", &self.name]).args(args);
-        output_of(
-            &mut command,
-            &format!("ip -n {} {}", self.name, args.join(" ")),
-        )
+        or_panic(netns::ip(&self.name, args))
     }
 
     /// `ip -j -n NAME ARGS…`, parsed (an empty array when `ip` prints nothing).
@@ -126,18 +113,7 @@ impl Netns {
 
     /// A veth pair: `ifname` here, `peer_ifname` in `peer`; both down, without addresses.
     pub fn add_veth(&self, ifname: &str, peer: &Netns, peer_ifname: &str) {
-        self.ip(&[
-            "link",
-            "add",
-            ifname,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            peer_ifname,
-            "netns",
-            &peer.name,
-        ]);
+        or_panic(netns::add_veth(&self.name, ifname, &peer.name, peer_ifname));
     }
 
     /// Runs `f` on a thread inside the namespace and waits for it; a panic in `f` goes on in
@@ -147,7 +123,7 @@ impl Netns {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        halb_sys::netns::run_in(&self.path(), f)
+        netns::run_in(&self.path(), f)
             .unwrap_or_else(|e| panic!("cannot enter namespace {}: {e}", self.name))
     }
 
@@ -175,8 +151,7 @@ impl Netns {
         let path = self.path();
         let name = self.name.clone();
         std::thread::spawn(move || {
-            halb_sys::netns::enter(&path)
-                .unwrap_or_else(|e| panic!("cannot enter namespace {name}: {e}"));
+            netns::enter(&path).unwrap_or_else(|e| panic!("cannot enter namespace {name}: {e}"));
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -188,7 +163,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        delete(&self.name);
+        let _ = netns::delete(&self.name);
         if let Some(etc) = &self.etc {
             let _ = std::fs::remove_dir_all(etc);
         }
@@ -207,25 +182,20 @@ impl Bridge {
     /// (ff02::12) until someone sent an MLD report.
     pub fn new(tag: &str) -> Bridge {
         let ns = Netns::new(tag);
-        ns.ip(&["link", "add", "br0", "type", "bridge"]);
-        ns.ip(&[
-            "link",
-            "set",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]);
-        ns.ip(&["link", "set", "br0", "up"]);
+        or_panic(netns::add_bridge(&ns.name, BRIDGE));
         Bridge { ns }
     }
 
     /// Joins `host` to the segment: `ifname` in the host (down, without addresses), its peer
     /// `port` on the bridge (up).
     pub fn attach(&self, host: &Netns, port: &str, ifname: &str) {
-        self.ns.add_veth(port, host, ifname);
-        self.ns.ip(&["link", "set", port, "master", "br0", "up"]);
+        or_panic(netns::attach(
+            &self.ns.name,
+            BRIDGE,
+            port,
+            &host.name,
+            ifname,
+        ));
     }
 
     /// The namespace that holds the bridge.
@@ -234,22 +204,11 @@ impl Bridge {
     }
 }
 
-/// `ip netns del NAME`; a namespace already gone is fine.
-fn delete(name: &str) {
-    let _ = Command::new("ip").args(["netns", "del", name]).output();
-}
+/// The bridge's name in its namespace.
+const BRIDGE: &str = "br0";
 
-/// Runs `command`; its stdout, or a panic naming `what` with its output.
-fn output_of(command: &mut Command, what: &str) -> String {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+/// The value, or a panic with the error (which names the command, the namespace and what `ip`
+/// said).
+fn or_panic<T>(result: halb_sys::Result<T>) -> T {
+    result.unwrap_or_else(|e| panic!("{e}"))
 }

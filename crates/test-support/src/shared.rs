@@ -43,11 +43,20 @@ pub fn seed_text(name: &str) -> String {
         .unwrap_or_else(|e| panic!("cannot read the seed's {}: {e}", path.display()))
 }
 
-/// `shared/` beside the checkout this crate was built from (crates/test-support is two levels
-/// below the checkout's root).
-fn beside_checkout() -> PathBuf {
+/// The root of the checkout this crate was built from (crates/test-support is two levels below
+/// it).
+pub(crate) fn checkout_root() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let root = manifest.ancestors().nth(2).unwrap_or(manifest);
+    manifest
+        .ancestors()
+        .nth(2)
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+/// `shared/` beside the checkout this crate was built from.
+fn beside_checkout() -> PathBuf {
+    let root = checkout_root();
     match root.parent() {
         Some(parent) => parent.join("shared"),
         None => root.join("../shared"),

@@ -5,28 +5,9 @@
 
 use super::Session;
 use crate::topology::{server_label, Side, PORTS};
-use crate::writer::{Op, Stream};
+use crate::writer::Op;
 use anyhow::Result;
 use std::time::Duration;
-
-pub(super) const STREAMS: [Stream; 4] = [
-    Stream {
-        op: Op::Write,
-        port: 3306,
-    },
-    Stream {
-        op: Op::Write,
-        port: 3308,
-    },
-    Stream {
-        op: Op::Read,
-        port: 3306,
-    },
-    Stream {
-        op: Op::Read,
-        port: 3308,
-    },
-];
 
 pub(super) fn run(s: &mut Session) -> Result<()> {
     super::expect_start_state(s.lab)?;
@@ -81,18 +62,9 @@ pub(super) fn run(s: &mut Session) -> Result<()> {
         false,
     );
 
-    s.mark("start MariaDB 253:3308 again (crash recovery)");
-    s.lab.db_mut(Side::A, 3308)?.server.restart()?;
-    s.observe("mariadbd 253:3308 accepts connections");
-    let handback = s.wait_sorry_server(3308, false)?;
-    s.wait_attempts(
-        Op::Write,
+    s.restart_and_hand_back(
         3308,
-        Some(&a8),
-        2,
-        handback,
-        Duration::from_secs(60),
-    )?;
-    s.watch_lingering(&[(&b8, None)], handback);
-    Ok(())
+        "start MariaDB 253:3308 again (crash recovery)",
+        &[(Op::Write, 2)],
+    )
 }

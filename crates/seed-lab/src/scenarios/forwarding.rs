@@ -5,24 +5,9 @@
 
 use super::Session;
 use crate::topology::{server_label, Side};
-use crate::writer::{Op, Stream};
+use crate::writer::Op;
 use anyhow::Result;
 use std::time::Duration;
-
-pub(super) const STREAMS: [Stream; 3] = [
-    Stream {
-        op: Op::Write,
-        port: 3306,
-    },
-    Stream {
-        op: Op::Read,
-        port: 3306,
-    },
-    Stream {
-        op: Op::Read,
-        port: 3308,
-    },
-];
 
 pub(super) fn run(s: &mut Session) -> Result<()> {
     super::expect_start_state(s.lab)?;

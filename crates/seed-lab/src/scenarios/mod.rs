@@ -198,14 +198,26 @@ fn not_run(scenario: Scenario, why: &str) -> ScenarioReport {
     }
 }
 
+/// The application under a scenario: the seed's program writing on `write_ports` (the seed
+/// wrote on :3306 only) and reading on both ports.
+fn application(write_ports: &[u16]) -> Vec<Stream> {
+    let writes = write_ports.iter().map(|&port| Stream {
+        op: Op::Write,
+        port,
+    });
+    let reads = PORTS.map(|port| Stream { op: Op::Read, port });
+    writes.chain(reads).collect()
+}
+
 /// Runs one scenario on a running topology; never fails: what went wrong is in the report.
 pub fn run_scenario(lab: &mut Topology, plan: &PlanOptions, scenario: Scenario) -> ScenarioReport {
     let streams = match scenario {
-        Scenario::Forwarding => forwarding::STREAMS.to_vec(),
-        Scenario::RealServer => real_server::STREAMS.to_vec(),
-        Scenario::Director => director::STREAMS.to_vec(),
-        Scenario::MysqlFailure => mysql_failure::STREAMS.to_vec(),
-        Scenario::Crash => crash::STREAMS.to_vec(),
+        Scenario::Forwarding
+        | Scenario::RealServer
+        | Scenario::Director
+        | Scenario::MysqlFailure => application(&[3306]),
+        // Writers on both ports, so that the killed instance's own traffic is seen.
+        Scenario::Crash => application(&[3306, 3308]),
     };
     let mut session = match Session::start(lab, plan, scenario, &streams) {
         Ok(s) => s,
@@ -466,6 +478,27 @@ impl<'a> Session<'a> {
             d1.sorry_server_active(port).map(|a| a == active)
         })?;
         Ok(self.observe(&what))
+    }
+
+    /// Starts A's instance on `port` again (marked as `mark`), waits until the sorry server B
+    /// is out, then for `attempts` (how many of each operation) answered by A, and watches the
+    /// connections left on B.
+    pub fn restart_and_hand_back(
+        &mut self,
+        port: u16,
+        mark: &str,
+        attempts: &[(Op, usize)],
+    ) -> Result<()> {
+        let a = server_label(Side::A, port);
+        self.mark(mark);
+        self.lab.db_mut(Side::A, port)?.server.restart()?;
+        self.observe(&format!("mariadbd {a} accepts connections"));
+        let handback = self.wait_sorry_server(port, false)?;
+        for &(op, count) in attempts {
+            self.wait_attempts(op, port, Some(&a), count, handback, Duration::from_secs(60))?;
+        }
+        self.watch_lingering(&[(&server_label(Side::B, port), None)], handback);
+        Ok(())
     }
 
     /// Waits until a director's VRRP instance is in `state`; records the observation.

@@ -11,24 +11,9 @@
 
 use super::Session;
 use crate::topology::{server_label, Side};
-use crate::writer::{Op, Stream};
+use crate::writer::Op;
 use anyhow::Result;
 use std::time::Duration;
-
-pub(super) const STREAMS: [Stream; 3] = [
-    Stream {
-        op: Op::Write,
-        port: 3306,
-    },
-    Stream {
-        op: Op::Read,
-        port: 3306,
-    },
-    Stream {
-        op: Op::Read,
-        port: 3308,
-    },
-];
 
 pub(super) fn run(s: &mut Session) -> Result<()> {
     super::expect_start_state(s.lab)?;
@@ -46,19 +31,7 @@ pub(super) fn run(s: &mut Session) -> Result<()> {
     s.restart_application()?;
     s.wait_writes(3306, &b, Duration::from_secs(60))?;
 
-    s.mark("start MariaDB 253:3306 again");
-    s.lab.db_mut(Side::A, 3306)?.server.restart()?;
-    s.observe("mariadbd 253:3306 accepts connections");
-    let handback = s.wait_sorry_server(3306, false)?;
-    s.wait_attempts(
-        Op::Write,
-        3306,
-        Some(&a),
-        3,
-        handback,
-        Duration::from_secs(60),
-    )?;
-    s.watch_lingering(&[(&b, None)], handback);
+    s.restart_and_hand_back(3306, "start MariaDB 253:3306 again", &[(Op::Write, 3)])?;
 
     // The seed's observation: A hands out even ids, B odd ones.
     let records = s.timeline.records();

@@ -7,24 +7,9 @@
 
 use super::Session;
 use crate::topology::{server_label, Side};
-use crate::writer::{Op, Stream};
+use crate::writer::Op;
 use anyhow::Result;
 use std::time::Duration;
-
-pub(super) const STREAMS: [Stream; 3] = [
-    Stream {
-        op: Op::Write,
-        port: 3306,
-    },
-    Stream {
-        op: Op::Read,
-        port: 3306,
-    },
-    Stream {
-        op: Op::Read,
-        port: 3308,
-    },
-];
 
 /// The lines the seed quoted from keepalived (in keepalived 2.2's wording).
 const LOG_LINES: &[&str] = &[
@@ -65,26 +50,9 @@ pub(super) fn run(s: &mut Session) -> Result<()> {
         );
     }
 
-    s.mark("start MariaDB 253:3306 again");
-    s.lab.db_mut(Side::A, 3306)?.server.restart()?;
-    s.observe("mariadbd 253:3306 accepts connections");
-    let handback = s.wait_sorry_server(3306, false)?;
-    s.wait_attempts(
-        Op::Write,
+    s.restart_and_hand_back(
         3306,
-        Some(&a),
-        2,
-        handback,
-        Duration::from_secs(60),
-    )?;
-    s.wait_attempts(
-        Op::Read,
-        3306,
-        Some(&a),
-        1,
-        handback,
-        Duration::from_secs(60),
-    )?;
-    s.watch_lingering(&[(&b, None)], handback);
-    Ok(())
+        "start MariaDB 253:3306 again",
+        &[(Op::Write, 2), (Op::Read, 1)],
+    )
 }

@@ -42,9 +42,7 @@ impl Director {
             .open(&self.log)
             .with_context(|| format!("cannot open {}", self.log.display()))?;
         let err = log.try_clone()?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns])
-            .arg(&self.halb)
+        let child = halb_sys::netns::command(&self.ns, &self.halb)
             .arg("run")
             .arg("-f")
             .arg(&self.config)

@@ -1,7 +1,6 @@
 //! What `halb lab up` leaves running, written to a state file so that `halb lab down` (another
 //! process, later) stops exactly that.
 
-use super::network::{delete_netns, pids_in};
 use super::process::process_alive;
 use super::{LabDir, Topology};
 use anyhow::{Context, Result};
@@ -129,13 +128,13 @@ impl LabState {
 
         let mut strays = Vec::new();
         for ns in &self.namespaces {
-            match pids_in(ns) {
+            match halb_sys::netns::pids(ns) {
                 Ok(pids) => strays.extend(pids.into_iter().map(|pid| Target {
                     pid,
                     what: format!("{} (pid {pid}) in namespace {ns}", program_of(pid)),
                     group: false,
                 })),
-                Err(e) => report.problems.push(format!("{e:#}")),
+                Err(e) => report.problems.push(e.to_string()),
             }
         }
         stop_all(&strays, &mut report.problems);
@@ -145,7 +144,7 @@ impl LabState {
             if !halb_sys::netns::named(ns).exists() {
                 continue;
             }
-            delete_netns(ns);
+            let _ = halb_sys::netns::delete(ns);
             if halb_sys::netns::named(ns).exists() {
                 report
                     .problems

@@ -1,10 +1,8 @@
-//! What the seed lab's tests share: the halb binary under test, and checks that a lab left
-//! nothing behind.
+//! What the seed lab's tests share: checks that a lab left nothing behind.
 
-use anyhow::{bail, Context, Result};
 use halb_seed_lab::topology::process_alive;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 
 pub fn namespaces_with(prefix: &str) -> Vec<String> {
     let out = Command::new("ip")
@@ -66,35 +64,4 @@ pub fn assert_nothing_left(prefix: &str, what: &str) {
         Vec::<PathBuf>::new(),
         "{what}: data directories left"
     );
-}
-
-/// `HALB_BIN`, or `cargo build -p halb --bin halb` in this workspace and target directory.
-pub fn halb_binary() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("HALB_BIN") {
-        return Ok(PathBuf::from(path));
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            "halb",
-            "--bin",
-            "halb",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("cannot run cargo to build halb")?;
-    if !output.status.success() {
-        bail!("cargo build -p halb failed: {}", output.status);
-    }
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "halb")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo built halb but named no executable")
 }
