@@ -46,8 +46,9 @@ pub async fn run(
     timeout: Duration,
     announce: bool,
 ) -> Outcome {
-    // A script whose task is dropped (the daemon stopping) runs on to its end.
-    let mut script = match ScriptProcess::spawn(argv, run_as, OnDrop::Leave) {
+    // A script whose task is dropped is the daemon stopping after its grace for scripts: as
+    // keepalived does at shutdown, what still runs then is killed with its process group.
+    let mut script = match ScriptProcess::spawn(argv, run_as, OnDrop::KillGroup) {
         Ok(script) => script,
         Err(e) => {
             warn!("cannot run {}: {e}", argv.join(" "));
