@@ -7,6 +7,7 @@ pub mod control;
 mod daemon;
 mod dr_path;
 pub mod event;
+mod fd_limit;
 mod held;
 pub mod host;
 mod lvs;
@@ -52,6 +53,7 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
         }
     };
     ignore_until_implemented()?;
+    fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
     run_on(config, options, host, None, EventBus::new(), stop).await
 }

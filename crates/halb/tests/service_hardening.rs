@@ -1,11 +1,14 @@
 //! `halb run` as a service in a hostile environment: signals it does not implement yet do not
-//! kill it. Needs root (each test builds its own segment, see `support::vrrp_lab`).
+//! kill it; under a low open files limit the proxy turns clients away instead of blaming the
+//! real servers. Needs root (each
+//! test builds its own segment, see `support::vrrp_lab` and `support::lvs_lab`).
 
 mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
+use support::lvs_lab::{Backend, LvsLab, VIP as LVS_VIP};
 use support::vrrp_lab::{seed_vrrp, wait_for, Daemon, Lab, VIP};
 
 /// `halb status --json` against `socket`: the JSON, or why it failed.
@@ -67,6 +70,127 @@ fn hup_and_usr_signals_are_logged_and_leave_the_master_serving() {
         log.matches("received:").count(),
         3,
         "one warning per signal:\n{log}"
+    );
+    assert!(halb.terminate(Duration::from_secs(10)).is_some());
+}
+
+/// The seed's segment with one VRRP instance holding the VIP and one virtual server on
+/// VIP:3306 whose real servers are `real_servers` (each a `real_server` block).
+fn lvs_config(real_servers: &str) -> String {
+    format!(
+        "vrrp_instance VI_1 {{\n    state MASTER\n    interface eth0\n    virtual_router_id 51\n    priority 150\n    advert_int 1\n    virtual_ipaddress {{\n        {LVS_VIP}/24\n    }}\n}}\n\nvirtual_server {LVS_VIP} 3306 {{\n    delay_loop 1\n    lb_algo rr\n    lb_kind NAT\n    protocol TCP\n{real_servers}}}\n"
+    )
+}
+
+fn vip_3306() -> std::net::SocketAddr {
+    std::net::SocketAddr::new(LVS_VIP.parse().expect("the VIP"), 3306)
+}
+
+/// `halb run --dataplane proxy` in the director's namespace, with `prefix` before it (a
+/// `prlimit`); its control socket is the log's path with `.sock`.
+fn proxy_halb(lab: &LvsLab, config: &Path, prefix: &[&str], extra: &[&str]) -> Daemon {
+    let log = lab.dir.path().join("halb.log");
+    let socket = log.with_extension("sock");
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.extend([
+        env!("CARGO_BIN_EXE_halb"),
+        "run",
+        "-f",
+        config.to_str().expect("a UTF-8 path"),
+        "--control-socket",
+        socket.to_str().expect("a UTF-8 path"),
+        "--dataplane",
+        "proxy",
+    ]);
+    argv.extend(extra);
+    Daemon::spawn(&lab.director.ns, &argv, log, "halb")
+}
+
+/// Under a low open files limit, clients beyond what fits are closed at once, while the real
+/// server keeps its health (no failed connect is blamed on it) and the control socket answers.
+#[test]
+fn clients_beyond_the_descriptor_capacity_are_refused_without_blaming_the_real_server() {
+    let lab = LvsLab::new("hard-fd");
+    let a = Backend::start(&lab.rs_a.ns, 3306, "A");
+    let config = lab.write(
+        "halb.conf",
+        &lvs_config(
+            "    real_server 192.168.66.253 3306 {\n        weight 1\n        TCP_CHECK {\n            connect_timeout 1\n        }\n    }\n",
+        ),
+    );
+    // 256 descriptors: 128 kept in reserve, room for 64 client connections.
+    let mut halb = proxy_halb(&lab, &config, &["prlimit", "--nofile=256:256", "--"], &[]);
+    let socket = halb.log.with_extension("sock");
+    assert!(
+        wait_for(Duration::from_secs(20), || lab
+            .connect(vip_3306())
+            .is_ok_and(|(_, g)| g == "A"))
+        .is_some(),
+        "the VIP never served A:\n{}",
+        halb.log_text()
+    );
+    let log = halb.log_text();
+    assert!(
+        log.contains("at most 64 client connections"),
+        "no capacity line:\n{log}"
+    );
+
+    // A connection's slot comes back when both sides have closed: the backend keeps a copy
+    // of each socket until asked which are still open.
+    std::thread::sleep(Duration::from_millis(500));
+    a.open_connections();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..160 {
+        match lab.connect(vip_3306()) {
+            Ok((stream, greeting)) => {
+                assert_eq!(greeting, "A");
+                held.push(stream);
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    println!("held {}, refused {refused}", held.len());
+    // Up to the capacity (a probe's relay may still be ending), and no more.
+    assert!(
+        (62..=64).contains(&held.len()),
+        "{} clients served, the capacity is 64",
+        held.len()
+    );
+    assert_eq!(held.len() + refused, 160, "every client beyond it refused");
+    // The checker still runs (it needs descriptors too) and the control socket answers.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = status_json(&socket).unwrap_or_else(|e| panic!("status at capacity: {e}"));
+    assert!(
+        status.contains("192.168.66.253"),
+        "the real server left the table:\n{status}"
+    );
+    drop(held);
+    assert!(
+        wait_for(Duration::from_secs(5), || {
+            a.open_connections();
+            lab.connect(vip_3306()).is_ok_and(|(_, g)| g == "A")
+        })
+        .is_some(),
+        "not served again once the clients left:\n{}",
+        halb.log_text()
+    );
+    let log = halb.log_text();
+    let blamed: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("192.168.66.253") && (l.contains("failed") || l.contains("Removing"))
+        })
+        .collect();
+    assert!(
+        blamed.is_empty(),
+        "the real server was blamed for this host's shortage:\n{}",
+        blamed.join("\n")
+    );
+    assert!(
+        log.contains("the most the open files limit allows"),
+        "no line for the clients turned away:\n{log}"
     );
     assert!(halb.terminate(Duration::from_secs(10)).is_some());
 }
