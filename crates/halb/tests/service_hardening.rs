@@ -1,6 +1,6 @@
 //! `halb run` as a service in a hostile environment: signals it does not implement yet do not
 //! kill it; under a low open files limit the proxy turns clients away instead of blaming the
-//! real servers. Needs root (each
+//! real servers; a burst of clients to dead servers does not flood the log. Needs root (each
 //! test builds its own segment, see `support::vrrp_lab` and `support::lvs_lab`).
 
 mod support;
@@ -191,6 +191,72 @@ fn clients_beyond_the_descriptor_capacity_are_refused_without_blaming_the_real_s
     assert!(
         log.contains("the most the open files limit allows"),
         "no line for the clients turned away:\n{log}"
+    );
+    assert!(halb.terminate(Duration::from_secs(10)).is_some());
+}
+
+/// A burst of clients against real servers that all refuse: a few lines a second with the
+/// count of what was left out, not one line per client.
+#[test]
+fn a_burst_of_clients_to_dead_real_servers_is_logged_at_a_bounded_rate() {
+    let lab = LvsLab::new("hard-log");
+    // Nothing listens on 3307: every connect is refused. No checker, no passive failover: as
+    // with IPVS, every client's connect is tried and fails.
+    let config = lab.write(
+        "halb.conf",
+        &lvs_config(
+            "    real_server 192.168.66.253 3307 {\n        weight 1\n    }\n    real_server 192.168.66.254 3307 {\n        weight 1\n    }\n",
+        ),
+    );
+    let mut halb = proxy_halb(&lab, &config, &[], &["--no-passive"]);
+    assert!(
+        wait_for(Duration::from_secs(20), || halb
+            .log_text()
+            .contains("Entering MASTER STATE"))
+        .is_some(),
+        "never MASTER:\n{}",
+        halb.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let before = halb.log_text().lines().count();
+    let to = vip_3306();
+    let (clients, elapsed) = lab.client.ns.run_in(move || {
+        let start = std::time::Instant::now();
+        let mut clients = 0u32;
+        while clients < 1000 || start.elapsed() < Duration::from_millis(2500) {
+            if let Ok(mut stream) =
+                std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1))
+            {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let mut sink = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut stream, &mut sink);
+            }
+            clients += 1;
+        }
+        (clients, start.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(1200));
+    let log = halb.log_text();
+    let burst: Vec<&str> = log.lines().skip(before).collect();
+    println!(
+        "{clients} clients in {:.1} s: {} log lines",
+        elapsed.as_secs_f64(),
+        burst.len()
+    );
+    // Two destinations, at most one line a second each, plus the summaries' rounding.
+    let bound = 2 * (elapsed.as_secs() as usize + 2);
+    assert!(
+        burst.len() <= bound,
+        "{} lines for {clients} clients (bound {bound}):\n{}",
+        burst.len(),
+        burst.join("\n")
+    );
+    assert!(
+        burst
+            .iter()
+            .any(|l| l.contains("similar messages suppressed")),
+        "no count of the suppressed lines:\n{}",
+        burst.join("\n")
     );
     assert!(halb.terminate(Duration::from_secs(10)).is_some());
 }

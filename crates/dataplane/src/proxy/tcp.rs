@@ -68,18 +68,17 @@ async fn serve(
     let mut tried: Vec<SocketAddr> = Vec::new();
     let (server, guard, choice) = loop {
         let Some(choice) = service.choose(Instant::now(), ctx.now_ms(), &flow, &tried) else {
-            if !service.may_log_unavailable(ctx.now_ms()) {
-                return;
+            if let Some(note) = service.unavailable.admit(ctx.now_ms()) {
+                tracing::warn!(
+                    "proxy {}: no destination available for client {peer}{}; closing it{note}",
+                    service.key,
+                    if tried.is_empty() {
+                        ""
+                    } else {
+                        " (every connect failed)"
+                    },
+                );
             }
-            tracing::warn!(
-                "proxy {}: no destination available for client {peer}{}; closing it",
-                service.key,
-                if tried.is_empty() {
-                    ""
-                } else {
-                    " (every connect failed)"
-                },
-            );
             return;
         };
         let dest = choice.dest.addr;
@@ -115,10 +114,13 @@ async fn serve(
             Err(e) if !ctx.opts.passive_failover => {
                 // As IPVS does: the client's connection fails, and only the checkers take
                 // the server out.
-                tracing::warn!(
-                    "proxy {}: connecting to {dest} for client {peer} failed: {e}; closing it",
-                    service.key
-                );
+                if let Some(note) = choice.dest.connect_failed.admit(ctx.now_ms()) {
+                    tracing::warn!(
+                        "proxy {}: connecting to {dest} for client {peer} failed: {e}; closing \
+                         it{note}",
+                        service.key
+                    );
+                }
                 return;
             }
             Err(e) => {
@@ -176,11 +178,14 @@ async fn serve(
 
 /// A connect failed: log it and let the proxy hold the destination and tell its checkers.
 fn failed(service: &Service, ctx: &Ctx, choice: &Choice, peer: SocketAddr, e: &io::Error) {
-    tracing::warn!(
-        "proxy {}: connecting to {} for client {peer} failed: {e}; trying the next destination",
-        service.key,
-        choice.dest.addr
-    );
+    if let Some(note) = choice.dest.connect_failed.admit(ctx.now_ms()) {
+        tracing::warn!(
+            "proxy {}: connecting to {} for client {peer} failed: {e}; trying the next \
+             destination{note}",
+            service.key,
+            choice.dest.addr
+        );
+    }
     ctx.report_failure(service, choice);
 }
 
