@@ -7,6 +7,7 @@ pub mod control;
 mod daemon;
 mod dr_path;
 pub mod event;
+mod fd_limit;
 mod held;
 pub mod host;
 mod lvs;
@@ -18,7 +19,7 @@ pub mod vrrp_map;
 use std::path::PathBuf;
 
 use halb_config::model::Config;
-use tracing::error;
+use tracing::{error, warn};
 
 pub use event::{Event, EventBus, EventKind, InstanceStatus, VrrpEvent};
 pub use lvs::DataplaneChoice;
@@ -37,7 +38,8 @@ pub struct Options {
     pub dr_path_checks: bool,
 }
 
-/// Runs every part of the daemon on this host until SIGTERM or SIGINT.
+/// Runs every part of the daemon on this host until SIGTERM or SIGINT (SIGHUP, SIGUSR1 and
+/// SIGUSR2 are logged and ignored).
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
@@ -50,8 +52,36 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
             _ = sigint.recv() => {}
         }
     };
+    ignore_until_implemented()?;
+    fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
     run_on(config, options, host, None, EventBus::new(), stop).await
+}
+
+/// SIGHUP, SIGUSR1 and SIGUSR2 kill a process that does not handle them, and keepalived's
+/// units send SIGHUP to reload: a reload must not drop the VIPs and virtual servers with the
+/// process. Until reload and the state dumps exist, each is logged and otherwise ignored.
+fn ignore_until_implemented() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use tokio::signal::unix::{signal, SignalKind};
+    for (kind, name, what) in [
+        (SignalKind::hangup(), "SIGHUP", "reload"),
+        (SignalKind::user_defined1(), "SIGUSR1", "the VRRP data dump"),
+        (
+            SignalKind::user_defined2(),
+            "SIGUSR2",
+            "the VRRP statistics dump",
+        ),
+    ] {
+        let mut received =
+            signal(kind).with_context(|| format!("installing the {name} handler"))?;
+        tokio::spawn(async move {
+            while received.recv().await.is_some() {
+                warn!("{name} received: {what} is not implemented yet; the running configuration stays");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// Runs every part of the daemon on `host` until `stop` completes, publishing every state

@@ -282,10 +282,11 @@ fn choose_dataplane(
     if config.global.lvs_sync_daemon.is_some() {
         info!("lvs_sync_daemon: the userspace proxy has no connection sync; ignored");
     }
-    Ok((
-        Box::new(Proxy::new(passive_tx, options.proxy.clone())),
-        None,
-    ))
+    let proxy = halb_dataplane::proxy::ProxyOptions {
+        max_connections: crate::fd_limit::proxy_capacity().min(options.proxy.max_connections),
+        ..options.proxy.clone()
+    };
+    Ok((Box::new(Proxy::new(passive_tx, proxy)), None))
 }
 
 /// The addresses of the instances that are MASTER: on this host now.

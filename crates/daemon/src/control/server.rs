@@ -1,13 +1,15 @@
 //! The daemon's side: accept, read one request, ask the daemon for a snapshot, answer.
 
 use std::io;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, warn};
 
 use super::protocol::{Request, Snapshot};
@@ -15,54 +17,128 @@ use super::protocol::{Request, Snapshot};
 /// A request handed to the daemon, with where to send the answer.
 pub type Query = (Request, oneshot::Sender<Snapshot>);
 
+/// How long one client may take to send its request and read the answer: an idle client must
+/// not hold a descriptor for ever.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// At most this many control connections are served at once; more are closed as soon as they
+/// are accepted, so that clients of the control socket cannot take the descriptors the data
+/// plane and VRRP need.
+const MAX_CONNECTIONS: usize = 32;
+
 /// The listening socket; removed from the file system when dropped.
 pub struct ControlServer {
     path: PathBuf,
 }
 
 impl ControlServer {
-    /// Binds `path` (replacing a stale socket left by a killed daemon, but never a live one)
-    /// and serves requests by sending them to `queries`.
+    /// Binds `path` with mode 0600 from its first moment (replacing a stale socket left by a
+    /// killed daemon, but never a live one nor anything that is not a socket) and serves
+    /// requests by sending them to `queries`.
     pub fn start(path: &Path, queries: mpsc::Sender<Query>) -> Result<ControlServer> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {} for the control socket", dir.display()))?;
-        }
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                anyhow::bail!(
-                    "another halb answers on {}; stop it or give --control-socket",
-                    path.display()
-                );
-            }
-            std::fs::remove_file(path)
-                .with_context(|| format!("removing the stale socket {}", path.display()))?;
-        }
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("binding the control socket {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .with_context(|| format!("setting mode 0600 on {}", path.display()))?;
-        tokio::spawn(async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, _)) => {
-                        let queries = queries.clone();
-                        tokio::spawn(async move {
-                            if let Err(e) = serve(stream, queries).await {
-                                debug!("control socket client: {e}");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        warn!("control socket: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
+        let listener = bind_private(path)?;
+        tokio::spawn(accept_loop(listener, queries));
         Ok(ControlServer {
             path: path.to_path_buf(),
         })
+    }
+}
+
+/// Refuses what must not be replaced at `path`: a live daemon's socket, or anything but a socket
+/// (a regular file given by mistake is the operator's, not a leftover of halb's).
+fn check_replaceable(path: &Path) -> Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("examining {}", path.display())),
+    };
+    if !meta.file_type().is_socket() {
+        anyhow::bail!(
+            "{} exists and is not a socket; refusing to replace it with the control socket \
+             (remove it or give another --control-socket)",
+            path.display()
+        );
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!(
+            "another halb answers on {}; stop it or give --control-socket",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Binds the socket in a fresh directory only root can enter, sets its mode to 0600 there and
+/// only then renames it to `path`: whatever the umask, nobody can connect while its mode is
+/// wider (a connection made then would outlive the chmod).
+fn bind_private(path: &Path) -> Result<UnixListener> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating {} for the control socket", dir.display()))?;
+    check_replaceable(path)?;
+    // Short: the staged path must fit in a socket address too.
+    let private = dir.join(format!(".halb.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .with_context(|| format!("creating {} for the control socket", private.display()))?;
+    let staged = private.join("s");
+    let bound = UnixListener::bind(&staged)
+        .with_context(|| format!("binding the control socket {}", path.display()))
+        .and_then(|listener| {
+            std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("setting mode 0600 on {}", staged.display()))?;
+            std::fs::rename(&staged, path).with_context(|| {
+                format!("moving the control socket into place at {}", path.display())
+            })?;
+            Ok(listener)
+        });
+    let _ = std::fs::remove_file(&staged);
+    let _ = std::fs::remove_dir(&private);
+    bound
+}
+
+async fn accept_loop(listener: UnixListener, queries: mpsc::Sender<Query>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Logged when the cap is reached, not once per refused client.
+    let mut full = false;
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    if !full {
+                        warn!(
+                            "control socket: {MAX_CONNECTIONS} clients connected; closing new \
+                             ones until one is done"
+                        );
+                        full = true;
+                    }
+                    drop(stream);
+                    continue;
+                };
+                full = false;
+                let queries = queries.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    match tokio::time::timeout(EXCHANGE_TIMEOUT, serve(stream, queries)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => debug!("control socket client: {e}"),
+                        Err(_) => debug!(
+                            "control socket client: closed after {} s without a complete exchange",
+                            EXCHANGE_TIMEOUT.as_secs()
+                        ),
+                    }
+                });
+            }
+            Err(e) => {
+                warn!("control socket: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
@@ -99,4 +175,132 @@ async fn serve(stream: UnixStream, queries: mpsc::Sender<Query>) -> io::Result<(
     body.push(b'\n');
     write.write_all(&body).await?;
     write.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::UnixStream;
+    use tokio::sync::mpsc;
+
+    use super::ControlServer;
+
+    #[tokio::test]
+    async fn a_regular_file_at_the_path_is_refused_and_kept() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("halb.sock");
+        std::fs::write(&path, "precious\n").expect("write the file");
+        let (queries, _rx) = mpsc::channel(1);
+        let error = match ControlServer::start(&path, queries) {
+            Ok(_) => panic!("a regular file was replaced by the control socket"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(
+            error.contains(&path.display().to_string()) && error.contains("not a socket"),
+            "the error names the path and why: {error}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("the file is still there"),
+            "precious\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_socket_is_replaced() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("halb.sock");
+        // A socket nobody listens on any more, as a killed daemon leaves it.
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+        let (queries, _rx) = mpsc::channel(1);
+        let _server = ControlServer::start(&path, queries).expect("the stale socket is replaced");
+        UnixStream::connect(&path)
+            .await
+            .expect("the new socket answers");
+    }
+
+    /// Under a permissive umask, the socket must never be seen (so never connected to) with any
+    /// mode but 0600, not even between its creation and a chmod.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_socket_is_never_visible_with_a_wider_mode() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("halb.sock");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(AtomicBool::new(false));
+        let watcher = {
+            let (path, seen, done) = (path.clone(), Arc::clone(&seen), Arc::clone(&done));
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+                        if meta.file_type().is_socket() {
+                            seen.lock()
+                                .expect("lock")
+                                .push(meta.permissions().mode() & 0o777);
+                        }
+                    }
+                }
+            })
+        };
+        for _ in 0..200 {
+            let (queries, _rx) = mpsc::channel(1);
+            let server = ControlServer::start(&path, queries).expect("start");
+            drop(server);
+        }
+        done.store(true, Ordering::Relaxed);
+        watcher.join().expect("the watcher");
+        let seen = seen.lock().expect("lock");
+        let wider: Vec<String> = seen
+            .iter()
+            .filter(|&&m| m != 0o600)
+            .map(|m| format!("{m:o}"))
+            .collect();
+        assert!(
+            wider.is_empty(),
+            "the socket was seen with modes {wider:?} ({} looks in all)",
+            seen.len()
+        );
+    }
+
+    /// Whether the daemon closed `stream` (end of file) within `within`.
+    async fn closed_within(stream: &mut UnixStream, within: Duration) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(within, stream.read(&mut byte)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+
+    /// Idle clients must not pile up: beyond a cap, new connections are closed at once, and
+    /// one that sends nothing is closed after a few seconds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_are_capped_and_timed_out() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("halb.sock");
+        let (queries, _rx) = mpsc::channel(1);
+        let _server = ControlServer::start(&path, queries).expect("start");
+        let mut held = Vec::new();
+        for _ in 0..200 {
+            held.push(UnixStream::connect(&path).await.expect("connect"));
+        }
+        let mut closed_at_once = 0;
+        for stream in &mut held {
+            if closed_within(stream, Duration::from_millis(20)).await {
+                closed_at_once += 1;
+            }
+        }
+        assert!(
+            closed_at_once >= 150,
+            "only {closed_at_once} of 200 idle connections were closed at once"
+        );
+        for (n, stream) in held.iter_mut().enumerate() {
+            assert!(
+                closed_within(stream, Duration::from_secs(10)).await,
+                "idle connection {n} still open after 10 s"
+            );
+        }
+    }
 }

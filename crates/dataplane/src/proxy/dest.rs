@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use halb_lb::sched::{DestLoad, Overload};
 use halb_lb::table::Destination;
 
+use super::log_limit::LogLimit;
 use super::stats::Stats;
 
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub(crate) struct DestState {
     /// failed connect; 0: not held.
     failed_until_ms: AtomicU64,
     pub(crate) stats: Stats,
+    /// Failed connects to this destination, one log line per client otherwise.
+    pub(crate) connect_failed: LogLimit,
 }
 
 impl DestState {
@@ -38,6 +41,7 @@ impl DestState {
             inactive: AtomicU32::new(0),
             failed_until_ms: AtomicU64::new(0),
             stats: Stats::default(),
+            connect_failed: LogLimit::default(),
         };
         state.configure(dest);
         state

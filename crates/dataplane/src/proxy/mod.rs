@@ -22,6 +22,7 @@
 mod conn_table;
 mod dest;
 mod listener;
+mod log_limit;
 mod persist;
 mod relay;
 mod service;
@@ -38,12 +39,14 @@ use std::time::{Duration, Instant};
 use halb_lb::table::{Change, Forwarding, ProtocolKey, ServiceKey, ServiceSettings};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Semaphore;
 use tokio::task::AbortHandle;
 
 use crate::{
     partial, ApplyError, ConnectionEntry, Dataplane, DataplaneError, PassiveFailure, ServiceStats,
 };
 use conn_table::Timeouts;
+use log_limit::LogLimit;
 pub use service::NewScheduler;
 use service::{Choice, Service};
 use stats::lock;
@@ -74,6 +77,11 @@ pub struct ProxyOptions {
     pub pipe_size: usize,
     /// Makes a service's scheduler: [`halb_lb::sched::new`].
     pub new_scheduler: NewScheduler,
+    /// At most this many TCP client connections at once, over every service (no limit but
+    /// the descriptors): each takes two descriptors, and a client accepted beyond what the
+    /// open files limit allows would fail later, at its connect to the real server. Clients
+    /// beyond it are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ProxyOptions {
@@ -88,6 +96,7 @@ impl Default for ProxyOptions {
             splice: true,
             pipe_size: 1 << 20,
             new_scheduler: halb_lb::sched::new,
+            max_connections: usize::MAX,
         }
     }
 }
@@ -98,6 +107,15 @@ pub(crate) struct Ctx {
     pub(crate) opts: ProxyOptions,
     passive_tx: UnboundedSender<PassiveFailure>,
     epoch: Instant,
+    /// One per TCP client connection being served ([`ProxyOptions::max_connections`]).
+    pub(crate) slots: Arc<Semaphore>,
+    /// Clients closed at once because every slot was taken.
+    pub(crate) turned_away: LogLimit,
+    /// Failed accepts (out of descriptors or memory).
+    pub(crate) accept_failed: LogLimit,
+    /// Connections to a real server that could not even get a socket: this host's shortage,
+    /// not the server's fault.
+    pub(crate) no_socket: LogLimit,
 }
 
 impl Ctx {
@@ -165,9 +183,15 @@ impl Proxy {
             .abort_handle();
         Proxy {
             ctx: Arc::new(Ctx {
+                slots: Arc::new(Semaphore::new(
+                    options.max_connections.min(Semaphore::MAX_PERMITS),
+                )),
                 opts: options,
                 passive_tx,
                 epoch: Instant::now(),
+                turned_away: LogLimit::default(),
+                accept_failed: LogLimit::default(),
+                no_socket: LogLimit::default(),
             }),
             runtime,
             services,

@@ -6,7 +6,6 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -17,6 +16,7 @@ use halb_lb::table::{
 
 use super::conn_table::ConnTable;
 use super::dest::DestState;
+use super::log_limit::LogLimit;
 use super::persist::Templates;
 use super::stats::{lock, Stats};
 use crate::{DestStats, ServiceStats};
@@ -32,8 +32,9 @@ pub(crate) struct Service {
     pub(crate) stats: Stats,
     pub(crate) conns: Arc<ConnTable>,
     picker: Mutex<Picker>,
-    /// When "no destination available" was last logged (the proxy's milliseconds + 1).
-    last_unavailable_log: AtomicU64,
+    /// Clients that found no destination (IPVS rate-limits its "no destination available"
+    /// too).
+    pub(crate) unavailable: LogLimit,
 }
 
 /// Where a new connection goes.
@@ -98,7 +99,7 @@ impl Service {
             stats: Stats::default(),
             conns: Arc::new(ConnTable::default()),
             picker: Mutex::new(picker),
-            last_unavailable_log: AtomicU64::new(0),
+            unavailable: LogLimit::default(),
         }
     }
 
@@ -183,17 +184,6 @@ impl Service {
             dest,
             fallback: false,
         })
-    }
-
-    /// Whether to log that a client found no destination: once a second at most, as IPVS
-    /// rate-limits its "no destination available".
-    pub(crate) fn may_log_unavailable(&self, now_ms: u64) -> bool {
-        let last = self.last_unavailable_log.load(Relaxed);
-        (last == 0 || now_ms + 1 >= last + 1000)
-            && self
-                .last_unavailable_log
-                .compare_exchange(last, now_ms + 1, Relaxed, Relaxed)
-                .is_ok()
     }
 
     /// A connection from `client` was served by `dest`: persistent services bind the client's

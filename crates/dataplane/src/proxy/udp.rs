@@ -124,23 +124,24 @@ async fn open_flow(
         local: service.vip,
     };
     let Some(choice) = service.choose(Instant::now(), ctx.now_ms(), &flow, &[]) else {
-        if !service.may_log_unavailable(ctx.now_ms()) {
-            return None;
+        if let Some(note) = service.unavailable.admit(ctx.now_ms()) {
+            tracing::warn!(
+                "proxy {}: no destination available for client {client}{note}",
+                service.key
+            );
         }
-        tracing::warn!(
-            "proxy {}: no destination available for client {client}",
-            service.key
-        );
         return None;
     };
     let socket = match connected(choice.dest.addr).await {
         Ok(socket) => socket,
         Err(e) => {
-            tracing::warn!(
-                "proxy {}: socket to {} for client {client}: {e}",
-                service.key,
-                choice.dest.addr
-            );
+            if let Some(note) = ctx.no_socket.admit(ctx.now_ms()) {
+                tracing::warn!(
+                    "proxy {}: socket to {} for client {client}: {e}{note}",
+                    service.key,
+                    choice.dest.addr
+                );
+            }
             return None;
         }
     };

@@ -213,7 +213,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(ns: &Netns, argv: &[&str], log: PathBuf, what: &str) -> Daemon {
+    /// `argv` in the namespace, its output in `log`.
+    pub fn spawn(ns: &Netns, argv: &[&str], log: PathBuf, what: &str) -> Daemon {
         let out = File::create(&log).expect("create a log file");
         let err = out.try_clone().expect("clone a log file");
         let process = ChildGuard::spawn(
