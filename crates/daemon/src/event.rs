@@ -29,6 +29,31 @@ pub enum EventKind {
     CheckerVerdict(Report),
     /// A virtual server, one of its servers or its checkers changed.
     VirtualServer(VsEvent),
+    /// The daemon's own life: its configuration applied, reloads, the stop.
+    Daemon(DaemonEvent),
+}
+
+/// The daemon's own life, as systemd's notifications, the metrics and `halb status` need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonEvent {
+    /// The configuration read at start is applied: VRRP instances started and the virtual
+    /// servers in the data plane (systemd's READY=1).
+    Ready,
+    /// A reload began (SIGHUP or `halb reload`); systemd's RELOADING=1.
+    ReloadStarted,
+    /// A reload ended, applied or refused.
+    ReloadFinished(ReloadOutcome),
+    /// A stop was asked for (SIGTERM, SIGINT); systemd's STOPPING=1.
+    Stopping,
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadOutcome {
+    /// The new file was applied; when false the running configuration stayed.
+    pub applied: bool,
+    /// One line per diagnostic (`file:line:col: what`) when refused; what changed when applied.
+    pub details: Vec<String>,
 }
 
 /// A VRRP state change.
@@ -62,6 +87,8 @@ impl Event {
             EventKind::VirtualServer(e) => vec![(e.level(), e.to_string())],
             EventKind::CheckerVerdict(_) => Vec::new(),
             EventKind::Vrrp(e) => e.log_lines(),
+            // The parts that publish these log their own lines, with the diagnostics.
+            EventKind::Daemon(_) => Vec::new(),
         }
     }
 }

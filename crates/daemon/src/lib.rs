@@ -21,7 +21,9 @@ use std::path::PathBuf;
 use halb_config::model::Config;
 use tracing::{error, warn};
 
-pub use event::{Event, EventBus, EventKind, InstanceStatus, VrrpEvent};
+pub use event::{
+    DaemonEvent, Event, EventBus, EventKind, InstanceStatus, ReloadOutcome, VrrpEvent,
+};
 pub use lvs::DataplaneChoice;
 
 /// How `halb run` was asked to run, beyond the configuration itself.
