@@ -8,6 +8,7 @@
 
 use crate::source::{SourceMap, Span};
 use annotate_snippets::{Level, Renderer, Snippet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -137,7 +138,18 @@ impl Diagnostics {
             Some(s) => (0, s.file.0, s.line, s.start),
             None => (1, 0, 0, 0),
         });
+        let mut alike: HashMap<(Severity, String), usize> = HashMap::new();
+        let mut suppressed: Vec<(Severity, String)> = Vec::new();
         for d in sorted {
+            let shape = (d.severity, shape(&d.message));
+            let count = alike.entry(shape.clone()).or_default();
+            *count += 1;
+            if *count > MAX_ALIKE {
+                if *count == MAX_ALIKE + 1 {
+                    suppressed.push(shape);
+                }
+                continue;
+            }
             match format {
                 Format::Short => {
                     let _ = writeln!(out, "{}", short_line(d, sources));
@@ -147,8 +159,41 @@ impl Diagnostics {
                 }
             }
         }
+        for shape in suppressed {
+            let more = alike[&shape] - MAX_ALIKE;
+            let (severity, pattern) = shape;
+            let _ = writeln!(
+                out,
+                "note: {more} more {}(s) like \"{pattern}\" not shown ({MAX_ALIKE} are)",
+                severity.as_str()
+            );
+        }
         out
     }
+}
+
+/// How many diagnostics of one shape (same severity, same message but for numbers) are
+/// printed; the rest are counted in one line. A generated file with one mistake repeated
+/// 20,000 times should give a readable report, not 160 MB.
+pub const MAX_ALIKE: usize = 10;
+
+/// The message with every run of digits as `N`: `VI_7 and VI_9 both use VRID 51` and
+/// `VI_8 and VI_10 both use VRID 51` have the same shape.
+fn shape(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_digits = false;
+    for c in message.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('N');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
 }
 
 /// `path:line:col: severity: message` (with the help text after ` - ` when there is one).
@@ -266,6 +311,35 @@ fn human(d: &Diagnostic, sources: &SourceMap, color: bool) -> String {
 mod tests {
     use super::*;
     use crate::source::{SourceMap, Span};
+
+    #[test]
+    fn repeated_shapes_are_counted_not_printed() {
+        let mut sources = SourceMap::new();
+        let text: String = (0..30)
+            .map(|i| format!("vrrp_instance VI_{i} {{\n"))
+            .collect();
+        let file = sources.add("/k.conf", text);
+        let mut d = Diagnostics::new();
+        for i in 1..30 {
+            d.error(
+                Span::new(file, i + 1, 0, 13),
+                format!("VI_0 and VI_{i} both use VRID 51 with IPv4 on interface eth0"),
+            );
+        }
+        d.warn(Span::new(file, 1, 0, 13), "something else");
+        let out = d.render(&sources, Format::Short, false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), MAX_ALIKE + 2, "{out}");
+        assert!(lines[0].ends_with("warning: something else"), "{out}");
+        assert_eq!(
+            lines.last().copied(),
+            Some(
+                "note: 19 more error(s) like \"VI_N and VI_N both use VRID N with IPvN on \
+                 interface ethN\" not shown (10 are)"
+            )
+        );
+        assert_eq!(d.len(), 30, "the count stays whole");
+    }
 
     /// Found by fuzzing: a long line of tabs and replacement characters made the renderer
     /// overflow.

@@ -519,6 +519,34 @@ vrrp_instance D {
     );
 }
 
+/// One finding per instance that conflicts (naming the first one it meets), not one per pair:
+/// with 2,000 instances on one VRID that is 1,999 findings, not 1,999,000.
+#[test]
+fn many_instances_on_one_vrid_give_one_finding_each() {
+    let text: String = (0..2000)
+        .map(|i| {
+            format!(
+                "vrrp_instance VI_{i} {{\n interface eth0\n virtual_router_id 51\n \
+                 virtual_ipaddress {{\n  10.9.{}.{}\n }}\n}}\n",
+                i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let f = finished_str(&text);
+    let conflicts: Vec<&str> = f
+        .diagnostics
+        .iter()
+        .filter(|d| d.message.contains("both use VRID 51"))
+        .map(|d| d.message.as_str())
+        .collect();
+    assert_eq!(conflicts.len(), 1999);
+    assert_eq!(
+        conflicts[1998],
+        "VI_0 and VI_1999 both use VRID 51 with IPv4 on interface eth0"
+    );
+}
+
 #[test]
 fn sync_group_members_before_and_after() {
     let text = "\

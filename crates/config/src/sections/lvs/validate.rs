@@ -293,11 +293,10 @@ fn service_checks(
 /// Duplicates, forwarding methods, weights and the sorry server's inhibit setting.
 fn real_servers(d: &mut VsDraft, name: &str, ctx: &mut Ctx) {
     let mut kept: Vec<RsDraft> = Vec::new();
+    // A set, not a scan of `kept`: a service with 100,000 real servers must stay linear.
+    let mut seen = std::collections::HashSet::new();
     for mut r in std::mem::take(&mut d.real_servers) {
-        if kept
-            .iter()
-            .any(|k| k.rs.ip == r.rs.ip && k.rs.port == r.rs.port)
-        {
+        if !seen.insert((r.rs.ip, r.rs.port)) {
             ctx.diags.warn(
                 r.span,
                 format!(

@@ -5,6 +5,9 @@
 //! defined after it. While reading, halb keeps here what those checks need (names and the
 //! places to report at); [`settle`] runs them and empties it.
 
+use std::collections::hash_map::{Entry, HashMap};
+use std::net::IpAddr;
+
 use super::model::{VrrpConfig, VrrpInstance, DEFAULT_DOWN_TIMER_ADVERTS};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 use crate::sections::global_defs::GlobalDefs;
@@ -21,6 +24,55 @@ pub struct Pending {
     /// The first keepalived 1.x `lvs_sync_daemon_interface`: (interface, instance), for
     /// `fold_into_global`.
     lvs_sync_daemon: Option<(String, String)>,
+    /// The instances read so far by what makes two of them the same VRRP router.
+    pub(crate) vrids: VridIndex,
+}
+
+/// What makes two instances the same VRRP router on the wire, as keepalived's
+/// `check_vrid_conflicts` compares them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum VridKey {
+    Multicast {
+        vrid: u8,
+        ipv6: bool,
+        interface: String,
+        group: Option<IpAddr>,
+    },
+    /// One per peer: two unicast instances conflict when they share any peer.
+    Unicast {
+        vrid: u8,
+        ipv6: bool,
+        source: Option<IpAddr>,
+        interface: Option<String>,
+        peer: IpAddr,
+    },
+}
+
+/// The first instance read under each [`VridKey`].
+#[derive(Debug, Clone, Default)]
+pub struct VridIndex(HashMap<VridKey, String>);
+
+impl VridIndex {
+    /// The first earlier instance under any of `keys`; records `name` under the keys nobody
+    /// had yet.
+    pub fn first_of(
+        &mut self,
+        keys: impl IntoIterator<Item = VridKey>,
+        name: &str,
+    ) -> Option<String> {
+        let mut first = None;
+        for key in keys {
+            match self.0.entry(key) {
+                Entry::Occupied(e) => {
+                    first.get_or_insert_with(|| e.get().clone());
+                }
+                Entry::Vacant(e) => {
+                    e.insert(name.to_string());
+                }
+            }
+        }
+        first
+    }
 }
 
 impl PartialEq for Pending {
