@@ -76,7 +76,7 @@ pub fn read_instance(node: &Node, ctx: &mut Ctx, vrrp: &mut VrrpConfig) {
         return;
     }
     let name = node.args()[0].text.clone();
-    if vrrp.instance(&name).is_some() {
+    if vrrp.pending.has_instance(&name) {
         ctx.diags
             .warn(
                 node.args()[0].span,
