@@ -35,6 +35,10 @@ command -v cargo-deny >/dev/null 2>&1 || cargo install --locked cargo-deny@0.20.
 # it cannot be fetched, a copy an earlier fetch left is used (cargo-deny refuses one older than
 # 90 days); without one the advisories are not checked, and this says so.
 advisory_dbs=${CARGO_HOME:-$HOME/.cargo}/advisory-dbs
+# cargo-deny reads `cargo metadata` for every target platform, and with --offline that needs the
+# crates of the other platforms (windows-sys, …) on disk, which building for this host never
+# downloads: fetch them all first, from crates.io, which this machine does reach.
+cargo fetch --locked
 if cargo deny fetch db; then
     cargo deny check --hide-inclusion-graph
 elif compgen -G "$advisory_dbs/*/.git" >/dev/null; then
