@@ -14,6 +14,7 @@ mod lvs;
 mod notify;
 mod process;
 mod track_script;
+mod vip_lease;
 pub mod vrrp_map;
 
 use std::path::PathBuf;
