@@ -16,11 +16,12 @@ use halb_vrrp::{Action, Dropped, Instance, State, SyncGroup, TrackerStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::event::{EventBus, EventKind, InstanceStatus, Vip, VrrpEvent};
+use crate::event::{EventBus, EventKind, InstanceCounters, InstanceStatus, Vip, VrrpEvent};
 use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
 use crate::sd_notify::Watchdog;
 use crate::track_script::{self, ScriptResult};
+use crate::vip_lease::{self, Leases};
 use crate::vrrp_map::{self, MappedInstance, VrrpPlan};
 use halb_config::model::Config;
 
@@ -60,7 +61,12 @@ struct Shell<H: Addresses + VrrpSockets> {
     notifier: Notifier,
     /// What `halb status` and the virtual servers (`ha_suspend`, the sync daemon) see.
     views: watch::Sender<Vec<InstanceStatus>>,
+    /// The instances' counters, apart from `views`: they change with every advert, and the
+    /// watchers of `views` care for state changes only.
+    counters: watch::Sender<Vec<InstanceCounters>>,
     events: EventBus,
+    /// The VIPs each MASTER holds, renewed before their lifetime runs out.
+    leases: Leases,
 }
 
 /// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
@@ -73,13 +79,15 @@ pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
     host: Arc<H>,
     views: watch::Sender<Vec<InstanceStatus>>,
+    counters: watch::Sender<Vec<InstanceCounters>>,
     bus: EventBus,
     started: oneshot::Sender<()>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     let mut stop = std::pin::pin!(stop);
     let view = host.host_view().await?;
-    let plan: VrrpPlan = vrrp_map::map(config, &view)?;
+    let mut plan: VrrpPlan = vrrp_map::map(config, &view)?;
+    plan.instances.iter_mut().for_each(vip_lease::lease_vips);
     for line in &plan.unsupported {
         warn!("{line}");
     }
@@ -174,7 +182,9 @@ pub async fn run<H: Addresses + VrrpSockets>(
         announcers,
         notifier,
         views,
+        counters,
         events: bus,
+        leases: Leases::default(),
     };
     shell.settle(host::now()).await;
     let _ = started.send(());
@@ -185,6 +195,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
             .instances
             .iter()
             .filter_map(|i| i.machine.poll_timeout())
+            .chain(shell.leases.poll_timeout())
             .min();
         let sleep = async {
             match deadline {
@@ -212,6 +223,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
                         machine.handle_timeout(now);
                     }
                 }
+                shell.renew_leases(now).await;
             }
         }
         shell.settle(host::now()).await;
@@ -463,6 +475,22 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
                 },
             )
             .collect();
+        let counters: Vec<InstanceCounters> = self
+            .instances
+            .iter()
+            .map(|i| InstanceCounters {
+                name: i.name().to_string(),
+                stats: *i.machine.stats(),
+            })
+            .collect();
+        self.counters.send_if_modified(|old| {
+            if *old == counters {
+                false
+            } else {
+                *old = counters;
+                true
+            }
+        });
         self.views.send_if_modified(|old| {
             if *old == views {
                 false
@@ -489,6 +517,9 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::AddVips { addresses } => {
                 info!("({name}) setting VIPs.");
+                let lifetime = vip_lease::lifetime(instance.machine.config().advert_interval);
+                self.leases
+                    .added(n, &addresses, vip_lease::renew_every(lifetime), host::now());
                 for placed in mapped
                     .vips
                     .iter()
@@ -501,6 +532,7 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::RemoveVips { addresses } => {
                 info!("({name}) removing VIPs.");
+                self.leases.removed(n, &addresses);
                 for (interface, vips) in by_interface(mapped) {
                     let remove: Vec<IpAddr> = vips
                         .iter()
@@ -534,6 +566,27 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::MasterReceivedLowerPriority { from, priority } => {
                 info!("({name}) Received advert from {from} with lower priority {priority}, ours {ours}");
+            }
+        }
+    }
+
+    /// Renews the lifetime of the VIPs that are due (see [`crate::vip_lease`]).
+    async fn renew_leases(&mut self, now: Instant) {
+        for (n, addresses) in self.leases.due(now) {
+            let instance = &self.instances[n];
+            for placed in instance
+                .mapped
+                .vips
+                .iter()
+                .filter(|p| addresses.contains(&p.vip.address))
+            {
+                if let Err(e) = self
+                    .host
+                    .refresh_address(&placed.interface, &placed.vip)
+                    .await
+                {
+                    error!("({}) {e:#}", instance.name());
+                }
             }
         }
     }

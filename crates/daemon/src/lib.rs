@@ -10,12 +10,14 @@ pub mod event;
 mod fd_limit;
 mod held;
 pub mod host;
+pub mod http;
 mod lvs;
 mod notify;
 mod process;
 mod sd_notify;
 mod service_status;
 mod track_script;
+mod vip_lease;
 pub mod vrrp_map;
 
 use std::path::PathBuf;
@@ -24,7 +26,8 @@ use halb_config::model::Config;
 use tracing::{error, warn};
 
 pub use event::{
-    DaemonEvent, Event, EventBus, EventKind, InstanceStatus, ReloadOutcome, VrrpEvent,
+    DaemonEvent, Event, EventBus, EventKind, InstanceCounters, InstanceStatus, ReloadOutcome,
+    VrrpEvent,
 };
 pub use lvs::DataplaneChoice;
 
@@ -40,6 +43,8 @@ pub struct Options {
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
+    /// Where the read-only HTTP endpoint (metrics, JSON API, dashboard) listens; none: off.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs every part of the daemon on this host until SIGTERM or SIGINT (SIGHUP, SIGUSR1 and
@@ -103,7 +108,28 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
+    let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
+    // Before anything publishes: the endpoint numbers and counts every event from the first.
+    // Observability must not keep the load balancer down: a port already taken is logged, and
+    // the daemon runs without the endpoint.
+    let _http = match options.http_listen {
+        Some(listen) => {
+            let sources = http::Sources {
+                queries: query_tx.clone(),
+                vrrp_counters: counters,
+                events: events.clone(),
+            };
+            match http::HttpServer::start(listen, sources).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    error!("{e:#}; running without it");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
     let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();
@@ -140,7 +166,16 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         stop_lvs,
         lvs_started,
     ));
-    let vrrp = daemon::run(config, host, views_tx, events, vrrp_started, stop).await;
+    let vrrp = daemon::run(
+        config,
+        host,
+        views_tx,
+        counters_tx,
+        events,
+        vrrp_started,
+        stop,
+    )
+    .await;
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}
