@@ -37,6 +37,8 @@ pub struct RunnerOptions {
     /// Virtual servers (indices) whose checkers start suspended: `ha_suspend` services whose
     /// address is not on this host.
     pub suspended_vs: Vec<usize>,
+    /// Where every probe's time and outcome goes (the metrics), when somewhere.
+    pub probes: Option<mpsc::UnboundedSender<crate::ProbeSample>>,
 }
 
 /// Which checkers [`RunnerHandle::probe_now`] addresses.
@@ -181,6 +183,7 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
                     id,
                     real_server: running.real_server,
                     kind: checker.kind(),
+                    probes: opts.probes.clone(),
                     label: Label::new(vs, rs),
                     probe,
                     policy_cfg,
@@ -237,6 +240,7 @@ struct CheckerTask {
     id: CheckerId,
     real_server: SocketAddr,
     kind: CheckerKind,
+    probes: Option<mpsc::UnboundedSender<crate::ProbeSample>>,
     label: Label,
     probe: Probe,
     policy_cfg: PolicyConfig,
@@ -293,6 +297,15 @@ impl CheckerTask {
                         let started = Instant::now();
                         let result = self.probe.run().await;
                         let took = started.elapsed();
+                        if let Some(probes) = &self.probes {
+                            let _ = probes.send(crate::ProbeSample {
+                                id: self.id,
+                                kind: self.kind,
+                                duration: took,
+                                failure: result.as_ref().err().map(|f| f.kind),
+                                read_only: result.as_ref().ok().and_then(|ok| ok.read_only),
+                            });
+                        }
                         match &result {
                             Ok(ok) => debug!(vs = self.id.vs, rs = self.id.rs,
                                 checker = self.id.checker, "probe ok: {}", ok.detail),

@@ -48,6 +48,8 @@ pub struct LvsOptions {
     /// With IPVS, add a DR_PATH_CHECK to direct-routing real servers ([`crate::dr_path`]).
     pub dr_path_checks: bool,
     pub proxy: ProxyOptions,
+    /// Where the checkers send every probe's time and outcome (the metrics), when somewhere.
+    pub probes: Option<mpsc::UnboundedSender<halb_check::ProbeSample>>,
 }
 
 /// How often a server whose fence failed is tried again.
@@ -163,6 +165,7 @@ pub async fn run<A: Addresses>(
             script_user: config.global.script_user.clone(),
             log_all_failures: false,
             suspended_vs: shell.vs.suspended_virtual_servers(),
+            probes: options.probes.clone(),
         };
         shell.runner = Some(runner::spawn(&config.lvs, &opts, report_tx));
     } else {
