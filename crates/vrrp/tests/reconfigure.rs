@@ -49,7 +49,10 @@ fn a_master_adds_and_announces_only_the_new_address_and_removes_only_the_old_one
     second.virtual_addresses = AddressList::ipv4([VIP, OTHER]).unwrap();
     let (changes, _) = vrrp.reconfigure(t + Duration::from_millis(10), second);
     assert_eq!(changes.added, vec![IpAddr::from(OTHER)]);
-    assert_eq!(changes.removed, vec![IpAddr::from(Ipv4Addr::new(192, 168, 66, 250))]);
+    assert_eq!(
+        changes.removed,
+        vec![IpAddr::from(Ipv4Addr::new(192, 168, 66, 250))]
+    );
     let actions = drain(&mut vrrp);
     assert_eq!(
         actions,
@@ -68,7 +71,9 @@ fn a_master_adds_and_announces_only_the_new_address_and_removes_only_the_old_one
     );
     assert_eq!(vrrp.state(), State::Master);
     assert!(
-        !actions.iter().any(|a| matches!(a, Action::SendAdvert { advert, .. } if advert.priority == 0)),
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::SendAdvert { advert, .. } if advert.priority == 0)),
         "no priority 0 advert"
     );
 }
@@ -125,7 +130,11 @@ fn a_new_priority_moves_the_effective_one_and_trackers_keep_their_results() {
     let mut second = first;
     second.priority = 120;
     vrrp.reconfigure(t0, second);
-    assert_eq!(vrrp.effective_priority(), 100, "the tracker's failure still counts");
+    assert_eq!(
+        vrrp.effective_priority(),
+        100,
+        "the tracker's failure still counts"
+    );
     assert_eq!(
         drain(&mut vrrp),
         vec![Action::PriorityChange { from: 80, to: 100 }]
