@@ -13,7 +13,7 @@ use anyhow::Result;
 use halb_sys::{IpFamily, LinkEvent, ReceivedPacket};
 use halb_vrrp::packet::{self};
 use halb_vrrp::{Action, Dropped, Instance, State, SyncGroup, TrackerStatus};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::event::{EventBus, EventKind, InstanceStatus, Vip, VrrpEvent};
@@ -21,7 +21,9 @@ use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
 use crate::reload::Apply;
 use crate::reload_plan;
+use crate::sd_notify::Watchdog;
 use crate::track_script::{self, ScriptResult};
+use crate::vip_lease::{self, Leases};
 use crate::vrrp_map::{self, MappedInstance, VrrpPlan};
 use halb_config::model::{Config, VrrpScript};
 
@@ -66,6 +68,8 @@ struct Shell<H: Addresses + VrrpSockets> {
     /// What `halb status` and the virtual servers (`ha_suspend`, the sync daemon) see.
     views: watch::Sender<Vec<InstanceStatus>>,
     events: EventBus,
+    /// The VIPs each MASTER holds, renewed before their lifetime runs out.
+    leases: Leases,
     /// Where the receive loops of sockets opened by a reload send.
     inbound: mpsc::Sender<Inbound>,
     /// The `vrrp_script`s running, with their tasks (a reload keeps the unchanged ones).
@@ -77,18 +81,21 @@ struct Shell<H: Addresses + VrrpSockets> {
 const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the VRRP part of `config` on `host` until `stop` completes, publishing the instances'
-/// state on `views` after every change and their transitions on `bus`.
+/// state on `views` after every change and their transitions on `bus`; `started` fires once
+/// every instance has started.
 pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
     host: Arc<H>,
     views: watch::Sender<Vec<InstanceStatus>>,
     bus: EventBus,
+    started: oneshot::Sender<()>,
     mut reloads: mpsc::Receiver<Apply>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     let mut stop = std::pin::pin!(stop);
     let view = host.host_view().await?;
-    let plan: VrrpPlan = vrrp_map::map(config, &view)?;
+    let mut plan: VrrpPlan = vrrp_map::map(config, &view)?;
+    plan.instances.iter_mut().for_each(vip_lease::lease_vips);
     for line in &plan.unsupported {
         warn!("{line}");
     }
@@ -182,17 +189,21 @@ pub async fn run<H: Addresses + VrrpSockets>(
         notifier,
         views,
         events: bus,
+        leases: Leases::default(),
         inbound,
         scripts,
         script_results,
     };
     shell.settle(host::now()).await;
+    let _ = started.send(());
+    let mut watchdog = Watchdog::from_env();
 
     loop {
         let deadline = shell
             .instances
             .iter()
             .filter_map(|i| i.machine.poll_timeout())
+            .chain(shell.leases.poll_timeout())
             .min();
         let sleep = async {
             match deadline {
@@ -202,6 +213,8 @@ pub async fn run<H: Addresses + VrrpSockets>(
         };
         tokio::select! {
             () = &mut stop => { info!("Stopping"); break; }
+            // Here rather than on a task of its own: a wedged VRRP loop must stop the pings.
+            () = watchdog.due() => { watchdog.ping(); continue; }
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
             Some(result) = script_inbox.recv() => shell.handle_script(&result),
             Some(event) = link_events.recv() => shell.handle_link(&event),
@@ -222,6 +235,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
                         machine.handle_timeout(now);
                     }
                 }
+                shell.renew_leases(now).await;
             }
         }
         shell.settle(host::now()).await;
@@ -378,7 +392,8 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
     /// change.
     async fn reload(&mut self, config: &Config) -> Result<Vec<String>, String> {
         let view = self.host.host_view().await.map_err(|e| format!("{e:#}"))?;
-        let plan = vrrp_map::map(config, &view).map_err(|e| e.to_string())?;
+        let mut plan = vrrp_map::map(config, &view).map_err(|e| e.to_string())?;
+        plan.instances.iter_mut().for_each(vip_lease::lease_vips);
         for line in &plan.unsupported {
             warn!("{line}");
         }
@@ -461,6 +476,9 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             self.instances.push(instance);
             final_mapping.push(mapped);
         }
+        // The addresses a kept MASTER holds are renewed under its new index.
+        self.leases
+            .renumber(|o| matches.iter().position(|&m| m == Some(o)));
         for (n, slot) in self.sockets.iter_mut().enumerate() {
             slot.instances = (0..self.instances.len())
                 .filter(|&i| self.instances[i].socket == n)
@@ -730,6 +748,9 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::AddVips { addresses } => {
                 info!("({name}) setting VIPs.");
+                let lifetime = vip_lease::lifetime(instance.machine.config().advert_interval);
+                self.leases
+                    .added(n, &addresses, vip_lease::renew_every(lifetime), host::now());
                 for placed in mapped
                     .vips
                     .iter()
@@ -742,6 +763,7 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::RemoveVips { addresses } => {
                 info!("({name}) removing VIPs.");
+                self.leases.removed(n, &addresses);
                 for (interface, vips) in by_interface(mapped) {
                     let remove: Vec<IpAddr> = vips
                         .iter()
@@ -775,6 +797,27 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::MasterReceivedLowerPriority { from, priority } => {
                 info!("({name}) Received advert from {from} with lower priority {priority}, ours {ours}");
+            }
+        }
+    }
+
+    /// Renews the lifetime of the VIPs that are due (see [`crate::vip_lease`]).
+    async fn renew_leases(&mut self, now: Instant) {
+        for (n, addresses) in self.leases.due(now) {
+            let instance = &self.instances[n];
+            for placed in instance
+                .mapped
+                .vips
+                .iter()
+                .filter(|p| addresses.contains(&p.vip.address))
+            {
+                if let Err(e) = self
+                    .host
+                    .refresh_address(&placed.interface, &placed.vip)
+                    .await
+                {
+                    error!("({}) {e:#}", instance.name());
+                }
             }
         }
     }

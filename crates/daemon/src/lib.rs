@@ -15,7 +15,10 @@ mod notify;
 mod process;
 mod reload;
 pub mod reload_plan;
+mod sd_notify;
+mod service_status;
 mod track_script;
+mod vip_lease;
 pub mod vrrp_map;
 
 use std::path::PathBuf;
@@ -71,16 +74,9 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     });
     fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
-    run_with(
-        config,
-        options,
-        host,
-        None,
-        EventBus::new(),
-        stop,
-        Some(hangups),
-    )
-    .await
+    let events = EventBus::new();
+    sd_notify::spawn(&events, config);
+    run_with(config, options, host, None, events, stop, Some(hangups)).await
 }
 
 /// SIGUSR1 and SIGUSR2 kill a process that does not handle them: a stray one must not drop the
@@ -109,8 +105,9 @@ fn ignore_until_implemented() -> anyhow::Result<()> {
 }
 
 /// Runs every part of the daemon on `host` until `stop` completes, publishing every state
-/// change on `events`. `dataplane`: the data plane to use instead of the one
-/// [`Options::dataplane`] chooses.
+/// change on `events`: [`DaemonEvent::Ready`] once the VRRP instances have started and the
+/// virtual servers are in the data plane, [`DaemonEvent::Stopping`] when `stop` completes.
+/// `dataplane`: the data plane to use instead of the one [`Options::dataplane`] chooses.
 pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     config: &Config,
     options: &Options,
@@ -155,6 +152,20 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         },
     ));
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
+    let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();
+    let (lvs_started, lvs_ready) = tokio::sync::oneshot::channel();
+    let bus = events.clone();
+    tokio::spawn(async move {
+        // A part that failed to start drops its sender: no READY=1 then.
+        if vrrp_ready.await.is_ok() && lvs_ready.await.is_ok() {
+            bus.publish(EventKind::Daemon(DaemonEvent::Ready));
+        }
+    });
+    let bus = events.clone();
+    let stop = async move {
+        stop.await;
+        bus.publish(EventKind::Daemon(DaemonEvent::Stopping));
+    };
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
         passive_checks: options.passive,
@@ -177,8 +188,18 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             last: last_reload,
         },
         stop_lvs,
+        lvs_started,
     ));
-    let vrrp = daemon::run(config, host, views_tx, events, vrrp_reloads, stop).await;
+    let vrrp = daemon::run(
+        config,
+        host,
+        views_tx,
+        events,
+        vrrp_started,
+        vrrp_reloads,
+        stop,
+    )
+    .await;
     reloads.abort();
     let _ = stop_tx.send(());
     match lvs.await {

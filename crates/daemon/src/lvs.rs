@@ -12,7 +12,7 @@ use anyhow::Result;
 use halb_check::policy::PolicyState;
 use halb_check::runner::{self, RunnerHandle, RunnerOptions};
 use halb_check::Report;
-use halb_config::model::Config;
+use halb_config::model::{Config, ConnectionFencing};
 use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
 use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
@@ -98,7 +98,8 @@ struct SyncDaemonPlan {
 }
 
 /// Runs the virtual servers until `stop` fires, answering `queries` meanwhile. The data plane
-/// is `dataplane` when given, else the one [`LvsOptions::dataplane`] chooses.
+/// is `dataplane` when given, else the one [`LvsOptions::dataplane`] chooses. `started` fires
+/// once the virtual servers are in the data plane and their checkers run.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<A: Addresses>(
     config: Arc<Config>,
@@ -110,6 +111,7 @@ pub async fn run<A: Addresses>(
     mut queries: mpsc::Receiver<Query>,
     reloads: Reloads,
     mut stop: oneshot::Receiver<()>,
+    started: oneshot::Sender<()>,
 ) -> Result<()> {
     let Reloads {
         requests: mut reload_requests,
@@ -171,6 +173,7 @@ pub async fn run<A: Addresses>(
     if has_services {
         shell.start_runner(BTreeMap::new(), &report_tx);
     }
+    let _ = started.send(());
 
     loop {
         tokio::select! {
@@ -265,8 +268,20 @@ fn choose_dataplane(
     };
     if want_ipvs {
         let open = || -> Result<Chosen> {
-            let data = Ipvs::open()?;
+            let mut data = Ipvs::open()?;
             let control = Ipvs::open()?;
+            // The kernel flushes a removed destination's connections at once only if this is
+            // set when it goes; set later, the first fence would wait for the next packet.
+            let fencing = config
+                .lvs
+                .virtual_servers
+                .iter()
+                .any(|vs| vs.connection_fencing() == ConnectionFencing::Close);
+            if fencing {
+                if let Err(e) = data.expire_connections_of_removed_dests() {
+                    warn!("connection fencing will wait for each connection's next packet: {e}");
+                }
+            }
             let t = &config.global.lvs_timeouts;
             if t.tcp.is_some() || t.tcpfin.is_some() || t.udp.is_some() {
                 control.set_timeouts(t.tcp, t.tcpfin, t.udp)?;
