@@ -214,6 +214,7 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
                     carried,
                     state,
                     real_server: running.real_server,
+                    kind: checker.kind(),
                     label: Label::new(vs, rs),
                     probe,
                     policy_cfg,
@@ -273,6 +274,7 @@ struct CheckerTask {
     /// Where the policy's state is published after each result.
     state: Arc<Mutex<PolicyState>>,
     real_server: SocketAddr,
+    kind: CheckerKind,
     label: Label,
     probe: Probe,
     policy_cfg: PolicyConfig,
@@ -371,6 +373,7 @@ impl CheckerTask {
             let report = Report {
                 id: self.id,
                 real_server: self.real_server,
+                kind: self.kind,
                 up: verdict.up,
                 weight: verdict.weight,
                 detail: event.detail(),

@@ -10,6 +10,7 @@ pub mod event;
 mod fd_limit;
 mod held;
 pub mod host;
+pub mod http;
 mod lvs;
 mod notify;
 mod process;
@@ -27,7 +28,8 @@ use halb_config::model::Config;
 use tracing::{error, warn};
 
 pub use event::{
-    DaemonEvent, Event, EventBus, EventKind, InstanceStatus, ReloadOutcome, VrrpEvent,
+    DaemonEvent, Event, EventBus, EventKind, InstanceCounters, InstanceStatus, ReloadOutcome,
+    VrrpEvent,
 };
 pub use lvs::DataplaneChoice;
 pub use reload::{ConfigReader, Reread};
@@ -47,6 +49,8 @@ pub struct Options {
     /// How a reload (SIGHUP, `halb reload`) reads the configuration again; `None`: reloads are
     /// refused.
     pub reload: Option<ConfigReader>,
+    /// Where the read-only HTTP endpoint (metrics, JSON API, dashboard) listens; none: off.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs every part of the daemon on this host until SIGTERM or SIGINT; SIGHUP reloads
@@ -130,7 +134,28 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     hangups: Option<tokio::sync::mpsc::Receiver<()>>,
 ) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
+    let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
+    // Before anything publishes: the endpoint numbers and counts every event from the first.
+    // Observability must not keep the load balancer down: a port already taken is logged, and
+    // the daemon runs without the endpoint.
+    let _http = match options.http_listen {
+        Some(listen) => {
+            let sources = http::Sources {
+                queries: query_tx.clone(),
+                vrrp_counters: counters,
+                events: events.clone(),
+            };
+            match http::HttpServer::start(listen, sources).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    error!("{e:#}; running without it");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let (reload_tx, reload_requests) = tokio::sync::mpsc::channel(4);
     let _control = control::server::ControlServer::start_with_reload(
         &options.control_socket,
@@ -194,6 +219,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         config,
         host,
         views_tx,
+        counters_tx,
         events,
         vrrp_started,
         vrrp_reloads,

@@ -805,6 +805,8 @@ impl Shell {
             .into_iter()
             .map(|v| VirtualServerView {
                 name: v.name,
+                index: v.index,
+                services: v.services,
                 quorum_up: v.quorum_up,
                 sorry_server_active: v.sorry_server.as_ref().is_some_and(|s| s.active),
                 real_servers: v

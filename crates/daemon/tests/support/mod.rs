@@ -434,6 +434,7 @@ fn start_with(
         passive: false,
         dr_path_checks: false,
         reload,
+        http_listen: None,
     };
     let bus = EventBus::new();
     let events = bus.subscribe();
