@@ -21,6 +21,7 @@ mod service_status;
 mod track_script;
 mod vip_lease;
 pub mod vrrp_map;
+mod writer_fence;
 
 use std::path::PathBuf;
 

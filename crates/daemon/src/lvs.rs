@@ -32,6 +32,7 @@ use crate::host::Addresses;
 use crate::process;
 use crate::reload::Apply;
 use crate::reload_plan;
+use crate::writer_fence::WriterFencing;
 
 /// Which data plane `--dataplane` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct Reloads {
     pub requests: mpsc::Receiver<Apply>,
     pub last: watch::Receiver<Option<LastReload>>,
 }
+/// How often a server whose fence failed is tried again.
+const FENCE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long scripts run at shutdown (omega's `notify_down`, `quorum_down`) may take.
 const SHUTDOWN_SCRIPT_GRACE: Duration = Duration::from_secs(5);
@@ -79,6 +82,11 @@ struct Shell {
     ipvs: Option<IpvsControl>,
     events: EventBus,
     last_reload: watch::Receiver<Option<LastReload>>,
+    /// Server fencing of the `mysql_writer` virtual servers.
+    writers: WriterFencing,
+    /// Up verdicts whose handback waits for the returning server to catch up; tried again
+    /// every second.
+    held_verdicts: BTreeMap<CheckerId, Report>,
 }
 
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
@@ -156,6 +164,8 @@ pub async fn run<A: Addresses>(
         ipvs,
         events,
         last_reload,
+        writers: WriterFencing::new(&config.lvs),
+        held_verdicts: BTreeMap::new(),
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -180,6 +190,15 @@ pub async fn run<A: Addresses>(
             _ = &mut stop => break,
             _ = tokio::time::sleep_until(shell.repair.due()), if shell.dataplane.is_some() => {
                 shell.repair().await
+            }
+            _ = tokio::time::sleep(FENCE_RETRY), if shell.writers.has_pending() => {
+                shell.writers.retry().await
+            }
+            _ = tokio::time::sleep(FENCE_RETRY), if !shell.held_verdicts.is_empty() => {
+                let held: Vec<Report> = shell.held_verdicts.values().cloned().collect();
+                for report in held {
+                    shell.handle_report(report).await;
+                }
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(failure) = passive.recv() => {
@@ -437,6 +456,10 @@ impl Shell {
         let before = self.held.clone();
         self.vs = vs;
         self.config = Arc::clone(&config);
+        // Up verdicts held for a writer's catch-up are not carried: their checkers resume as
+        // down (the virtual servers' verdict) and report up again, through the same gate.
+        self.held_verdicts.clear();
+        self.writers = WriterFencing::new(&config.lvs);
         self.sync_table().await;
         let mut lines: Vec<String> = before.diff(&self.held).iter().map(describe).collect();
         lines.extend(self.close_to_removed(&before));
@@ -488,9 +511,30 @@ impl Shell {
     }
 
     async fn handle_report(&mut self, report: Report) {
+        let before = self.writers.routed_now(&self.vs);
+        let was_held = self.held_verdicts.remove(&report.id).is_some();
+        if !self.writers.is_empty() && report.up {
+            // A handback of a writer service waits until the returning server has caught up.
+            let mut trial = self.vs.clone();
+            let _ = trial.handle_check(report.id, report.up, report.weight);
+            if let Some(why) = self.writers.catch_up(&before, &trial, &self.vips).await {
+                if !was_held {
+                    warn!("Not handing back yet, the sorry server stays the writer: {why}");
+                }
+                self.details
+                    .insert(report.id, format!("up, handback waits: {why}"));
+                self.held_verdicts.insert(report.id, report);
+                return;
+            }
+        }
         self.details.insert(report.id, report.detail.clone());
         let out = self.vs.handle_check(report.id, report.up, report.weight);
         self.events.publish(EventKind::CheckerVerdict(report));
+        // The server left is fenced and the new one made writable before the table sends
+        // anything to it.
+        if !self.writers.is_empty() {
+            self.writers.switch(&before, &self.vs, &self.vips).await;
+        }
         self.sync_table().await;
         self.carry_out(out).await;
     }
@@ -605,13 +649,16 @@ impl Shell {
         let removed: Vec<IpAddr> = self.vips.difference(&vips).copied().collect();
         self.vips = vips;
         let mut out = Vec::new();
-        for ip in added {
+        for &ip in &added {
             out.extend(self.vs.local_address_added(ip));
         }
         for ip in &removed {
             out.extend(self.vs.local_address_removed(*ip));
         }
         self.drop_proxied_on(&removed);
+        if !self.writers.is_empty() && !added.is_empty() {
+            self.writers.take_over(&self.vs, &added).await;
+        }
         if !out.is_empty() {
             self.sync_table().await;
             self.carry_out(out).await;
