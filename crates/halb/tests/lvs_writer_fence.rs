@@ -321,3 +321,55 @@ fn a_returning_master_gets_the_writes_back_only_after_it_has_caught_up() {
     );
     halb.terminate(Duration::from_secs(10));
 }
+
+/// The old master cannot be reached when the switch comes (its link is down: down for every
+/// client of this director, while it may still take writes from elsewhere). The switch
+/// happens anyway; the fence is owed, and paid within seconds of the server answering again.
+#[test]
+fn an_unreachable_old_master_is_fenced_as_soon_as_it_answers() {
+    let lab = LvsLab::new("wunreach");
+    let a = start_db(&lab, &lab.rs_a.ns, 1);
+    let b = start_db(&lab, &lab.rs_b.ns, 2);
+    let conf = lab.write("keepalived.conf", &config());
+    let mut halb = Daemon::halb_with(
+        &lab.director.ns,
+        &conf,
+        lab.dir.path().join("halb.log"),
+        &[],
+    );
+    let ready = wait_for(Duration::from_secs(30), || read_only(&b) == "1");
+    assert!(ready.is_some(), ".254 never fenced:\n{}", halb.log_text());
+
+    lab.rs_a.ns.ip(&["link", "set", "eth0", "down"]);
+    let switched = wait_for(Duration::from_secs(30), || {
+        halb.log_text()
+            .contains("Adding sorry server [192.168.66.254]:tcp:3306")
+    });
+    let log = halb.log_text();
+    assert!(switched.is_some(), "no switch:\n{log}");
+    assert!(
+        log.contains("Cannot fence [192.168.66.253]:3306"),
+        "the failed fence should be said:\n{log}"
+    );
+    assert_eq!(read_only(&b), "0", ".254 is the writer");
+    assert_eq!(read_only(&a), "0", ".253 could not be fenced yet");
+
+    // .253 answers again, still failing its check (so no handback).
+    a.sql("DROP TABLE lab.health")
+        .expect("drop the check's table");
+    let back = std::time::Instant::now();
+    lab.rs_a.ns.ip(&["link", "set", "eth0", "up"]);
+    let fenced = wait_for(Duration::from_secs(20), || read_only(&a) == "1");
+    let log = halb.log_text();
+    assert!(fenced.is_some(), ".253 never fenced:\n{log}");
+    assert!(
+        log.contains("Fenced [192.168.66.253]:3306 now that it answers"),
+        "{log}"
+    );
+    println!(
+        ".253 fenced {:?} after it became reachable again",
+        back.elapsed()
+    );
+    assert_eq!(read_only(&b), "0");
+    halb.terminate(Duration::from_secs(10));
+}
