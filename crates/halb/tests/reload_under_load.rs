@@ -71,6 +71,9 @@ fn master_file(step: Step) -> String {
     text
 }
 
+/// What one step changes in the file.
+type Edit = fn(&mut Step);
+
 /// `halb ARGS --control-socket SOCKET`: exit code and output.
 fn halb(args: &[&str], socket: &Path) -> (i32, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_halb"))
@@ -206,7 +209,7 @@ fn reloads_under_load_keep_the_master_the_vip_and_the_verdicts() {
         })
     };
 
-    let steps: [(&str, fn(&mut Step)); 7] = [
+    let steps: [(&str, Edit); 7] = [
         ("a weight changed", |s| s.weight_b = 3),
         ("a real server added", |s| s.with_c = true),
         ("a real server removed", |s| s.with_c = false),
