@@ -651,6 +651,7 @@ mod tests {
                     }],
                 }],
             }],
+            last_reload: None,
         }
     }
 
