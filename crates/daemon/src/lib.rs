@@ -6,6 +6,7 @@
 pub mod control;
 mod daemon;
 mod dr_path;
+pub mod dump;
 pub mod event;
 mod fd_limit;
 mod held;
@@ -38,10 +39,50 @@ pub struct Options {
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
+    /// Where keepalived's dumps are asked for (SIGUSR1, SIGUSR2, the JSON signal) and written.
+    pub dumps: DumpRequests,
 }
 
-/// Runs every part of the daemon on this host until SIGTERM or SIGINT (SIGHUP, SIGUSR1 and
-/// SIGUSR2 are logged and ignored).
+/// Requests for keepalived's dump files, and the directory they go to. [`run`] turns SIGUSR1,
+/// SIGUSR2 and `SIGRTMIN+2` into requests; a test can ask directly with [`DumpRequests::request`].
+#[derive(Debug, Clone)]
+pub struct DumpRequests {
+    tx: tokio::sync::broadcast::Sender<dump::DumpKind>,
+    dir: PathBuf,
+}
+
+impl Default for DumpRequests {
+    /// keepalived's directory: `$TMPDIR` when absolute, else `/tmp`.
+    fn default() -> Self {
+        DumpRequests::new(dump::dump_dir(std::env::var_os("TMPDIR").as_deref()))
+    }
+}
+
+impl DumpRequests {
+    /// Dumps written into `dir`.
+    pub fn new(dir: PathBuf) -> DumpRequests {
+        DumpRequests {
+            tx: tokio::sync::broadcast::channel(8).0,
+            dir,
+        }
+    }
+
+    /// Asks the running daemon to write the dump `kind`; nothing happens when none runs.
+    pub fn request(&self, kind: dump::DumpKind) {
+        let _ = self.tx.send(kind);
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<dump::DumpKind> {
+        self.tx.subscribe()
+    }
+}
+
+/// Runs every part of the daemon on this host until SIGTERM or SIGINT. SIGUSR1, SIGUSR2 and
+/// `SIGRTMIN+2` write keepalived's dumps; SIGHUP is logged and ignored.
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
@@ -55,31 +96,46 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
         }
     };
     ignore_until_implemented()?;
+    dump_on_signals(&options.dumps)?;
     fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
     run_on(config, options, host, None, EventBus::new(), stop).await
 }
 
-/// SIGHUP, SIGUSR1 and SIGUSR2 kill a process that does not handle them, and keepalived's
-/// units send SIGHUP to reload: a reload must not drop the VIPs and virtual servers with the
-/// process. Until reload and the state dumps exist, each is logged and otherwise ignored.
+/// SIGHUP kills a process that does not handle it, and keepalived's units send SIGHUP to
+/// reload: a reload must not drop the VIPs and virtual servers with the process. Until reload
+/// exists, it is logged and otherwise ignored.
 fn ignore_until_implemented() -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
-    for (kind, name, what) in [
-        (SignalKind::hangup(), "SIGHUP", "reload"),
-        (SignalKind::user_defined1(), "SIGUSR1", "the VRRP data dump"),
-        (
-            SignalKind::user_defined2(),
-            "SIGUSR2",
-            "the VRRP statistics dump",
-        ),
+    let mut received = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while received.recv().await.is_some() {
+            warn!(
+                "SIGHUP received: reload is not implemented yet; the running configuration stays"
+            );
+        }
+    });
+    Ok(())
+}
+
+/// keepalived's dump signals (`keepalived --signum=DATA|STATS|JSON`): SIGUSR1, SIGUSR2 and
+/// `SIGRTMIN+2` (lib/signals.h `SIGJSON`), each turned into a request the VRRP part answers.
+fn dump_on_signals(dumps: &DumpRequests) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use dump::DumpKind;
+    use tokio::signal::unix::{signal, SignalKind};
+    for (number, name, kind) in [
+        (libc::SIGUSR1, "SIGUSR1", DumpKind::Data),
+        (libc::SIGUSR2, "SIGUSR2", DumpKind::Stats),
+        (libc::SIGRTMIN() + 2, "SIGRTMIN+2", DumpKind::Json),
     ] {
-        let mut received =
-            signal(kind).with_context(|| format!("installing the {name} handler"))?;
+        let mut received = signal(SignalKind::from_raw(number))
+            .with_context(|| format!("installing the {name} handler"))?;
+        let dumps = dumps.clone();
         tokio::spawn(async move {
             while received.recv().await.is_some() {
-                warn!("{name} received: {what} is not implemented yet; the running configuration stays");
+                dumps.request(kind);
             }
         });
     }
@@ -120,7 +176,7 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         queries,
         stop_lvs,
     ));
-    let vrrp = daemon::run(config, host, views_tx, events, stop).await;
+    let vrrp = daemon::run(config, host, views_tx, events, &options.dumps, stop).await;
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}

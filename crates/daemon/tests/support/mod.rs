@@ -350,6 +350,7 @@ pub fn start(config: Config, host: Arc<FakeHost>, dataplane: Option<MemoryDatapl
         dataplane: halb_daemon::DataplaneChoice::Proxy,
         passive: false,
         dr_path_checks: false,
+        dumps: halb_daemon::DumpRequests::new(dir.path().to_path_buf()),
     };
     let bus = EventBus::new();
     let events = bus.subscribe();

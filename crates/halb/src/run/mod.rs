@@ -106,6 +106,7 @@ pub fn run(args: &Args) -> ExitCode {
         dataplane: args.dataplane.into(),
         passive: !args.no_passive,
         dr_path_checks: !args.no_dr_path_check,
+        dumps: halb_daemon::DumpRequests::default(),
     };
     match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
         Ok(()) => ExitCode::SUCCESS,
