@@ -13,13 +13,14 @@ use anyhow::Result;
 use halb_sys::{IpFamily, LinkEvent, ReceivedPacket};
 use halb_vrrp::packet::{self};
 use halb_vrrp::{Action, Dropped, Instance, State, SyncGroup, TrackerStatus};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::dump::{format_vip, DumpInput, DumpKind, InstanceDump, SyncGroupDump};
 use crate::event::{EventBus, EventKind, InstanceStatus, Vip, VrrpEvent};
 use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
+use crate::sd_notify::Watchdog;
 use crate::track_script::{self, ScriptResult};
 use crate::vrrp_map::{self, MappedInstance, VrrpPlan};
 use halb_config::model::Config;
@@ -73,13 +74,15 @@ struct Shell<H: Addresses + VrrpSockets> {
 const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the VRRP part of `config` on `host` until `stop` completes, publishing the instances'
-/// state on `views` after every change and their transitions on `bus`.
+/// state on `views` after every change and their transitions on `bus`; `started` fires once
+/// every instance has started.
 pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
     host: Arc<H>,
     views: watch::Sender<Vec<InstanceStatus>>,
     bus: EventBus,
     dumps: &crate::DumpRequests,
+    started: oneshot::Sender<()>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     let mut stop = std::pin::pin!(stop);
@@ -187,6 +190,8 @@ pub async fn run<H: Addresses + VrrpSockets>(
         dump_dir: dumps.dir().to_path_buf(),
     };
     shell.settle(host::now()).await;
+    let _ = started.send(());
+    let mut watchdog = Watchdog::from_env();
 
     loop {
         let deadline = shell
@@ -202,6 +207,8 @@ pub async fn run<H: Addresses + VrrpSockets>(
         };
         tokio::select! {
             () = &mut stop => { info!("Stopping"); break; }
+            // Here rather than on a task of its own: a wedged VRRP loop must stop the pings.
+            () = watchdog.due() => { watchdog.ping(); continue; }
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
             Some(result) = script_inbox.recv() => shell.handle_script(&result),
             Some(event) = link_events.recv() => shell.handle_link(&event),

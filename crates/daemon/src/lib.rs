@@ -14,6 +14,8 @@ pub mod host;
 mod lvs;
 mod notify;
 mod process;
+mod sd_notify;
+mod service_status;
 mod track_script;
 pub mod vrrp_map;
 
@@ -99,7 +101,9 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     dump_on_signals(&options.dumps)?;
     fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
-    run_on(config, options, host, None, EventBus::new(), stop).await
+    let events = EventBus::new();
+    sd_notify::spawn(&events, config);
+    run_on(config, options, host, None, events, stop).await
 }
 
 /// SIGHUP kills a process that does not handle it, and keepalived's units send SIGHUP to
@@ -143,8 +147,9 @@ fn dump_on_signals(dumps: &DumpRequests) -> anyhow::Result<()> {
 }
 
 /// Runs every part of the daemon on `host` until `stop` completes, publishing every state
-/// change on `events`. `dataplane`: the data plane to use instead of the one
-/// [`Options::dataplane`] chooses.
+/// change on `events`: [`DaemonEvent::Ready`] once the VRRP instances have started and the
+/// virtual servers are in the data plane, [`DaemonEvent::Stopping`] when `stop` completes.
+/// `dataplane`: the data plane to use instead of the one [`Options::dataplane`] chooses.
 pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     config: &Config,
     options: &Options,
@@ -157,6 +162,20 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
     let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
+    let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();
+    let (lvs_started, lvs_ready) = tokio::sync::oneshot::channel();
+    let bus = events.clone();
+    tokio::spawn(async move {
+        // A part that failed to start drops its sender: no READY=1 then.
+        if vrrp_ready.await.is_ok() && lvs_ready.await.is_ok() {
+            bus.publish(EventKind::Daemon(DaemonEvent::Ready));
+        }
+    });
+    let bus = events.clone();
+    let stop = async move {
+        stop.await;
+        bus.publish(EventKind::Daemon(DaemonEvent::Stopping));
+    };
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
         passive_checks: options.passive,
@@ -175,8 +194,18 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         events.clone(),
         queries,
         stop_lvs,
+        lvs_started,
     ));
-    let vrrp = daemon::run(config, host, views_tx, events, &options.dumps, stop).await;
+    let vrrp = daemon::run(
+        config,
+        host,
+        views_tx,
+        events,
+        &options.dumps,
+        vrrp_started,
+        stop,
+    )
+    .await;
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}

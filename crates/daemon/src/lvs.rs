@@ -88,7 +88,8 @@ struct SyncDaemonPlan {
 }
 
 /// Runs the virtual servers until `stop` fires, answering `queries` meanwhile. The data plane
-/// is `dataplane` when given, else the one [`LvsOptions::dataplane`] chooses.
+/// is `dataplane` when given, else the one [`LvsOptions::dataplane`] chooses. `started` fires
+/// once the virtual servers are in the data plane and their checkers run.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<A: Addresses>(
     config: Arc<Config>,
@@ -99,6 +100,7 @@ pub async fn run<A: Addresses>(
     events: EventBus,
     mut queries: mpsc::Receiver<Query>,
     mut stop: oneshot::Receiver<()>,
+    started: oneshot::Sender<()>,
 ) -> Result<()> {
     let (passive_tx, mut passive) = mpsc::unbounded_channel::<PassiveFailure>();
     let has_services = !config.lvs.virtual_servers.is_empty();
@@ -159,6 +161,7 @@ pub async fn run<A: Addresses>(
     } else {
         drop(report_tx);
     }
+    let _ = started.send(());
 
     loop {
         tokio::select! {

@@ -1,6 +1,8 @@
 //! `halb run`: reads the configuration, reports its diagnostics, and runs `halb_daemon` on a
 //! tokio runtime.
 
+mod journal;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,7 +60,8 @@ impl From<DataplaneArg> for halb_daemon::DataplaneChoice {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    init_logging();
+    let journal = journal::stderr_is_journal();
+    init_logging(journal);
     let opts = args.config.load_options(true);
     let loaded = load(&args.config.file, &opts);
     let rendered = loaded.diagnostics.render(
@@ -66,6 +69,17 @@ pub fn run(args: &Args) -> ExitCode {
         Format::Human,
         std::io::stderr().is_terminal(),
     );
+    let rendered = if journal && !rendered.is_empty() {
+        // The report's lines, each a journal record, at the priority of its worst finding.
+        let priority = if loaded.diagnostics.has_errors() {
+            journal::priority(tracing::Level::ERROR)
+        } else {
+            journal::priority(tracing::Level::WARN)
+        };
+        journal::prefixed(priority, &rendered)
+    } else {
+        rendered
+    };
     let _ = std::io::stderr().lock().write_all(rendered.as_bytes());
     if loaded.diagnostics.has_errors() {
         let errors = loaded
@@ -117,16 +131,25 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-/// keepalived-like lines on stderr; `RUST_LOG` chooses the level (default `info`).
-fn init_logging() {
+/// keepalived-like lines on stderr; `RUST_LOG` chooses the level (default `info`). Under
+/// journald (`journal`), priority prefixes instead of timestamps and level words.
+fn init_logging(journal: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_target(false);
+    let _ = if journal {
+        builder
+            .with_ansi(false)
+            .event_format(journal::JournalFormat)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }
 
 /// The `--pid-file`, removed when the daemon ends (also on an error return).
