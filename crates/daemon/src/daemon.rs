@@ -22,6 +22,7 @@ use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
 use crate::sd_notify::Watchdog;
 use crate::track_script::{self, ScriptResult};
+use crate::vip_lease::{self, Leases};
 use crate::vrrp_map::{self, MappedInstance, VrrpPlan};
 use halb_config::model::Config;
 
@@ -68,6 +69,8 @@ struct Shell<H: Addresses + VrrpSockets> {
     global: halb_config::sections::global_defs::GlobalDefs,
     router_id: String,
     dump_dir: std::path::PathBuf,
+    /// The VIPs each MASTER holds, renewed before their lifetime runs out.
+    leases: Leases,
 }
 
 /// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
@@ -88,7 +91,8 @@ pub async fn run<H: Addresses + VrrpSockets>(
     let mut stop = std::pin::pin!(stop);
     let mut dump_requests = dumps.subscribe();
     let view = host.host_view().await?;
-    let plan: VrrpPlan = vrrp_map::map(config, &view)?;
+    let mut plan: VrrpPlan = vrrp_map::map(config, &view)?;
+    plan.instances.iter_mut().for_each(vip_lease::lease_vips);
     for line in &plan.unsupported {
         warn!("{line}");
     }
@@ -188,6 +192,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
         global: config.global.clone(),
         router_id: config.global.router_id.clone().unwrap_or_else(host_name),
         dump_dir: dumps.dir().to_path_buf(),
+        leases: Leases::default(),
     };
     shell.settle(host::now()).await;
     let _ = started.send(());
@@ -198,6 +203,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
             .instances
             .iter()
             .filter_map(|i| i.machine.poll_timeout())
+            .chain(shell.leases.poll_timeout())
             .min();
         let sleep = async {
             match deadline {
@@ -231,6 +237,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
                         machine.handle_timeout(now);
                     }
                 }
+                shell.renew_leases(now).await;
             }
         }
         shell.settle(host::now()).await;
@@ -628,6 +635,9 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::AddVips { addresses } => {
                 info!("({name}) setting VIPs.");
+                let lifetime = vip_lease::lifetime(instance.machine.config().advert_interval);
+                self.leases
+                    .added(n, &addresses, vip_lease::renew_every(lifetime), host::now());
                 for placed in mapped
                     .vips
                     .iter()
@@ -640,6 +650,7 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::RemoveVips { addresses } => {
                 info!("({name}) removing VIPs.");
+                self.leases.removed(n, &addresses);
                 for (interface, vips) in by_interface(mapped) {
                     let remove: Vec<IpAddr> = vips
                         .iter()
@@ -674,6 +685,27 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::MasterReceivedLowerPriority { from, priority } => {
                 info!("({name}) Received advert from {from} with lower priority {priority}, ours {ours}");
+            }
+        }
+    }
+
+    /// Renews the lifetime of the VIPs that are due (see [`crate::vip_lease`]).
+    async fn renew_leases(&mut self, now: Instant) {
+        for (n, addresses) in self.leases.due(now) {
+            let instance = &self.instances[n];
+            for placed in instance
+                .mapped
+                .vips
+                .iter()
+                .filter(|p| addresses.contains(&p.vip.address))
+            {
+                if let Err(e) = self
+                    .host
+                    .refresh_address(&placed.interface, &placed.vip)
+                    .await
+                {
+                    error!("({}) {e:#}", instance.name());
+                }
             }
         }
     }

@@ -17,6 +17,7 @@ mod process;
 mod sd_notify;
 mod service_status;
 mod track_script;
+mod vip_lease;
 pub mod vrrp_map;
 
 use std::path::PathBuf;

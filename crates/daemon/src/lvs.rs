@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 use halb_check::runner::{self, RunnerHandle, RunnerOptions};
 use halb_check::Report;
-use halb_config::model::Config;
+use halb_config::model::{Config, ConnectionFencing};
 use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
 use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
@@ -228,8 +228,20 @@ fn choose_dataplane(
     };
     if want_ipvs {
         let open = || -> Result<Chosen> {
-            let data = Ipvs::open()?;
+            let mut data = Ipvs::open()?;
             let control = Ipvs::open()?;
+            // The kernel flushes a removed destination's connections at once only if this is
+            // set when it goes; set later, the first fence would wait for the next packet.
+            let fencing = config
+                .lvs
+                .virtual_servers
+                .iter()
+                .any(|vs| vs.connection_fencing() == ConnectionFencing::Close);
+            if fencing {
+                if let Err(e) = data.expire_connections_of_removed_dests() {
+                    warn!("connection fencing will wait for each connection's next packet: {e}");
+                }
+            }
             let t = &config.global.lvs_timeouts;
             if t.tcp.is_some() || t.tcpfin.is_some() || t.udp.is_some() {
                 control.set_timeouts(t.tcp, t.tcpfin, t.udp)?;
