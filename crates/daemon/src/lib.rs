@@ -161,6 +161,8 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
 ) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
+    // Every snapshot leaves with the daemon's own state (ready, reloads) added.
+    let query_tx = control::daemon_state::track(&events, query_tx);
     let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
     let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();

@@ -680,6 +680,8 @@ impl Shell {
             })
             .collect();
         Snapshot {
+            // Filled on the way out by `control::daemon_state`.
+            daemon: Default::default(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             dataplane: self
                 .dataplane

@@ -11,13 +11,20 @@ use super::protocol::{Request, Snapshot};
 
 /// Asks the daemon listening on `path` for a snapshot.
 pub fn query(path: &Path, request: &Request) -> Result<Snapshot> {
+    query_within(path, request, Duration::from_secs(10))
+}
+
+/// Asks the daemon listening on `path` for a snapshot, waiting at most `timeout` for each read
+/// and write.
+pub fn query_within(path: &Path, request: &Request, timeout: Duration) -> Result<Snapshot> {
     let mut stream = UnixStream::connect(path).with_context(|| {
         format!(
             "cannot reach halb on {} (is `halb run` running, and are you root?)",
             path.display()
         )
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     stream
