@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::dump::{format_vip, DumpInput, DumpKind, InstanceDump, SyncGroupDump};
-use crate::event::{EventBus, EventKind, InstanceStatus, Vip, VrrpEvent};
+use crate::event::{EventBus, EventKind, InstanceCounters, InstanceStatus, Vip, VrrpEvent};
 use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
 use crate::sd_notify::Watchdog;
@@ -64,6 +64,9 @@ struct Shell<H: Addresses + VrrpSockets> {
     notifier: Notifier,
     /// What `halb status` and the virtual servers (`ha_suspend`, the sync daemon) see.
     views: watch::Sender<Vec<InstanceStatus>>,
+    /// The instances' counters, apart from `views`: they change with every advert, and the
+    /// watchers of `views` care for state changes only.
+    counters: watch::Sender<Vec<InstanceCounters>>,
     events: EventBus,
     /// The global settings and the `router_id` keepalived's data dump shows.
     global: halb_config::sections::global_defs::GlobalDefs,
@@ -79,10 +82,12 @@ const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 /// Runs the VRRP part of `config` on `host` until `stop` completes, publishing the instances'
 /// state on `views` after every change and their transitions on `bus`; `started` fires once
 /// every instance has started.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
     host: Arc<H>,
     views: watch::Sender<Vec<InstanceStatus>>,
+    counters: watch::Sender<Vec<InstanceCounters>>,
     bus: EventBus,
     dumps: &crate::DumpRequests,
     started: oneshot::Sender<()>,
@@ -188,6 +193,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
         announcers,
         notifier,
         views,
+        counters,
         events: bus,
         global: config.global.clone(),
         router_id: config.global.router_id.clone().unwrap_or_else(host_name),
@@ -609,6 +615,22 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
                 },
             )
             .collect();
+        let counters: Vec<InstanceCounters> = self
+            .instances
+            .iter()
+            .map(|i| InstanceCounters {
+                name: i.name().to_string(),
+                stats: *i.machine.stats(),
+            })
+            .collect();
+        self.counters.send_if_modified(|old| {
+            if *old == counters {
+                false
+            } else {
+                *old = counters;
+                true
+            }
+        });
         self.views.send_if_modified(|old| {
             if *old == views {
                 false

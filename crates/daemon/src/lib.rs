@@ -11,6 +11,7 @@ pub mod event;
 mod fd_limit;
 mod held;
 pub mod host;
+pub mod http;
 mod lvs;
 mod notify;
 mod process;
@@ -19,6 +20,7 @@ mod service_status;
 mod track_script;
 mod vip_lease;
 pub mod vrrp_map;
+mod writer_fence;
 
 use std::path::PathBuf;
 
@@ -26,7 +28,8 @@ use halb_config::model::Config;
 use tracing::{error, warn};
 
 pub use event::{
-    DaemonEvent, Event, EventBus, EventKind, InstanceStatus, ReloadOutcome, VrrpEvent,
+    DaemonEvent, Event, EventBus, EventKind, InstanceCounters, InstanceStatus, ReloadOutcome,
+    VrrpEvent,
 };
 pub use lvs::DataplaneChoice;
 
@@ -44,6 +47,8 @@ pub struct Options {
     pub dr_path_checks: bool,
     /// Where keepalived's dumps are asked for (SIGUSR1, SIGUSR2, the JSON signal) and written.
     pub dumps: DumpRequests,
+    /// Where the read-only HTTP endpoint (metrics, JSON API, dashboard) listens; none: off.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// Requests for keepalived's dump files, and the directory they go to. [`run`] turns SIGUSR1,
@@ -160,9 +165,30 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
+    let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
     // Every snapshot leaves with the daemon's own state (ready, reloads) added.
     let query_tx = control::daemon_state::track(&events, query_tx);
+    // Before anything publishes: the endpoint numbers and counts every event from the first.
+    // Observability must not keep the load balancer down: a port already taken is logged, and
+    // the daemon runs without the endpoint.
+    let _http = match options.http_listen {
+        Some(listen) => {
+            let sources = http::Sources {
+                queries: query_tx.clone(),
+                vrrp_counters: counters,
+                events: events.clone(),
+            };
+            match http::HttpServer::start(listen, sources).await {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    error!("{e:#}; running without it");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
     let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();
@@ -203,6 +229,7 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         config,
         host,
         views_tx,
+        counters_tx,
         events,
         &options.dumps,
         vrrp_started,

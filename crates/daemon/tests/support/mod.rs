@@ -351,6 +351,7 @@ pub fn start(config: Config, host: Arc<FakeHost>, dataplane: Option<MemoryDatapl
         passive: false,
         dr_path_checks: false,
         dumps: halb_daemon::DumpRequests::new(dir.path().to_path_buf()),
+        http_listen: None,
     };
     let bus = EventBus::new();
     let events = bus.subscribe();

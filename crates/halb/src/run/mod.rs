@@ -38,6 +38,21 @@ pub struct Args {
     /// through the real server's MAC, which finds a real server that lost its VIP on lo).
     #[arg(long)]
     no_dr_path_check: bool,
+    /// The read-only HTTP endpoint: Prometheus metrics at /metrics, the status and events as
+    /// JSON under /api/v1/, a dashboard at /. ADDRESS:PORT, or `none` to turn it off; an
+    /// address other than loopback is allowed but logged as a warning.
+    #[arg(long, default_value = halb_daemon::http::DEFAULT_LISTEN, value_name = "ADDR:PORT|none",
+          value_parser = parse_http_listen)]
+    http_listen: HttpListen,
+}
+
+/// `--http-listen`: an address, or none (a plain `Option` would make clap treat the flag as
+/// optional instead of parsing `none`).
+#[derive(Debug, Clone, Copy)]
+struct HttpListen(Option<std::net::SocketAddr>);
+
+fn parse_http_listen(value: &str) -> Result<HttpListen, String> {
+    halb_daemon::http::parse_listen(value).map(HttpListen)
 }
 
 /// `--dataplane`.
@@ -121,6 +136,7 @@ pub fn run(args: &Args) -> ExitCode {
         passive: !args.no_passive,
         dr_path_checks: !args.no_dr_path_check,
         dumps: halb_daemon::DumpRequests::default(),
+        http_listen: args.http_listen.0,
     };
     match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
         Ok(()) => ExitCode::SUCCESS,
