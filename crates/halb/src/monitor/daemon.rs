@@ -6,8 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Args as ClapArgs;
 
 use super::{Local, Outcome, Perf, Status};
-use crate::control::client;
-use crate::control::protocol::{Request, Snapshot};
+use crate::control::protocol::Snapshot;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -16,7 +15,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args, timeout: Duration) -> Outcome {
-    match client::query_within(&args.local.control_socket, &Request::default(), timeout) {
+    match args.local.snapshot(timeout) {
         Ok(snapshot) => evaluate(&snapshot, SystemTime::now()),
         Err(e) => Outcome::new(Status::Critical, format!("halb is not running: {e:#}")),
     }

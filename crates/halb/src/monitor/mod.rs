@@ -45,9 +45,27 @@ enum Check {
 /// Where the local daemon answers.
 #[derive(ClapArgs, Clone)]
 struct Local {
-    /// The daemon's control socket.
+    /// The daemon's control socket (root only).
     #[arg(long, default_value = DEFAULT_SOCKET)]
     control_socket: PathBuf,
+    /// Ask the daemon's HTTP endpoint instead (`http://127.0.0.1:9165`), which any user may
+    /// read: what a monitoring agent that does not run as root uses.
+    #[arg(long, conflicts_with = "control_socket")]
+    url: Option<String>,
+}
+
+impl Local {
+    /// The daemon's snapshot, or why there is none.
+    fn snapshot(&self, timeout: Duration) -> anyhow::Result<crate::control::protocol::Snapshot> {
+        match &self.url {
+            Some(url) => peer::snapshot(url, timeout),
+            None => crate::control::client::query_within(
+                &self.control_socket,
+                &crate::control::protocol::Request::default(),
+                timeout,
+            ),
+        }
+    }
 }
 
 fn seconds(text: &str) -> Result<f64, String> {

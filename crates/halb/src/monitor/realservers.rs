@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 
 use super::{Local, Outcome, Perf, Status};
-use crate::control::client;
-use crate::control::protocol::{Request, VirtualServerView};
+use std::net::SocketAddr;
+
+use crate::control::protocol::VirtualServerView;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -24,10 +25,19 @@ pub struct Args {
     /// `IP:PORT`.
     #[arg(long)]
     virtual_server: Option<String>,
+    /// Only this real server (`IP:PORT`): OK while it is up in every virtual server that has
+    /// it, CRITICAL when it is down in one.
+    #[arg(long, conflicts_with_all = ["warning", "critical"])]
+    real_server: Option<SocketAddr>,
 }
 
 pub fn run(args: &Args, timeout: Duration) -> Outcome {
-    match client::query_within(&args.local.control_socket, &Request::default(), timeout) {
+    match args.local.snapshot(timeout) {
+        Ok(s) if args.real_server.is_some() => evaluate_one(
+            &s.virtual_servers,
+            args.real_server.expect("checked"),
+            args.virtual_server.as_deref(),
+        ),
         Ok(s) => evaluate(
             &s.virtual_servers,
             args.warning,
@@ -120,6 +130,41 @@ pub fn evaluate(
     Outcome::new(status, text).with_perf(perf)
 }
 
+/// One real server: up (1) or down (0) in each virtual server that has it.
+pub fn evaluate_one(vss: &[VirtualServerView], rs: SocketAddr, only: Option<&str>) -> Outcome {
+    let mut status = Status::Ok;
+    let mut parts = Vec::new();
+    let mut perf = Vec::new();
+    for vs in vss.iter().filter(|vs| only.is_none_or(|w| names(vs, w))) {
+        for server in vs.real_servers.iter().filter(|r| r.addr == rs) {
+            let checkers: Vec<String> = server
+                .checkers
+                .iter()
+                .filter(|c| !c.up)
+                .map(|c| format!("{} {}", c.kind, c.detail).trim().to_string())
+                .collect();
+            if server.alive {
+                parts.push(format!("{rs} up in {} (weight {})", vs.name, server.weight));
+            } else {
+                status = Status::Critical;
+                let why = if checkers.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", checkers.join("; "))
+                };
+                parts.push(format!("{rs} down in {}{why}", vs.name));
+            }
+            perf.push(
+                Perf::new(format!("{} up", vs.name), u8::from(server.alive)).range(0, Some(1)),
+            );
+        }
+    }
+    if parts.is_empty() {
+        return Outcome::new(Status::Unknown, format!("no real server {rs}"));
+    }
+    Outcome::new(status, parts.join(", ")).with_perf(perf)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +218,18 @@ mod tests {
         );
         assert_eq!(
             evaluate(&[vs(&[true])], 1, None, Some("10.0.0.1:80")).status,
+            Status::Unknown
+        );
+        let two = [vs(&[true, false])];
+        let a = "192.168.66.252:3306".parse().unwrap();
+        let b = "192.168.66.253:3306".parse().unwrap();
+        assert_eq!(
+            evaluate_one(&two, a, None).line(),
+            "OK - 192.168.66.252:3306 up in [192.168.66.251]:tcp:3306 (weight 1) | '[192.168.66.251]:tcp:3306 up'=1;;;0;1"
+        );
+        assert_eq!(evaluate_one(&two, b, None).status, Status::Critical);
+        assert_eq!(
+            evaluate_one(&two, "10.0.0.1:1".parse().unwrap(), None).status,
             Status::Unknown
         );
     }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use clap::Args as ClapArgs;
 
 use super::{peer, Local, Outcome, Perf, Status};
-use crate::control::client;
-use crate::control::protocol::{Request, VrrpView};
+use crate::control::protocol::VrrpView;
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -30,7 +29,7 @@ pub struct Args {
 
 pub fn run(args: &Args, timeout: Duration) -> Outcome {
     if args.peer.is_empty() {
-        match client::query_within(&args.local.control_socket, &Request::default(), timeout) {
+        match args.local.snapshot(timeout) {
             Ok(s) => evaluate_local(
                 &s.vrrp,
                 args.expect
