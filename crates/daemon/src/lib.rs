@@ -15,6 +15,8 @@ pub mod http;
 mod lvs;
 mod notify;
 mod process;
+mod reload;
+pub mod reload_plan;
 mod sd_notify;
 mod service_status;
 mod track_script;
@@ -25,13 +27,14 @@ mod writer_fence;
 use std::path::PathBuf;
 
 use halb_config::model::Config;
-use tracing::{error, warn};
+use tracing::error;
 
 pub use event::{
     DaemonEvent, Event, EventBus, EventKind, InstanceCounters, InstanceStatus, ReloadOutcome,
     VrrpEvent,
 };
 pub use lvs::DataplaneChoice;
+pub use reload::{ConfigReader, Reread};
 
 /// How `halb run` was asked to run, beyond the configuration itself.
 #[derive(Debug, Clone)]
@@ -47,6 +50,9 @@ pub struct Options {
     pub dr_path_checks: bool,
     /// Where keepalived's dumps are asked for (SIGUSR1, SIGUSR2, the JSON signal) and written.
     pub dumps: DumpRequests,
+    /// How a reload (SIGHUP, `halb reload`) reads the configuration again; `None`: reloads are
+    /// refused.
+    pub reload: Option<ConfigReader>,
     /// Where the read-only HTTP endpoint (metrics, JSON API, dashboard) listens; none: off.
     pub http_listen: Option<std::net::SocketAddr>,
 }
@@ -89,8 +95,8 @@ impl DumpRequests {
     }
 }
 
-/// Runs every part of the daemon on this host until SIGTERM or SIGINT. SIGUSR1, SIGUSR2 and
-/// `SIGRTMIN+2` write keepalived's dumps; SIGHUP is logged and ignored.
+/// Runs every part of the daemon on this host until SIGTERM or SIGINT; SIGHUP reloads,
+/// SIGUSR1, SIGUSR2 and `SIGRTMIN+2` write keepalived's dumps.
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
@@ -103,30 +109,20 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
             _ = sigint.recv() => {}
         }
     };
-    ignore_until_implemented()?;
     dump_on_signals(&options.dumps)?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (hangup_tx, hangups) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while sighup.recv().await.is_some() {
+            // A reload already waiting covers this one too.
+            let _ = hangup_tx.try_send(());
+        }
+    });
     fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
     let events = EventBus::new();
     sd_notify::spawn(&events, config);
-    run_on(config, options, host, None, events, stop).await
-}
-
-/// SIGHUP kills a process that does not handle it, and keepalived's units send SIGHUP to
-/// reload: a reload must not drop the VIPs and virtual servers with the process. Until reload
-/// exists, it is logged and otherwise ignored.
-fn ignore_until_implemented() -> anyhow::Result<()> {
-    use anyhow::Context;
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut received = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    tokio::spawn(async move {
-        while received.recv().await.is_some() {
-            warn!(
-                "SIGHUP received: reload is not implemented yet; the running configuration stays"
-            );
-        }
-    });
-    Ok(())
+    run_with(config, options, host, None, events, stop, Some(hangups)).await
 }
 
 /// keepalived's dump signals (`keepalived --signum=DATA|STATS|JSON`): SIGUSR1, SIGUSR2 and
@@ -164,6 +160,19 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     events: EventBus,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with(config, options, host, dataplane, events, stop, None).await
+}
+
+/// [`run_on`], with the SIGHUPs that ask for reloads.
+async fn run_with<H: host::Addresses + host::VrrpSockets>(
+    config: &Config,
+    options: &Options,
+    host: std::sync::Arc<H>,
+    dataplane: Option<Box<dyn halb_dataplane::Dataplane>>,
+    events: EventBus,
+    stop: impl std::future::Future<Output = ()>,
+    hangups: Option<tokio::sync::mpsc::Receiver<()>>,
+) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
     let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
@@ -189,7 +198,26 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         }
         None => None,
     };
-    let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
+    let (reload_tx, reload_requests) = tokio::sync::mpsc::channel(4);
+    let _control = control::server::ControlServer::start_with_reload(
+        &options.control_socket,
+        query_tx,
+        Some(reload_tx),
+    )?;
+    let (vrrp_reloads_tx, vrrp_reloads) = tokio::sync::mpsc::channel(1);
+    let (lvs_reloads_tx, lvs_reloads) = tokio::sync::mpsc::channel(1);
+    let (last_reload_tx, last_reload) = tokio::sync::watch::channel(None);
+    let reloads = tokio::spawn(reload::serve(
+        options.reload.clone(),
+        hangups,
+        reload_requests,
+        reload::Parts {
+            vrrp: vrrp_reloads_tx,
+            lvs: lvs_reloads_tx,
+            last: last_reload_tx,
+            bus: events.clone(),
+        },
+    ));
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
     let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();
     let (lvs_started, lvs_ready) = tokio::sync::oneshot::channel();
@@ -222,6 +250,10 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         views,
         events.clone(),
         queries,
+        lvs::Reloads {
+            requests: lvs_reloads,
+            last: last_reload,
+        },
         stop_lvs,
         lvs_started,
     ));
@@ -233,9 +265,11 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         events,
         &options.dumps,
         vrrp_started,
+        vrrp_reloads,
         stop,
     )
     .await;
+    reloads.abort();
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}
