@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::event::{EventBus, EventKind, InstanceStatus, Vip, VrrpEvent};
+use crate::handover::VrrpHandOver;
 use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
 use crate::sd_notify::Watchdog;
@@ -79,7 +81,13 @@ pub async fn run<H: Addresses + VrrpSockets>(
     bus: EventBus,
     started: oneshot::Sender<()>,
     stop: impl Future<Output = ()>,
+    handover: VrrpHandOver,
 ) -> Result<()> {
+    let VrrpHandOver {
+        taking_over,
+        mut resume,
+        handed_over,
+    } = handover;
     let mut stop = std::pin::pin!(stop);
     let view = host.host_view().await?;
     let mut plan: VrrpPlan = vrrp_map::map(config, &view)?;
@@ -92,8 +100,9 @@ pub async fn run<H: Addresses + VrrpSockets>(
     }
 
     // keepalived removes the addresses a killed predecessor left before its first state, so
-    // that a BACKUP does not answer for a VIP it does not own.
-    for mapped in &plan.instances {
+    // that a BACKUP does not answer for a VIP it does not own. A predecessor handing over is
+    // alive, and its VIPs stay.
+    for mapped in plan.instances.iter().filter(|_| !taking_over) {
         for (interface, vips) in by_interface(mapped) {
             let vips: Vec<_> = vips.into_iter().cloned().collect();
             match host.remove_leftover_vips(&interface, &vips).await {
@@ -199,7 +208,16 @@ pub async fn run<H: Addresses + VrrpSockets>(
             }
         };
         tokio::select! {
-            () = &mut stop => { info!("Stopping"); break; }
+            () = &mut stop => {
+                if handed_over.load(Ordering::SeqCst) {
+                    // The new process advertises from now on; VIPs stay for it.
+                    info!("Handing over: VRRP stops here, VIPs stay");
+                    return Ok(());
+                }
+                info!("Stopping");
+                break;
+            }
+            Some(names) = resume.recv() => shell.resume_masters(&names),
             // Here rather than on a task of its own: a wedged VRRP loop must stop the pings.
             () = watchdog.due() => { watchdog.ping(); continue; }
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
@@ -545,6 +563,16 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::MasterReceivedLowerPriority { from, priority } => {
                 info!("({name}) Received advert from {from} with lower priority {priority}, ours {ours}");
+            }
+        }
+    }
+
+    /// The previous process let go of these instances' MASTER role: they take it at once.
+    fn resume_masters(&mut self, names: &[String]) {
+        let now = host::now();
+        for instance in &mut self.instances {
+            if names.iter().any(|n| n == instance.name()) {
+                instance.machine.resume_master(now);
             }
         }
     }

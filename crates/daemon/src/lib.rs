@@ -8,6 +8,7 @@ mod daemon;
 mod dr_path;
 pub mod event;
 mod fd_limit;
+mod handover;
 mod held;
 pub mod host;
 mod lvs;
@@ -27,6 +28,7 @@ use tracing::{error, warn};
 pub use event::{
     DaemonEvent, Event, EventBus, EventKind, InstanceStatus, ReloadOutcome, VrrpEvent,
 };
+pub use handover::{socket_path as handover_socket_path, HandOverOptions};
 pub use lvs::DataplaneChoice;
 
 /// How `halb run` was asked to run, beyond the configuration itself.
@@ -41,6 +43,8 @@ pub struct Options {
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
+    /// Taking over from a running halb (an upgrade), and handing over to the next one.
+    pub handover: HandOverOptions,
 }
 
 /// Runs every part of the daemon on this host until SIGTERM or SIGINT (SIGHUP, SIGUSR1 and
@@ -105,7 +109,55 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
 ) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
-    let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
+    let listeners = halb_dataplane::proxy::Listeners::default();
+    let handover_path = handover::socket_path(&options.control_socket);
+    let (release_tx, mut release_rx) = tokio::sync::mpsc::channel(1);
+    let serve = {
+        let (views, listeners, path) = (views.clone(), listeners.clone(), handover_path.clone());
+        let (control_path, query_tx) = (options.control_socket.clone(), query_tx.clone());
+        move || -> anyhow::Result<(control::server::ControlServer, handover::Server)> {
+            let control = control::server::ControlServer::start(&control_path, query_tx.clone())?;
+            let handover = handover::Server::start(
+                &path,
+                views.clone(),
+                listeners.clone(),
+                release_tx.clone(),
+            )?;
+            Ok((control, handover))
+        }
+    };
+    // Taking over: the running daemon keeps its control socket until it lets go.
+    let predecessor = if options.handover.takeover {
+        let path = handover_path.clone();
+        let (predecessor, sockets) =
+            tokio::task::spawn_blocking(move || handover::Predecessor::connect(&path)).await??;
+        listeners.inherit(sockets);
+        Some(predecessor)
+    } else {
+        None
+    };
+    let serving = std::sync::Arc::new(std::sync::Mutex::new(None));
+    if predecessor.is_none() {
+        *serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(serve()?);
+    }
+    let (resume_tx, resume) = tokio::sync::mpsc::channel(1);
+    if let Some(predecessor) = predecessor {
+        let (listeners, serving) = (listeners.clone(), serving.clone());
+        tokio::spawn(async move {
+            match handover::release_when_ready(predecessor, &listeners).await {
+                Ok(masters) => {
+                    let _ = resume_tx.send(masters).await;
+                    match serve() {
+                        Ok(s) => *serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(s),
+                        Err(e) => error!("{e:#}"),
+                    }
+                }
+                Err(e) => error!("taking over: {e:#}"),
+            }
+        });
+    }
+    let handed_over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let released: handover::ReleaseSlot = Default::default();
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
     let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();
     let (lvs_started, lvs_ready) = tokio::sync::oneshot::channel();
@@ -117,9 +169,17 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         }
     });
     let bus = events.clone();
-    let stop = async move {
-        stop.await;
-        bus.publish(EventKind::Daemon(DaemonEvent::Stopping));
+    let stop = {
+        let (handed_over, released) = (handed_over.clone(), released.clone());
+        async move {
+            tokio::select! {
+                () = stop => bus.publish(EventKind::Daemon(DaemonEvent::Stopping)),
+                Some(reply) = release_rx.recv() => {
+                    *released.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
+                    handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
     };
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
@@ -127,6 +187,7 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         dr_path_checks: options.dr_path_checks,
         proxy: halb_dataplane::proxy::ProxyOptions {
             passive_failover: options.passive,
+            listeners: listeners.clone(),
             ..halb_dataplane::proxy::ProxyOptions::default()
         },
     };
@@ -135,13 +196,37 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         lvs_options,
         std::sync::Arc::clone(&host),
         dataplane,
-        views,
+        views.clone(),
         events.clone(),
         queries,
         stop_lvs,
         lvs_started,
     ));
-    let vrrp = daemon::run(config, host, views_tx, events, vrrp_started, stop).await;
+    let vrrp_handover = handover::VrrpHandOver {
+        taking_over: options.handover.takeover,
+        resume,
+        handed_over: handed_over.clone(),
+    };
+    let vrrp = daemon::run(
+        config,
+        host,
+        views_tx,
+        events,
+        vrrp_started,
+        stop,
+        vrrp_handover,
+    )
+    .await;
+    let reply = released.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(reply) = reply {
+        // Handed over: the sockets go to the new process, which the reply lets go on; this
+        // one lets its connections finish and leaves the data plane as it is.
+        drop(serving.lock().unwrap_or_else(|e| e.into_inner()).take());
+        listeners.close();
+        let _ = reply.send(handover::masters(&views.borrow()));
+        handover::drain(&listeners, options.handover.drain_timeout).await;
+        return vrrp;
+    }
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}

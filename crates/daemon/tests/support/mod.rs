@@ -350,6 +350,7 @@ pub fn start(config: Config, host: Arc<FakeHost>, dataplane: Option<MemoryDatapl
         dataplane: halb_daemon::DataplaneChoice::Proxy,
         passive: false,
         dr_path_checks: false,
+        handover: Default::default(),
     };
     let bus = EventBus::new();
     let events = bus.subscribe();

@@ -38,6 +38,16 @@ pub struct Args {
     /// through the real server's MAC, which finds a real server that lost its VIP on lo).
     #[arg(long)]
     no_dr_path_check: bool,
+    /// Take over from the halb running with the same --control-socket (an upgrade): its
+    /// listening sockets and VRRP MASTER role pass to this process over CONTROL.handover with
+    /// no failover, no priority 0 advert and no refused client; it then drains its
+    /// connections and exits, leaving VIPs and virtual servers in place.
+    #[arg(long)]
+    takeover: bool,
+    /// After handing over to a new halb, how long established connections may run before
+    /// this process exits anyway.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    drain_timeout: u64,
 }
 
 /// `--dataplane`.
@@ -120,6 +130,10 @@ pub fn run(args: &Args) -> ExitCode {
         dataplane: args.dataplane.into(),
         passive: !args.no_passive,
         dr_path_checks: !args.no_dr_path_check,
+        handover: halb_daemon::HandOverOptions {
+            takeover: args.takeover,
+            drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
+        },
     };
     match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
         Ok(()) => ExitCode::SUCCESS,
