@@ -180,6 +180,7 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
                 let task = CheckerTask {
                     id,
                     real_server: running.real_server,
+                    kind: checker.kind(),
                     label: Label::new(vs, rs),
                     probe,
                     policy_cfg,
@@ -235,6 +236,7 @@ impl Label {
 struct CheckerTask {
     id: CheckerId,
     real_server: SocketAddr,
+    kind: CheckerKind,
     label: Label,
     probe: Probe,
     policy_cfg: PolicyConfig,
@@ -317,6 +319,7 @@ impl CheckerTask {
             let report = Report {
                 id: self.id,
                 real_server: self.real_server,
+                kind: self.kind,
                 up: verdict.up,
                 weight: verdict.weight,
                 detail: event.detail(),

@@ -17,7 +17,7 @@ use halb_vrrp::{Action, Dropped, Instance, State, SyncGroup, TrackerStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::event::{EventBus, EventKind, InstanceStatus, Vip, VrrpEvent};
+use crate::event::{EventBus, EventKind, InstanceCounters, InstanceStatus, Vip, VrrpEvent};
 use crate::handover::VrrpHandOver;
 use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
@@ -63,6 +63,9 @@ struct Shell<H: Addresses + VrrpSockets> {
     notifier: Notifier,
     /// What `halb status` and the virtual servers (`ha_suspend`, the sync daemon) see.
     views: watch::Sender<Vec<InstanceStatus>>,
+    /// The instances' counters, apart from `views`: they change with every advert, and the
+    /// watchers of `views` care for state changes only.
+    counters: watch::Sender<Vec<InstanceCounters>>,
     events: EventBus,
     /// The VIPs each MASTER holds, renewed before their lifetime runs out.
     leases: Leases,
@@ -78,6 +81,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
     host: Arc<H>,
     views: watch::Sender<Vec<InstanceStatus>>,
+    counters: watch::Sender<Vec<InstanceCounters>>,
     bus: EventBus,
     started: oneshot::Sender<()>,
     stop: impl Future<Output = ()>,
@@ -187,6 +191,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
         announcers,
         notifier,
         views,
+        counters,
         events: bus,
         leases: Leases::default(),
     };
@@ -488,6 +493,22 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
                 },
             )
             .collect();
+        let counters: Vec<InstanceCounters> = self
+            .instances
+            .iter()
+            .map(|i| InstanceCounters {
+                name: i.name().to_string(),
+                stats: *i.machine.stats(),
+            })
+            .collect();
+        self.counters.send_if_modified(|old| {
+            if *old == counters {
+                false
+            } else {
+                *old = counters;
+                true
+            }
+        });
         self.views.send_if_modified(|old| {
             if *old == views {
                 false

@@ -11,6 +11,7 @@ mod fd_limit;
 mod handover;
 mod held;
 pub mod host;
+pub mod http;
 mod lvs;
 mod notify;
 mod process;
@@ -19,6 +20,7 @@ mod service_status;
 mod track_script;
 mod vip_lease;
 pub mod vrrp_map;
+mod writer_fence;
 
 use std::path::PathBuf;
 
@@ -26,7 +28,8 @@ use halb_config::model::Config;
 use tracing::{error, warn};
 
 pub use event::{
-    DaemonEvent, Event, EventBus, EventKind, InstanceStatus, ReloadOutcome, VrrpEvent,
+    DaemonEvent, Event, EventBus, EventKind, InstanceCounters, InstanceStatus, ReloadOutcome,
+    VrrpEvent,
 };
 pub use handover::{socket_path as handover_socket_path, HandOverOptions};
 pub use lvs::DataplaneChoice;
@@ -45,6 +48,8 @@ pub struct Options {
     pub dr_path_checks: bool,
     /// Taking over from a running halb (an upgrade), and handing over to the next one.
     pub handover: HandOverOptions,
+    /// Where the read-only HTTP endpoint (metrics, JSON API, dashboard) listens; none: off.
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs every part of the daemon on this host until SIGTERM or SIGINT (SIGHUP, SIGUSR1 and
@@ -108,10 +113,33 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
+    let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
     let listeners = halb_dataplane::proxy::Listeners::default();
     let handover_path = handover::socket_path(&options.control_socket);
     let (release_tx, mut release_rx) = tokio::sync::mpsc::channel(1);
+    // Observability must not keep the load balancer down: a port already taken is logged, and
+    // the daemon runs without the endpoint.
+    let start_http = {
+        let (queries, counters, events) = (query_tx.clone(), counters, events.clone());
+        let listen = options.http_listen;
+        move || {
+            let sources = http::Sources {
+                queries: queries.clone(),
+                vrrp_counters: counters.clone(),
+                events: events.clone(),
+            };
+            async move {
+                match http::HttpServer::start(listen?, sources).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        error!("{e:#}; running without it");
+                        None
+                    }
+                }
+            }
+        }
+    };
     let serve = {
         let (views, listeners, path) = (views.clone(), listeners.clone(), handover_path.clone());
         let (control_path, query_tx) = (options.control_socket.clone(), query_tx.clone());
@@ -126,7 +154,7 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
             Ok((control, handover))
         }
     };
-    // Taking over: the running daemon keeps its control socket until it lets go.
+    // Taking over: the running daemon keeps its control socket and HTTP port until it lets go.
     let predecessor = if options.handover.takeover {
         let path = handover_path.clone();
         let (predecessor, sockets) =
@@ -138,7 +166,10 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     };
     let serving = std::sync::Arc::new(std::sync::Mutex::new(None));
     if predecessor.is_none() {
-        *serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(serve()?);
+        // Before anything publishes: the endpoint numbers and counts every event from the
+        // first.
+        let http = start_http().await;
+        *serving.lock().unwrap_or_else(|e| e.into_inner()) = Some((serve()?, http));
     }
     let (resume_tx, resume) = tokio::sync::mpsc::channel(1);
     if let Some(predecessor) = predecessor {
@@ -148,7 +179,10 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
                 Ok(masters) => {
                     let _ = resume_tx.send(masters).await;
                     match serve() {
-                        Ok(s) => *serving.lock().unwrap_or_else(|e| e.into_inner()) = Some(s),
+                        Ok(s) => {
+                            let http = start_http().await;
+                            *serving.lock().unwrap_or_else(|e| e.into_inner()) = Some((s, http));
+                        }
                         Err(e) => error!("{e:#}"),
                     }
                 }
@@ -211,6 +245,7 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         config,
         host,
         views_tx,
+        counters_tx,
         events,
         vrrp_started,
         stop,
@@ -223,6 +258,9 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         // one lets its connections finish and leaves the data plane as it is.
         drop(serving.lock().unwrap_or_else(|e| e.into_inner()).take());
         listeners.close();
+        // The HTTP endpoint's task lets go of its port when next polled; the new process
+        // binds it as soon as it has the answer.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let _ = reply.send(handover::masters(&views.borrow()));
         handover::drain(&listeners, options.handover.drain_timeout).await;
         return vrrp;

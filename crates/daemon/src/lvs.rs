@@ -29,6 +29,7 @@ use crate::event::{EventBus, EventKind, InstanceStatus};
 use crate::held::{RepairClock, SharedDataplane};
 use crate::host::Addresses;
 use crate::process;
+use crate::writer_fence::WriterFencing;
 
 /// Which data plane `--dataplane` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,9 @@ pub struct LvsOptions {
     pub dr_path_checks: bool,
     pub proxy: ProxyOptions,
 }
+
+/// How often a server whose fence failed is tried again.
+const FENCE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long scripts run at shutdown (omega's `notify_down`, `quorum_down`) may take.
 const SHUTDOWN_SCRIPT_GRACE: Duration = Duration::from_secs(5);
@@ -69,6 +73,8 @@ struct Shell {
     /// Kernel IPVS's global side (timeouts, the sync daemon), when that is the data plane.
     ipvs: Option<IpvsControl>,
     events: EventBus,
+    /// Server fencing of the `mysql_writer` virtual servers.
+    writers: WriterFencing,
 }
 
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
@@ -137,6 +143,7 @@ pub async fn run<A: Addresses>(
         scripts: tokio::task::JoinSet::new(),
         ipvs,
         events,
+        writers: WriterFencing::new(&config.lvs),
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -169,6 +176,9 @@ pub async fn run<A: Addresses>(
             _ = &mut stop => break,
             _ = tokio::time::sleep_until(shell.repair.due()), if shell.dataplane.is_some() => {
                 shell.repair().await
+            }
+            _ = tokio::time::sleep(FENCE_RETRY), if shell.writers.has_pending() => {
+                shell.writers.retry().await
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(failure) = passive.recv() => {
@@ -334,8 +344,14 @@ async fn host_addresses(host: &impl Addresses) -> Vec<IpAddr> {
 impl Shell {
     async fn handle_report(&mut self, report: Report) {
         self.details.insert(report.id, report.detail.clone());
+        let before = self.writers.routed_now(&self.vs);
         let out = self.vs.handle_check(report.id, report.up, report.weight);
         self.events.publish(EventKind::CheckerVerdict(report));
+        // The server left is fenced and the new one made writable before the table sends
+        // anything to it.
+        if !self.writers.is_empty() {
+            self.writers.switch(&before, &self.vs, &self.vips).await;
+        }
         self.sync_table().await;
         self.carry_out(out).await;
     }
@@ -450,13 +466,16 @@ impl Shell {
         let removed: Vec<IpAddr> = self.vips.difference(&vips).copied().collect();
         self.vips = vips;
         let mut out = Vec::new();
-        for ip in added {
+        for &ip in &added {
             out.extend(self.vs.local_address_added(ip));
         }
         for ip in &removed {
             out.extend(self.vs.local_address_removed(*ip));
         }
         self.drop_proxied_on(&removed);
+        if !self.writers.is_empty() && !added.is_empty() {
+            self.writers.take_over(&self.vs, &added).await;
+        }
         if !out.is_empty() {
             self.sync_table().await;
             self.carry_out(out).await;
@@ -650,6 +669,8 @@ impl Shell {
             .into_iter()
             .map(|v| VirtualServerView {
                 name: v.name,
+                index: v.index,
+                services: v.services,
                 quorum_up: v.quorum_up,
                 sorry_server_active: v.sorry_server.as_ref().is_some_and(|s| s.active),
                 real_servers: v

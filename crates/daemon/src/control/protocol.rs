@@ -95,6 +95,12 @@ impl From<&InstanceStatus> for VrrpView {
 pub struct VirtualServerView {
     /// keepalived's name of the service: `[192.168.66.251]:tcp:3306`.
     pub name: String,
+    /// Its index in the configuration's virtual servers.
+    #[serde(default)]
+    pub index: usize,
+    /// The services it puts in the data plane (one, or a group's).
+    #[serde(default)]
+    pub services: Vec<ServiceKey>,
     pub quorum_up: bool,
     pub sorry_server_active: bool,
     pub real_servers: Vec<RealServerView>,

@@ -351,6 +351,7 @@ pub fn start(config: Config, host: Arc<FakeHost>, dataplane: Option<MemoryDatapl
         passive: false,
         dr_path_checks: false,
         handover: Default::default(),
+        http_listen: None,
     };
     let bus = EventBus::new();
     let events = bus.subscribe();

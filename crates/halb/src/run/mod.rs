@@ -48,6 +48,21 @@ pub struct Args {
     /// this process exits anyway.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     drain_timeout: u64,
+    /// The read-only HTTP endpoint: Prometheus metrics at /metrics, the status and events as
+    /// JSON under /api/v1/, a dashboard at /. ADDRESS:PORT, or `none` to turn it off; an
+    /// address other than loopback is allowed but logged as a warning.
+    #[arg(long, default_value = halb_daemon::http::DEFAULT_LISTEN, value_name = "ADDR:PORT|none",
+          value_parser = parse_http_listen)]
+    http_listen: HttpListen,
+}
+
+/// `--http-listen`: an address, or none (a plain `Option` would make clap treat the flag as
+/// optional instead of parsing `none`).
+#[derive(Debug, Clone, Copy)]
+struct HttpListen(Option<std::net::SocketAddr>);
+
+fn parse_http_listen(value: &str) -> Result<HttpListen, String> {
+    halb_daemon::http::parse_listen(value).map(HttpListen)
 }
 
 /// `--dataplane`.
@@ -134,6 +149,7 @@ pub fn run(args: &Args) -> ExitCode {
             takeover: args.takeover,
             drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
         },
+        http_listen: args.http_listen.0,
     };
     match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@ use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::sections::checker::model::{Checker, CheckerKind};
+use crate::sections::checker::model::{Checker, CheckerKind, MysqlCheck};
 use crate::sections::script::Script;
 
 /// The LVS sections of a configuration, in file order.
@@ -312,6 +312,10 @@ pub struct VirtualServer {
     /// halb's `connection_fencing`; `None` when the file does not say (see
     /// [`VirtualServer::connection_fencing`] for the default).
     pub connection_fencing: Option<ConnectionFencing>,
+    /// halb's `mysql_writer`: a write service of a MySQL pair, which keeps exactly one writable
+    /// server (server fencing). Only set with a MYSQL_CHECK to log in with
+    /// ([`VirtualServer::writer_check`]).
+    pub mysql_writer: bool,
     /// Keywords kept as written (`snmp_name`).
     pub other: Vec<Setting>,
 }
@@ -340,6 +344,17 @@ impl ConnectionFencing {
 }
 
 impl VirtualServer {
+    /// The MYSQL_CHECK whose user server fencing logs in as: the first one of the real servers.
+    pub fn writer_check(&self) -> Option<&MysqlCheck> {
+        self.real_servers
+            .iter()
+            .flat_map(|rs| &rs.checkers)
+            .find_map(|c| match c {
+                Checker::Mysql(m) => Some(m),
+                _ => None,
+            })
+    }
+
     /// The connection fencing in force: as written, else `drain` when every checker of every
     /// real server is HTTP_GET or SSL_GET (a web service, whose requests in flight should
     /// finish), else `close`.
@@ -399,6 +414,7 @@ impl VirtualServer {
             sorry_server: None,
             real_servers: Vec::new(),
             connection_fencing: None,
+            mysql_writer: false,
             other: Vec::new(),
         }
     }

@@ -48,6 +48,7 @@ pub struct KeywordSpans {
     pub ha_suspend: Option<Span>,
     pub quorum: Option<Span>,
     pub hysteresis: Option<Span>,
+    pub mysql_writer: Option<Span>,
 }
 
 pub struct SorryDraft {
@@ -308,6 +309,10 @@ fn read_keyword(n: &Node, ctx: &mut Ctx, d: &mut VsDraft) {
             }
         },
         "snmp_name" => vs.other.push(Setting::from_node(n)),
+        "mysql_writer" => {
+            vs.mysql_writer = true;
+            d.at.mysql_writer = Some(n.span());
+        }
         "connection_fencing" => {
             vs.connection_fencing = match ctx.choice(n, 0, &["close", "drain"]) {
                 Some(0) => Some(ConnectionFencing::Close),
