@@ -77,6 +77,8 @@ const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 /// Runs the VRRP part of `config` on `host` until `stop` completes, publishing the instances'
 /// state on `views` after every change and their transitions on `bus`; `started` fires once
 /// every instance has started.
+// The shell's inputs and outputs, each its own channel: a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
     host: Arc<H>,
