@@ -3,6 +3,7 @@
 mod check_config;
 mod config_args;
 mod control;
+mod dist_files;
 mod ipvs_tool;
 mod lab;
 mod realserver;
@@ -14,7 +15,7 @@ mod status;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -46,6 +47,9 @@ enum Command {
     /// Drive the kernel's IPVS directly (tests and benchmarks).
     #[command(hide = true)]
     Ipvs(ipvs_tool::Args),
+    /// Write the man pages and shell completions generated from this CLI (packaging).
+    #[command(hide = true)]
+    DistFiles(dist_files::Args),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +61,6 @@ fn main() -> ExitCode {
         Command::Realserver(args) => realserver::run(&args),
         Command::Ipvs(args) => ipvs_tool::run(&args),
         Command::Lab(args) => lab::run(&args),
+        Command::DistFiles(args) => dist_files::run(&args, Cli::command()),
     }
 }
