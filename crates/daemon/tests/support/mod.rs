@@ -434,6 +434,7 @@ fn start_with(
         passive: false,
         dr_path_checks: false,
         handover: Default::default(),
+        dumps: halb_daemon::DumpRequests::new(dir.path().to_path_buf()),
         reload,
         http_listen: None,
     };

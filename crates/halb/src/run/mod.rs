@@ -149,6 +149,7 @@ pub fn run(args: &Args) -> ExitCode {
             takeover: args.takeover,
             drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
         },
+        dumps: halb_daemon::DumpRequests::default(),
         reload: Some(config_reader(&args.config)),
         http_listen: args.http_listen.0,
     };
