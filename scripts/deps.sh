@@ -13,6 +13,9 @@ packages=(
     qemu-system-x86 # the IPVS VM (IPVS runs in a real kernel under TCG)
     mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
     mariadb-client  # the lab runs SQL on those servers through their sockets
+    prometheus      # scrapes halb's /metrics in a test; promtool checks the text
+    chromium        # loads the dashboard in a test (headless)
+    chromium-driver # drives that Chromium over WebDriver
 )
 
 missing=()
@@ -36,7 +39,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages' services are not wanted: tests start their own processes (mariadbd with its own
 # datadir and port). A system mariadb left running would hold 127.0.0.1:3306 in the root
 # namespace, where a test or the lab may want that port, and take memory from the test run.
-for svc in keepalived mariadb; do
+for svc in keepalived mariadb prometheus; do
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

@@ -23,6 +23,8 @@ pub struct Report {
     pub id: CheckerId,
     /// The real server the checker belongs to.
     pub real_server: SocketAddr,
+    /// Which checker it is (`TCP_CHECK`, `MYSQL_CHECK`, …), for the metrics' labels.
+    pub kind: halb_config::model::CheckerKind,
     pub up: bool,
     /// MISC_CHECK with `misc_dynamic`: the weight the script's exit status asks for.
     pub weight: Option<u32>,

@@ -190,6 +190,13 @@ pub struct InstanceStatus {
     pub last_master: Option<(IpAddr, u8)>,
 }
 
+/// A VRRP instance's counters (adverts, receive errors), for the metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceCounters {
+    pub name: String,
+    pub stats: halb_vrrp::Stats,
+}
+
 /// A virtual address of an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Vip {

@@ -39,6 +39,16 @@ pub trait Addresses: Send + Sync + 'static {
         vip: &VirtualAddress,
     ) -> impl Future<Output = Result<()>> + Send;
 
+    /// Puts `vip` on `interface` again with fresh lifetimes, without taking it off meanwhile
+    /// (adds it when it went missing).
+    fn refresh_address(
+        &self,
+        interface: &str,
+        vip: &VirtualAddress,
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.add_address(interface, vip)
+    }
+
     /// Takes `addresses` off `interface` (those not there are fine).
     fn remove_addresses(
         &self,
@@ -142,7 +152,16 @@ impl Addresses for SystemHost {
 
     async fn add_address(&self, interface: &str, vip: &VirtualAddress) -> Result<()> {
         let _turn = self.turn.lock().await;
-        self.netlink.add_address(interface, vip).await?;
+        if self.netlink.add_address(interface, vip).await? == halb_sys::Added::AlreadyPresent {
+            // Perhaps with a lifetime close to its end (a predecessor's lease): renew it.
+            self.netlink.refresh_address(interface, vip).await?;
+        }
+        Ok(())
+    }
+
+    async fn refresh_address(&self, interface: &str, vip: &VirtualAddress) -> Result<()> {
+        let _turn = self.turn.lock().await;
+        self.netlink.refresh_address(interface, vip).await?;
         Ok(())
     }
 

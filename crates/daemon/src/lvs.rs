@@ -9,26 +9,30 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use halb_check::policy::PolicyState;
 use halb_check::runner::{self, RunnerHandle, RunnerOptions};
 use halb_check::Report;
-use halb_config::model::Config;
+use halb_config::model::{Config, ConnectionFencing};
 use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
 use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
 use halb_dataplane::{ipvsadm_forward_name, ApplyError, Dataplane, PassiveFailure};
-use halb_lb::table::Table;
+use halb_lb::table::{Change, Table};
 use halb_lb::virtual_server::{CheckerId, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::control::protocol::{
-    CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView,
+    CheckerView, DestView, LastReload, RealServerView, ServiceView, Snapshot, VirtualServerView,
 };
 use crate::control::server::Query;
 use crate::event::{EventBus, EventKind, InstanceStatus};
 use crate::held::{RepairClock, SharedDataplane};
 use crate::host::Addresses;
 use crate::process;
+use crate::reload::Apply;
+use crate::reload_plan;
+use crate::writer_fence::WriterFencing;
 
 /// Which data plane `--dataplane` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,14 @@ pub struct LvsOptions {
     pub dr_path_checks: bool,
     pub proxy: ProxyOptions,
 }
+
+/// Reloads handed to the virtual servers, and the last reload's outcome for `halb status`.
+pub struct Reloads {
+    pub requests: mpsc::Receiver<Apply>,
+    pub last: watch::Receiver<Option<LastReload>>,
+}
+/// How often a server whose fence failed is tried again.
+const FENCE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long scripts run at shutdown (omega's `notify_down`, `quorum_down`) may take.
 const SHUTDOWN_SCRIPT_GRACE: Duration = Duration::from_secs(5);
@@ -69,6 +81,12 @@ struct Shell {
     /// Kernel IPVS's global side (timeouts, the sync daemon), when that is the data plane.
     ipvs: Option<IpvsControl>,
     events: EventBus,
+    last_reload: watch::Receiver<Option<LastReload>>,
+    /// Server fencing of the `mysql_writer` virtual servers.
+    writers: WriterFencing,
+    /// Up verdicts whose handback waits for the returning server to catch up; tried again
+    /// every second.
+    held_verdicts: BTreeMap<CheckerId, Report>,
 }
 
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
@@ -88,7 +106,8 @@ struct SyncDaemonPlan {
 }
 
 /// Runs the virtual servers until `stop` fires, answering `queries` meanwhile. The data plane
-/// is `dataplane` when given, else the one [`LvsOptions::dataplane`] chooses.
+/// is `dataplane` when given, else the one [`LvsOptions::dataplane`] chooses. `started` fires
+/// once the virtual servers are in the data plane and their checkers run.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<A: Addresses>(
     config: Arc<Config>,
@@ -98,18 +117,27 @@ pub async fn run<A: Addresses>(
     mut vrrp: watch::Receiver<Vec<InstanceStatus>>,
     events: EventBus,
     mut queries: mpsc::Receiver<Query>,
+    reloads: Reloads,
     mut stop: oneshot::Receiver<()>,
+    started: oneshot::Sender<()>,
 ) -> Result<()> {
+    let Reloads {
+        requests: mut reload_requests,
+        last: last_reload,
+    } = reloads;
     let (passive_tx, mut passive) = mpsc::unbounded_channel::<PassiveFailure>();
     let has_services = !config.lvs.virtual_servers.is_empty();
-    let (dataplane, ipvs) = match dataplane {
-        _ if !has_services => (None, None),
-        Some(given) => (Some(given), None),
-        None => {
-            let (d, i) = choose_dataplane(&options, passive_tx, &config)?;
-            (Some(d), i)
+    // A data plane given by the caller is kept for a reload that brings the first services.
+    let (mut given, mut dataplane, mut ipvs) = (dataplane, None, None);
+    if has_services {
+        match given.take() {
+            Some(d) => dataplane = Some(d),
+            None => {
+                let (d, i) = choose_dataplane(&options, passive_tx.clone(), &config)?;
+                (dataplane, ipvs) = (Some(d), i);
+            }
         }
-    };
+    }
     let config = if ipvs.is_some() && options.dr_path_checks {
         let mut augmented = (*config).clone();
         let added = crate::dr_path::add_checks(&mut augmented.lvs);
@@ -135,6 +163,9 @@ pub async fn run<A: Addresses>(
         scripts: tokio::task::JoinSet::new(),
         ipvs,
         events,
+        last_reload,
+        writers: WriterFencing::new(&config.lvs),
+        held_verdicts: BTreeMap::new(),
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -150,21 +181,24 @@ pub async fn run<A: Addresses>(
     }
     let (report_tx, mut reports) = mpsc::channel::<Report>(1024);
     if has_services {
-        let opts = RunnerOptions {
-            script_user: config.global.script_user.clone(),
-            log_all_failures: false,
-            suspended_vs: shell.vs.suspended_virtual_servers(),
-        };
-        shell.runner = Some(runner::spawn(&config.lvs, &opts, report_tx));
-    } else {
-        drop(report_tx);
+        shell.start_runner(BTreeMap::new(), &report_tx);
     }
+    let _ = started.send(());
 
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = tokio::time::sleep_until(shell.repair.due()), if shell.dataplane.is_some() => {
                 shell.repair().await
+            }
+            _ = tokio::time::sleep(FENCE_RETRY), if shell.writers.has_pending() => {
+                shell.writers.retry().await
+            }
+            _ = tokio::time::sleep(FENCE_RETRY), if !shell.held_verdicts.is_empty() => {
+                let held: Vec<Report> = shell.held_verdicts.values().cloned().collect();
+                for report in held {
+                    shell.handle_report(report).await;
+                }
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(failure) = passive.recv() => {
@@ -185,6 +219,34 @@ pub async fn run<A: Addresses>(
                 shell.follow_sync_daemon(&views);
                 shell.update_vips(master_vips(&views)).await;
             }
+            Some(apply) = reload_requests.recv() => {
+                if shell.dataplane.is_none() && !apply.config.lvs.virtual_servers.is_empty() {
+                    let chosen = match given.take() {
+                        Some(d) => Ok((d, None)),
+                        None => choose_dataplane(&options, passive_tx.clone(), &apply.config),
+                    };
+                    match chosen {
+                        Ok((d, i)) => {
+                            shell.dataplane = Some(SharedDataplane::new(d));
+                            shell.ipvs = i;
+                        }
+                        Err(e) => {
+                            let _ = apply.done.send(Err(format!("{e:#}")));
+                            continue;
+                        }
+                    }
+                }
+                let config = if shell.ipvs.is_some() && options.dr_path_checks {
+                    let mut augmented = (*apply.config).clone();
+                    crate::dr_path::add_checks(&mut augmented.lvs);
+                    Arc::new(augmented)
+                } else {
+                    Arc::clone(&apply.config)
+                };
+                let local = host_addresses(&*host).await;
+                let lines = shell.reload(config, &local, &report_tx, &mut reports).await;
+                let _ = apply.done.send(Ok(lines));
+            }
             Some((request, answer)) = queries.recv() => {
                 let views = vrrp.borrow().clone();
                 let snapshot = shell.snapshot(request.connections, &views).await;
@@ -193,7 +255,7 @@ pub async fn run<A: Addresses>(
         }
     }
 
-    if has_services {
+    if !shell.config.lvs.virtual_servers.is_empty() || shell.dataplane.is_some() {
         let out = shell.vs.shutdown();
         shell.sync_table().await;
         shell.carry_out(out).await;
@@ -225,8 +287,20 @@ fn choose_dataplane(
     };
     if want_ipvs {
         let open = || -> Result<Chosen> {
-            let data = Ipvs::open()?;
+            let mut data = Ipvs::open()?;
             let control = Ipvs::open()?;
+            // The kernel flushes a removed destination's connections at once only if this is
+            // set when it goes; set later, the first fence would wait for the next packet.
+            let fencing = config
+                .lvs
+                .virtual_servers
+                .iter()
+                .any(|vs| vs.connection_fencing() == ConnectionFencing::Close);
+            if fencing {
+                if let Err(e) = data.expire_connections_of_removed_dests() {
+                    warn!("connection fencing will wait for each connection's next packet: {e}");
+                }
+            }
             let t = &config.global.lvs_timeouts;
             if t.tcp.is_some() || t.tcpfin.is_some() || t.udp.is_some() {
                 control.set_timeouts(t.tcp, t.tcpfin, t.udp)?;
@@ -314,10 +388,153 @@ async fn host_addresses(host: &impl Addresses) -> Vec<IpAddr> {
 }
 
 impl Shell {
+    /// Starts the checkers of the running configuration; `carried` ones resume a
+    /// predecessor's verdict and retries.
+    fn start_runner(
+        &mut self,
+        carried: BTreeMap<CheckerId, PolicyState>,
+        reports: &mpsc::Sender<Report>,
+    ) {
+        let opts = RunnerOptions {
+            script_user: self.config.global.script_user.clone(),
+            log_all_failures: false,
+            suspended_vs: self.vs.suspended_virtual_servers(),
+            carried,
+        };
+        self.runner = Some(runner::spawn(&self.config.lvs, &opts, reports.clone()));
+    }
+
+    /// A reload ([`crate::reload_plan`]): the virtual servers of `config` carry the state of
+    /// those they continue, the data plane gets only the edits between the two tables (IPVS
+    /// services and destinations edited in place; the proxy keeps its listeners and
+    /// connections), connections to a real server that left are closed (proxy), and the
+    /// checkers whose definition did not change resume their verdict and retries. `local`:
+    /// the addresses on this host now. Returns one line per change.
+    async fn reload(
+        &mut self,
+        config: Arc<Config>,
+        local: &[IpAddr],
+        reports_tx: &mpsc::Sender<Report>,
+        reports: &mut mpsc::Receiver<Report>,
+    ) -> Vec<String> {
+        // The old checkers stop first; the verdicts they sent meanwhile still count.
+        let mut states = match self.runner.take() {
+            Some(runner) => runner.stop_keeping_states().await,
+            None => BTreeMap::new(),
+        };
+        while let Ok(report) = reports.try_recv() {
+            self.handle_report(report).await;
+        }
+        // The virtual servers' verdicts are the truth (a verdict lost with a stopped task
+        // must not leave a checker "already down" in its policy but up here).
+        for v in self.vs.status() {
+            for rs in &v.real_servers {
+                for c in &rs.checkers {
+                    let id = CheckerId::new(v.index, rs.index, c.index);
+                    if let Some(state) = states.get_mut(&id) {
+                        if state.up != c.up {
+                            state.retry_it = 0;
+                        }
+                        state.up = c.up;
+                        state.has_run = c.has_run;
+                    }
+                }
+            }
+        }
+        let carried = reload_plan::carried_services(&self.config.lvs, &config.lvs);
+        let (vs, out) = self.vs.reloaded(&config.lvs, &carried, local);
+        let seeds: BTreeMap<CheckerId, PolicyState> = carried
+            .checkers
+            .iter()
+            .filter_map(|(new, old)| states.get(old).map(|s| (*new, *s)))
+            .collect();
+        self.details = carried
+            .checkers
+            .iter()
+            .filter_map(|(new, old)| self.details.get(old).map(|d| (*new, d.clone())))
+            .collect();
+        let before = self.held.clone();
+        self.vs = vs;
+        self.config = Arc::clone(&config);
+        // Up verdicts held for a writer's catch-up are not carried: their checkers resume as
+        // down (the virtual servers' verdict) and report up again, through the same gate.
+        self.held_verdicts.clear();
+        self.writers = WriterFencing::new(&config.lvs);
+        self.sync_table().await;
+        let mut lines: Vec<String> = before.diff(&self.held).iter().map(describe).collect();
+        lines.extend(self.close_to_removed(&before));
+        self.carry_out(out).await;
+        let kept = seeds.len();
+        if !config.lvs.virtual_servers.is_empty() {
+            self.start_runner(seeds, reports_tx);
+        }
+        let total = self.runner.as_ref().map_or(0, |r| r.checkers().len());
+        if total > kept {
+            lines.push(format!(
+                "{} checker(s) started afresh, {kept} kept their state",
+                total - kept
+            ));
+        }
+        lines
+    }
+
+    /// Closes the proxy's connections to destinations a reload took out of a service that
+    /// stays (IPVS leaves them to the kernel's rules, as keepalived does), one line each.
+    fn close_to_removed(&mut self, before: &Table) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.ipvs.is_some() {
+            return lines;
+        }
+        let Some(dataplane) = self.dataplane.as_ref() else {
+            return lines;
+        };
+        let mut dataplane = dataplane.lock();
+        for (key, old) in &before.services {
+            let now = self.held.services.get(key);
+            for addr in old.destinations.keys() {
+                if now.is_some_and(|s| s.destinations.contains_key(addr)) {
+                    continue;
+                }
+                let closed = dataplane.drop_connections(key, *addr);
+                info!(
+                    "Closed {closed} connection(s) to [{}]:{} through {key}: removed from the \
+                     configuration",
+                    addr.ip(),
+                    addr.port()
+                );
+                lines.push(format!(
+                    "{key}: {closed} connection(s) to {addr} closed (real server removed)"
+                ));
+            }
+        }
+        lines
+    }
+
     async fn handle_report(&mut self, report: Report) {
+        let before = self.writers.routed_now(&self.vs);
+        let was_held = self.held_verdicts.remove(&report.id).is_some();
+        if !self.writers.is_empty() && report.up {
+            // A handback of a writer service waits until the returning server has caught up.
+            let mut trial = self.vs.clone();
+            let _ = trial.handle_check(report.id, report.up, report.weight);
+            if let Some(why) = self.writers.catch_up(&before, &trial, &self.vips).await {
+                if !was_held {
+                    warn!("Not handing back yet, the sorry server stays the writer: {why}");
+                }
+                self.details
+                    .insert(report.id, format!("up, handback waits: {why}"));
+                self.held_verdicts.insert(report.id, report);
+                return;
+            }
+        }
         self.details.insert(report.id, report.detail.clone());
         let out = self.vs.handle_check(report.id, report.up, report.weight);
         self.events.publish(EventKind::CheckerVerdict(report));
+        // The server left is fenced and the new one made writable before the table sends
+        // anything to it.
+        if !self.writers.is_empty() {
+            self.writers.switch(&before, &self.vs, &self.vips).await;
+        }
         self.sync_table().await;
         self.carry_out(out).await;
     }
@@ -432,13 +649,16 @@ impl Shell {
         let removed: Vec<IpAddr> = self.vips.difference(&vips).copied().collect();
         self.vips = vips;
         let mut out = Vec::new();
-        for ip in added {
+        for &ip in &added {
             out.extend(self.vs.local_address_added(ip));
         }
         for ip in &removed {
             out.extend(self.vs.local_address_removed(*ip));
         }
         self.drop_proxied_on(&removed);
+        if !self.writers.is_empty() && !added.is_empty() {
+            self.writers.take_over(&self.vs, &added).await;
+        }
         if !out.is_empty() {
             self.sync_table().await;
             self.carry_out(out).await;
@@ -632,6 +852,8 @@ impl Shell {
             .into_iter()
             .map(|v| VirtualServerView {
                 name: v.name,
+                index: v.index,
+                services: v.services,
                 quorum_up: v.quorum_up,
                 sorry_server_active: v.sorry_server.as_ref().is_some_and(|s| s.active),
                 real_servers: v
@@ -665,6 +887,7 @@ impl Shell {
             })
             .collect();
         Snapshot {
+            last_reload: self.last_reload.borrow().clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             dataplane: self
                 .dataplane
@@ -676,5 +899,24 @@ impl Shell {
             vrrp: vrrp.iter().map(Into::into).collect(),
             virtual_servers,
         }
+    }
+}
+
+/// One data-plane change of a reload, for its outcome.
+fn describe(change: &Change) -> String {
+    match change {
+        Change::AddService(s) => format!("service {} added", s.key),
+        Change::EditService(s) => format!("service {} changed in place", s.key),
+        Change::DelService(key) => format!("service {key} removed"),
+        Change::AddDest(key, d) => {
+            format!("{key}: real server {} added (weight {})", d.addr, d.weight)
+        }
+        Change::EditDest(key, d) => {
+            format!(
+                "{key}: real server {} changed in place (weight {})",
+                d.addr, d.weight
+            )
+        }
+        Change::DelDest(key, addr) => format!("{key}: real server {addr} removed"),
     }
 }

@@ -24,6 +24,10 @@ pub struct Args {
     /// Do not check that the interfaces the file names exist on this host.
     #[arg(long)]
     no_interface_check: bool,
+    /// Exit 0 when the file has warnings but no errors (a file `halb run` runs), for a unit's
+    /// ExecStartPre= and ExecReload=, which fail on any other status.
+    #[arg(long)]
+    accept_warnings: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -89,7 +93,7 @@ pub fn run(args: &Args) -> ExitCode {
 
     ExitCode::from(if errors > 0 {
         EXIT_FATAL
-    } else if warnings > 0 {
+    } else if warnings > 0 && !args.accept_warnings {
         EXIT_WARNINGS
     } else {
         EXIT_CLEAN

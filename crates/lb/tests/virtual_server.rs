@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use halb_config::model::{LvsConfig, Script};
+use halb_config::model::{ConnectionFencing, LvsConfig, Script};
 use halb_config::{load, load_str, LoadOptions, Loaded};
 use halb_lb::table::{Change, Forwarding, ProtocolKey, ServiceKey, Table};
 use halb_lb::virtual_server::{
@@ -172,7 +172,9 @@ fn seed_failover_to_the_sorry_server_and_handback_drops_its_connections() {
             format!("Removing alive servers from the pool for VS {SEED_VS}"),
         ]
     );
-    assert!(drops(&out).is_empty(), "failover drops nothing by default");
+    // connection_fencing close (the default for a TCP_CHECK service): the real server left
+    // while it may still be serving, so its connections go.
+    assert_eq!(drops(&out), vec![(svc, sa("192.168.66.253:3306"))]);
     assert!(scripts(&out).is_empty());
     assert_eq!(changes.len(), 2, "{changes:#?}");
     assert!(changes.contains(&Change::DelDest(svc, sa("192.168.66.253:3306"))));
@@ -215,6 +217,69 @@ fn seed_failover_to_the_sorry_server_and_handback_drops_its_connections() {
     assert!(matches!(out.last(), Some(Output::DropConnections { .. })));
 }
 
+/// The seed's file with `connection_fencing` set in the first virtual server.
+fn seed_with_fencing(value: &str) -> LvsConfig {
+    let path = halb_test_support::seed_path("keepalived-master.conf");
+    let text = std::fs::read_to_string(&path).expect("the seed's file");
+    let text = text.replacen(
+        "lb_kind DR",
+        &format!("lb_kind DR\n    connection_fencing {value}"),
+        1,
+    );
+    config(&text)
+}
+
+#[test]
+fn drain_leaves_every_connection_and_close_ends_them_also_at_weight_0() {
+    let mut vss = VirtualServers::new(&seed_with_fencing("drain"));
+    assert_eq!(
+        vss.connection_drops(0),
+        Some(ConnectionDrops {
+            on_sorry_handback: false,
+            on_real_server_removal: false,
+        })
+    );
+    assert_eq!(vss.connection_drops(1), Some(ConnectionDrops::default()));
+    let _ = vss.start();
+    let (out, _) = step(&mut vss, key(0, 0, 0), false, None);
+    assert!(drops(&out).is_empty());
+    let (out, _) = step(&mut vss, key(0, 0, 0), true, None);
+    assert!(drops(&out).is_empty());
+
+    // A MISC_CHECK that sets the weight to 0 fences the server it took traffic from.
+    let text = TWO_SERVERS.replace("%VS%", "").replace("%RS%", "").replace(
+        "TCP_CHECK {\n            connect_timeout 3\n        }",
+        "MISC_CHECK {\n            misc_path /bin/true\n            misc_dynamic\n        }",
+    );
+    let mut vss = VirtualServers::new(&config(&text));
+    let _ = vss.start();
+    let (out, _) = step(&mut vss, key(0, 0, 0), true, Some(0));
+    assert_eq!(drops(&out), vec![(tcp("10.0.0.1:80"), sa("10.0.1.1:8080"))]);
+}
+
+#[test]
+fn web_services_drain_by_default() {
+    let text = TWO_SERVERS.replace("%VS%", "").replace("%RS%", "").replace(
+        "TCP_CHECK {\n            connect_timeout 3\n        }",
+        "HTTP_GET {\n            url {\n                path /\n                status_code 200\n            }\n        }",
+    );
+    let lvs = config(&text);
+    assert_eq!(
+        lvs.virtual_servers[0].connection_fencing(),
+        ConnectionFencing::Drain
+    );
+    let vss = VirtualServers::new(&lvs);
+    assert_eq!(
+        vss.connection_drops(0),
+        Some(ConnectionFencing::Drain.into())
+    );
+    let tcp_checked = config(&TWO_SERVERS.replace("%VS%", "").replace("%RS%", ""));
+    assert_eq!(
+        tcp_checked.virtual_servers[0].connection_fencing(),
+        ConnectionFencing::Close
+    );
+}
+
 #[test]
 fn handback_drop_can_be_turned_off_and_removal_drop_on() {
     let mut vss = VirtualServers::new(&seed());
@@ -236,7 +301,10 @@ fn handback_drop_can_be_turned_off_and_removal_drop_on() {
 
     // The other virtual server kept the defaults.
     let (out, _) = step(&mut vss, key(1, 0, 0), false, None);
-    assert!(drops(&out).is_empty());
+    assert_eq!(
+        drops(&out),
+        vec![(tcp("192.168.66.251:3308"), sa("192.168.66.253:3308"))]
+    );
     let (out, _) = step(&mut vss, key(1, 0, 0), true, None);
     assert_eq!(
         drops(&out),

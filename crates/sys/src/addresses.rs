@@ -12,12 +12,19 @@
 //! - An IPv6 /128 is added with preferred lifetime 0 (deprecated), so that the kernel does not
 //!   pick the VIP as the source of the director's own connections (health checks).
 //! - No broadcast address unless `brd` asks for one.
+//!
+//! What halb adds: a VIP can carry a finite valid lifetime, which its holder renews with
+//! [`Netlink::refresh_address`] (`RTM_NEWADDR` with `NLM_F_REPLACE`: the kernel only resets the
+//! lifetimes, the address never leaves, nothing is announced). The kernel removes an address
+//! whose lifetime ran out by itself, so a VIP whose daemon was killed does not stay behind.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
-use netlink_packet_core::{NetlinkMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
+use netlink_packet_core::{
+    NetlinkMessage, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+};
 use netlink_packet_route::address::{
     AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope, CacheInfo,
 };
@@ -80,8 +87,12 @@ pub struct VirtualAddress {
     /// interface name.
     pub label: Option<String>,
     pub flags: ExtraFlags,
-    /// Seconds; `None`: forever. [`VirtualAddress::new`] sets 0 for an IPv6 /128.
+    /// Seconds; `None`: forever (or the valid lifetime, when that is finite).
+    /// [`VirtualAddress::new`] sets 0 for an IPv6 /128.
     pub preferred_lifetime: Option<u32>,
+    /// Seconds until the kernel removes the address unless it is refreshed; `None`: forever.
+    /// At least 1 (the kernel refuses 0).
+    pub valid_lifetime: Option<u32>,
 }
 
 impl VirtualAddress {
@@ -100,6 +111,7 @@ impl VirtualAddress {
                 ..ExtraFlags::default()
             },
             preferred_lifetime: (ipv6 && prefix_len == 128).then_some(0),
+            valid_lifetime: None,
         }
     }
 
@@ -164,13 +176,28 @@ impl VirtualAddress {
                 }
             }
         }
-        if let Some(preferred) = self.preferred_lifetime {
+        if let Some((preferred, valid)) = self.lifetimes()? {
             let mut cache = CacheInfo::default();
             cache.ifa_preferred = preferred;
-            cache.ifa_valid = u32::MAX;
+            cache.ifa_valid = valid;
             message.attributes.push(AddressAttribute::CacheInfo(cache));
         }
         Ok(message)
+    }
+}
+
+impl VirtualAddress {
+    /// `IFA_CACHEINFO`'s (preferred, valid) in seconds, `u32::MAX` meaning forever; `None`
+    /// when both are forever (the kernel's default without the attribute). The kernel
+    /// refuses a preferred lifetime over the valid one, so a finite valid lifetime caps it.
+    fn lifetimes(&self) -> Result<Option<(u32, u32)>, String> {
+        const FOREVER: u32 = u32::MAX;
+        match (self.preferred_lifetime, self.valid_lifetime) {
+            (None, None) => Ok(None),
+            (Some(preferred), None) => Ok(Some((preferred, FOREVER))),
+            (_, Some(0)) => Err("a valid lifetime of 0 seconds".into()),
+            (preferred, Some(valid)) => Ok(Some((preferred.unwrap_or(valid).min(valid), valid))),
+        }
     }
 }
 
@@ -235,6 +262,8 @@ pub struct InterfaceAddress {
     pub flags: u32,
     /// The preferred lifetime left, in seconds; `None`: forever.
     pub preferred_lifetime: Option<u32>,
+    /// The valid lifetime left, in seconds; `None`: forever.
+    pub valid_lifetime: Option<u32>,
     message: AddressMessage,
 }
 
@@ -246,6 +275,7 @@ impl InterfaceAddress {
         let mut label = None;
         let mut flags = u32::from(message.header.flags.bits());
         let mut preferred_lifetime = None;
+        let mut valid_lifetime = None;
         for attribute in &message.attributes {
             match attribute {
                 AddressAttribute::Local(a) => local = Some(*a),
@@ -254,7 +284,8 @@ impl InterfaceAddress {
                 AddressAttribute::Label(l) => label = Some(l.clone()),
                 AddressAttribute::Flags(f) => flags = f.bits(),
                 AddressAttribute::CacheInfo(c) => {
-                    preferred_lifetime = (c.ifa_preferred != u32::MAX).then_some(c.ifa_preferred)
+                    preferred_lifetime = (c.ifa_preferred != u32::MAX).then_some(c.ifa_preferred);
+                    valid_lifetime = (c.ifa_valid != u32::MAX).then_some(c.ifa_valid);
                 }
                 _ => {}
             }
@@ -272,6 +303,7 @@ impl InterfaceAddress {
             scope: u8::from(message.header.scope),
             flags,
             preferred_lifetime,
+            valid_lifetime,
             message,
         })
     }
@@ -315,6 +347,22 @@ impl Netlink {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(Added::AlreadyPresent),
             Err(e) => Err(Error::io(context(), e)),
         }
+    }
+
+    /// Puts `vip` on `interface` again with fresh lifetimes (`NLM_F_REPLACE`): an address that
+    /// is there keeps its place, routes and neighbours and only gets its lifetimes reset, so
+    /// nothing flaps and nothing needs announcing; one that went missing is added back.
+    pub async fn refresh_address(&self, interface: &str, vip: &VirtualAddress) -> Result<()> {
+        let context = || format!("refreshing address {vip} on interface {interface}");
+        let index = self.link(interface).await?.index;
+        let message = vip
+            .to_message(index)
+            .map_err(|reason| Error::invalid(context(), reason))?;
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewAddress(message));
+        request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE;
+        self.acknowledged(request)
+            .await
+            .map_err(|e| Error::io(context(), e))
     }
 
     /// The addresses on `interface`, in the kernel's order (primary before secondary).
@@ -466,6 +514,33 @@ mod tests {
         let mut bad = vip.clone();
         bad.label = Some("eth0:v6".into());
         assert!(bad.to_message(1).is_err());
+    }
+
+    fn cache_info_of(message: &AddressMessage) -> Option<(u32, u32)> {
+        message.attributes.iter().find_map(|a| match a {
+            AddressAttribute::CacheInfo(c) => Some((c.ifa_preferred, c.ifa_valid)),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_finite_valid_lifetime_caps_the_preferred_one() {
+        let mut vip = VirtualAddress::new(IpAddr::V4(Ipv4Addr::new(192, 168, 66, 251)), 32);
+        assert_eq!(cache_info_of(&vip.to_message(1).unwrap()), None);
+        vip.valid_lifetime = Some(3);
+        assert_eq!(cache_info_of(&vip.to_message(1).unwrap()), Some((3, 3)));
+        vip.preferred_lifetime = Some(10);
+        assert_eq!(cache_info_of(&vip.to_message(1).unwrap()), Some((3, 3)));
+        vip.valid_lifetime = Some(0);
+        assert!(vip.to_message(1).is_err());
+        // keepalived's deprecated IPv6 /128 stays deprecated, and now also expires.
+        let mut vip6 = VirtualAddress::host("fd66::251".parse().unwrap());
+        assert_eq!(
+            cache_info_of(&vip6.to_message(1).unwrap()),
+            Some((0, u32::MAX))
+        );
+        vip6.valid_lifetime = Some(3);
+        assert_eq!(cache_info_of(&vip6.to_message(1).unwrap()), Some((0, 3)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
 
 use common::*;
 use halb_sys::addresses::parse_scope;
@@ -154,6 +155,87 @@ fn ipv6_vip_skips_dad_and_a_host_route_vip_is_deprecated() {
     assert_eq!(removed.len(), 2, "{removed:?}");
     assert!(find(&ns, VIP_V6.into()).is_none());
     assert!(find(&ns, subnet_vip).is_none());
+}
+
+/// A VIP with a finite lifetime stays while it is refreshed, without ever leaving the
+/// interface (`ip monitor` sees no deletion), keeps keepalived's deprecated IPv6 /128, and
+/// leaves by itself once the refreshes stop.
+#[test]
+fn a_leased_vip_stays_while_refreshed_and_leaves_by_itself() {
+    let ns = namespace("lease");
+    let mut v4 = VirtualAddress::host(VIP_V4.into());
+    v4.valid_lifetime = Some(2);
+    let mut v6 = VirtualAddress::host(VIP_V6.into());
+    v6.valid_lifetime = Some(2);
+    let monitor_log = tempfile::NamedTempFile::new().expect("a temporary file");
+    let mut monitor = halb_test_support::ChildGuard::spawn(
+        ns.command("ip")
+            .args(["-o", "monitor", "address"])
+            .stdout(monitor_log.reopen().expect("reopen")),
+    )
+    .expect("ip monitor");
+    let vips = [v4.clone(), v6.clone()];
+    ns.block_on(move || async move {
+        let netlink = Netlink::connect().expect("netlink");
+        for vip in &vips {
+            assert_eq!(
+                netlink.add_address(A_IF, vip).await.expect("add"),
+                Added::Added
+            );
+        }
+    });
+    for vip in [VIP_V4.into(), IpAddr::V6(VIP_V6)] {
+        let shown = find(&ns, vip).expect("the VIP is listed");
+        assert_eq!(shown["dynamic"], true, "{shown}");
+        assert!(shown["valid_life_time"].as_u64() <= Some(2), "{shown}");
+    }
+    assert_eq!(find(&ns, VIP_V6.into()).unwrap()["preferred_life_time"], 0);
+
+    // Refreshed every half second for twice the lifetime: present at every look.
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(4) {
+        let vips = [v4.clone(), v6.clone()];
+        ns.block_on(move || async move {
+            let netlink = Netlink::connect().expect("netlink");
+            for vip in &vips {
+                netlink.refresh_address(A_IF, vip).await.expect("refresh");
+            }
+        });
+        for _ in 0..10 {
+            assert!(
+                find(&ns, VIP_V4.into()).is_some(),
+                "IPv4 VIP lost while refreshed"
+            );
+            assert!(
+                find(&ns, VIP_V6.into()).is_some(),
+                "IPv6 VIP lost while refreshed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(find(&ns, VIP_V6.into()).unwrap()["preferred_life_time"], 0);
+
+    // No more refreshes: both go within the lifetime and the kernel's second of slack.
+    let stopped = std::time::Instant::now();
+    wait_for(&ns, "the leased VIPs to expire", || {
+        (find(&ns, VIP_V4.into()).is_none() && find(&ns, VIP_V6.into()).is_none()).then_some(())
+    });
+    eprintln!(
+        "leased VIPs gone {:?} after the last refresh",
+        stopped.elapsed()
+    );
+    assert!(
+        find(&ns, A_V4.into()).is_some(),
+        "the interface's own address stays"
+    );
+    monitor.kill();
+    let events = std::fs::read_to_string(monitor_log.path()).expect("read ip monitor");
+    let deletions: Vec<&str> = events
+        .lines()
+        .filter(|l| l.starts_with("Deleted"))
+        .collect();
+    // Exactly the two expiries: a refresh never took an address off.
+    assert_eq!(deletions.len(), 2, "{events}");
 }
 
 #[test]

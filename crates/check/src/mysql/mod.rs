@@ -14,7 +14,9 @@
 //! [`session`] (the conversation as a state machine without I/O). This file is the tokio shell.
 
 mod auth;
+pub mod client;
 mod error;
+pub mod fence;
 mod handshake;
 mod packet;
 mod response;

@@ -14,6 +14,28 @@ pub struct Request {
     /// Include the connection table (`-c`): it can be large.
     #[serde(default)]
     pub connections: bool,
+    /// `halb reload`: read the configuration file again and apply it; the answer is a
+    /// [`ReloadAnswer`] instead of a snapshot.
+    #[serde(default)]
+    pub reload: bool,
+}
+
+/// How a reload asked for on the control socket ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    /// The new file is running; when false the running configuration stayed.
+    pub applied: bool,
+    /// The diagnostics (`file:line:col: what`) when refused; what changed when applied.
+    pub details: Vec<String>,
+}
+
+/// The last reload, for `halb status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastReload {
+    /// When it ended, in seconds since the Unix epoch.
+    pub at_unix: u64,
+    pub applied: bool,
+    pub details: Vec<String>,
 }
 
 /// Everything `halb status` shows.
@@ -26,6 +48,9 @@ pub struct Snapshot {
     pub connections: Vec<ConnectionEntry>,
     pub vrrp: Vec<VrrpView>,
     pub virtual_servers: Vec<VirtualServerView>,
+    /// The last reload (SIGHUP or `halb reload`) since the daemon started, if any.
+    #[serde(default)]
+    pub last_reload: Option<LastReload>,
 }
 
 /// One service as `ipvsadm -L -n` shows it, with its counters.
@@ -95,6 +120,12 @@ impl From<&InstanceStatus> for VrrpView {
 pub struct VirtualServerView {
     /// keepalived's name of the service: `[192.168.66.251]:tcp:3306`.
     pub name: String,
+    /// Its index in the configuration's virtual servers.
+    #[serde(default)]
+    pub index: usize,
+    /// The services it puts in the data plane (one, or a group's).
+    #[serde(default)]
+    pub services: Vec<ServiceKey>,
     pub quorum_up: bool,
     pub sorry_server_active: bool,
     pub real_servers: Vec<RealServerView>,

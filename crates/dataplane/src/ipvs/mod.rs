@@ -50,6 +50,10 @@ use crate::{
 use attrs::*;
 use genl::{AttrMap, AttrWriter, GenlMessage, GenlSocket};
 
+/// How long [`Dataplane::drop_connections`] keeps a destination out of the table while the
+/// kernel expires its connections.
+const FENCE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Where the kernel is told to expire the connections of removed destinations.
 const EXPIRE_NODEST_CONN: &str = "/proc/sys/net/ipv4/vs/expire_nodest_conn";
 
@@ -556,30 +560,66 @@ impl Dataplane for Ipvs {
     }
 
     /// IPVS cannot close one destination's connections on request. What it can do is expire
-    /// the connections of a destination that was removed: this sets
-    /// `net.ipv4.vs.expire_nodest_conn=1` (see [`Ipvs::expire_connections_of_removed_dests`])
-    /// and returns how many entries the connection table holds from `service` to `dest`.
+    /// the connections of a destination that is removed while `net.ipv4.vs.expire_nodest_conn`
+    /// is 1: since Linux 5.9 at once, before that at each connection's next packet. Either way
+    /// the client's next packet finds no entry, reaches the director's own stack, which holds
+    /// the VIP, and is answered with a reset.
     ///
-    /// Call it just before the `DelDest` of that destination: with the sysctl set when the
-    /// destination goes, the kernel (5.9 and later) flushes its connections at once. Called
-    /// after, the kernel drops each connection at its next packet instead. A destination that
-    /// stays in the table (at weight 0, say) keeps its connections either way.
+    /// This sets the sysctl (see [`Ipvs::expire_connections_of_removed_dests`]; the caller does
+    /// best to set it before the destination's `DelDest`). A destination still in the table
+    /// (at weight 0: `inhibit_on_failure`, `sorry_server_inhibit`, a weight set to 0) is taken
+    /// out, and put back as it was once its entries are gone, or after a second at most. Returns
+    /// how many entries the connection table held from `service` to `dest`.
     fn drop_connections(&mut self, service: &ServiceKey, dest: SocketAddr) -> usize {
         if let Err(e) = self.expire_connections_of_removed_dests() {
             tracing::warn!("connections to {dest} of {service} will linger: {e}");
         }
-        let entries = self.connections();
-        entries
-            .iter()
-            .filter(|c| c.dest == dest)
-            .filter(|c| match service {
-                ServiceKey::Addr { protocol, addr } => {
-                    c.protocol == *protocol && c.virtual_addr == *addr
-                }
-                // A firewall-mark service's connections carry the packet's own address.
-                ServiceKey::Fwmark { .. } => true,
-            })
-            .count()
+        let count = |entries: &[ConnectionEntry]| {
+            entries
+                .iter()
+                .filter(|c| c.dest == dest)
+                .filter(|c| match service {
+                    ServiceKey::Addr { protocol, addr } => {
+                        c.protocol == *protocol && c.virtual_addr == *addr
+                    }
+                    // A firewall-mark service's connections carry the packet's own address.
+                    ServiceKey::Fwmark { .. } => true,
+                })
+                .count()
+        };
+        let held = count(&self.connections());
+        if held == 0 {
+            return 0;
+        }
+        let kept = match self.destinations(&ServiceId::from_key(service)) {
+            Ok(dests) => dests
+                .into_iter()
+                .find(|d| d.attrs.addr == dest)
+                .and_then(|d| d.attrs.destination()),
+            Err(e) => {
+                tracing::warn!("reading the destinations of {service}: {e}");
+                None
+            }
+        };
+        if let Some(kept) = kept {
+            if let Err(e) = self.del_dest(service, dest) {
+                tracing::warn!("connections to {dest} of {service} will linger: {e}");
+                return held;
+            }
+            // Put back at once, the kernel would take the removed destination out of its
+            // trash with its connections still attached: wait for its flush first.
+            let until = std::time::Instant::now() + FENCE_WAIT;
+            while count(&self.connections()) > 0 && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if let Err(e) = self.add_dest(service, &kept) {
+                tracing::warn!(
+                    "putting {dest} back into {service} at weight {}: {e}",
+                    kept.weight
+                );
+            }
+        }
+        held
     }
 
     fn name(&self) -> &'static str {

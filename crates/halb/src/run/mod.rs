@@ -1,6 +1,8 @@
 //! `halb run`: reads the configuration, reports its diagnostics, and runs `halb_daemon` on a
 //! tokio runtime.
 
+mod journal;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +38,21 @@ pub struct Args {
     /// through the real server's MAC, which finds a real server that lost its VIP on lo).
     #[arg(long)]
     no_dr_path_check: bool,
+    /// The read-only HTTP endpoint: Prometheus metrics at /metrics, the status and events as
+    /// JSON under /api/v1/, a dashboard at /. ADDRESS:PORT, or `none` to turn it off; an
+    /// address other than loopback is allowed but logged as a warning.
+    #[arg(long, default_value = halb_daemon::http::DEFAULT_LISTEN, value_name = "ADDR:PORT|none",
+          value_parser = parse_http_listen)]
+    http_listen: HttpListen,
+}
+
+/// `--http-listen`: an address, or none (a plain `Option` would make clap treat the flag as
+/// optional instead of parsing `none`).
+#[derive(Debug, Clone, Copy)]
+struct HttpListen(Option<std::net::SocketAddr>);
+
+fn parse_http_listen(value: &str) -> Result<HttpListen, String> {
+    halb_daemon::http::parse_listen(value).map(HttpListen)
 }
 
 /// `--dataplane`.
@@ -58,7 +75,8 @@ impl From<DataplaneArg> for halb_daemon::DataplaneChoice {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    init_logging();
+    let journal = journal::stderr_is_journal();
+    init_logging(journal);
     let opts = args.config.load_options(true);
     let loaded = load(&args.config.file, &opts);
     let rendered = loaded.diagnostics.render(
@@ -66,6 +84,17 @@ pub fn run(args: &Args) -> ExitCode {
         Format::Human,
         std::io::stderr().is_terminal(),
     );
+    let rendered = if journal && !rendered.is_empty() {
+        // The report's lines, each a journal record, at the priority of its worst finding.
+        let priority = if loaded.diagnostics.has_errors() {
+            journal::priority(tracing::Level::ERROR)
+        } else {
+            journal::priority(tracing::Level::WARN)
+        };
+        journal::prefixed(priority, &rendered)
+    } else {
+        rendered
+    };
     let _ = std::io::stderr().lock().write_all(rendered.as_bytes());
     if loaded.diagnostics.has_errors() {
         let errors = loaded
@@ -106,6 +135,8 @@ pub fn run(args: &Args) -> ExitCode {
         dataplane: args.dataplane.into(),
         passive: !args.no_passive,
         dr_path_checks: !args.no_dr_path_check,
+        reload: Some(config_reader(&args.config)),
+        http_listen: args.http_listen.0,
     };
     match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -116,16 +147,47 @@ pub fn run(args: &Args) -> ExitCode {
     }
 }
 
-/// keepalived-like lines on stderr; `RUST_LOG` chooses the level (default `info`).
-fn init_logging() {
+/// How a reload reads the file again: the same file, config id and checks as at start (the
+/// host's interfaces read anew), each diagnostic as one `file:line:col` line.
+fn config_reader(config: &crate::config_args::ConfigArgs) -> halb_daemon::ConfigReader {
+    let file = config.file.clone();
+    let opts = config.load_options(true);
+    halb_daemon::ConfigReader(std::sync::Arc::new(move || {
+        let mut opts = opts.clone();
+        opts.interfaces = halb_config::host_interfaces();
+        let loaded = load(&file, &opts);
+        let diagnostics = loaded
+            .diagnostics
+            .render(&loaded.sources, Format::Short, false)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        halb_daemon::Reread {
+            config: (!loaded.diagnostics.has_errors()).then_some(loaded.config),
+            diagnostics,
+        }
+    }))
+}
+
+/// keepalived-like lines on stderr; `RUST_LOG` chooses the level (default `info`). Under
+/// journald (`journal`), priority prefixes instead of timestamps and level words.
+fn init_logging(journal: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_target(false);
+    let _ = if journal {
+        builder
+            .with_ansi(false)
+            .event_format(journal::JournalFormat)
+            .try_init()
+    } else {
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
+    };
 }
 
 /// The `--pid-file`, removed when the daemon ends (also on an error return).

@@ -142,6 +142,11 @@ pub struct Banner {
 
 impl Banner {
     pub fn start(ns: &Netns) -> Banner {
+        Banner::start_on(ns, BANNER_PORT)
+    }
+
+    /// The same on another port.
+    pub fn start_on(ns: &Netns, port: u16) -> Banner {
         let stop = Arc::new(AtomicBool::new(false));
         let name = ns.name().to_string();
         let path = ns.path();
@@ -149,7 +154,7 @@ impl Banner {
         let stopping = Arc::clone(&stop);
         let thread = std::thread::spawn(move || {
             halb_sys::netns::enter(&path).expect("enter the director's namespace");
-            let listener = TcpListener::bind(("::", BANNER_PORT)).expect("bind the banner port");
+            let listener = TcpListener::bind(("::", port)).expect("bind the banner port");
             listener
                 .set_nonblocking(true)
                 .expect("non-blocking listener");

@@ -137,7 +137,7 @@ fn build_vs(
             .iter()
             .map(|rs| real_server(vs, rs))
             .collect(),
-        drops: ConnectionDrops::default(),
+        drops: ConnectionDrops::from(vs.connection_fencing()),
         services,
     }
 }

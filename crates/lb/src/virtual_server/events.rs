@@ -110,6 +110,11 @@ impl VsState {
         if new == old {
             return;
         }
+        // At weight 0 a server takes no new connection; its old ones are fenced like those of
+        // a server that left.
+        if new == 0 && self.in_pool(&self.real_servers[rs]) && self.drops.on_real_server_removal {
+            self.drop_rs_connections(rs, out);
+        }
         out.push(Output::Event(VsEvent::WeightChanged {
             vs: self.vs_ref(),
             rs,

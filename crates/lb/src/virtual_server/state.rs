@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use halb_config::model::{Forwarding, Protocol, Script};
+use halb_config::model::{ConnectionFencing, Forwarding, Protocol, Script};
 use halb_config::names;
 use serde::{Deserialize, Serialize};
 
@@ -11,27 +11,35 @@ use super::vs_event::{ServerRef, VsRef};
 use crate::table::{Persistence, SchedFlags, Scheduler, ServiceKey};
 
 /// Whether halb closes connections that keepalived would leave open. A per-virtual-server
-/// choice; the defaults fix the seed's lingering connection to the sorry server and otherwise
-/// keep keepalived's behaviour.
+/// choice, from the file's `connection_fencing` ([`ConnectionFencing`]); the default drops
+/// both, except for web services, which drain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionDrops {
     /// When quorum comes back and the sorry server leaves the pool (or goes to weight 0 with
-    /// `sorry_server_inhibit`), drop the connections still open to it. Default on: with a
-    /// dual-master pair behind the virtual server, a client left on the sorry server keeps
-    /// writing to the other master.
+    /// `sorry_server_inhibit`), drop the connections still open to it: with a dual-master pair
+    /// behind the virtual server, a client left on the sorry server keeps writing to the other
+    /// master.
     pub on_sorry_handback: bool,
-    /// When a real server leaves the pool (it failed, or quorum was lost and the sorry server
-    /// took over), drop the connections still open to it. Default off, as keepalived: a
-    /// server that failed one check may still be serving its clients.
+    /// When a real server leaves the pool while connections may still reach it (a check
+    /// failed while the server still answers its clients, the sorry server took over, its
+    /// weight went to 0), drop the connections still open to it.
     pub on_real_server_removal: bool,
 }
 
-impl Default for ConnectionDrops {
-    fn default() -> Self {
+impl From<ConnectionFencing> for ConnectionDrops {
+    fn from(fencing: ConnectionFencing) -> Self {
+        let close = fencing == ConnectionFencing::Close;
         ConnectionDrops {
-            on_sorry_handback: true,
-            on_real_server_removal: false,
+            on_sorry_handback: close,
+            on_real_server_removal: close,
         }
+    }
+}
+
+impl Default for ConnectionDrops {
+    /// `connection_fencing close`.
+    fn default() -> Self {
+        ConnectionFencing::Close.into()
     }
 }
 

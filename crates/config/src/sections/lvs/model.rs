@@ -12,7 +12,7 @@ use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::sections::checker::model::Checker;
+use crate::sections::checker::model::{Checker, CheckerKind, MysqlCheck};
 use crate::sections::script::Script;
 
 /// The LVS sections of a configuration, in file order.
@@ -309,11 +309,76 @@ pub struct VirtualServer {
     pub sorry_server: Option<SorryServer>,
     /// Never empty: keepalived ignores a virtual server without real servers.
     pub real_servers: Vec<RealServer>,
+    /// halb's `connection_fencing`; `None` when the file does not say (see
+    /// [`VirtualServer::connection_fencing`] for the default).
+    pub connection_fencing: Option<ConnectionFencing>,
+    /// halb's `mysql_writer`: a write service of a MySQL pair, which keeps exactly one writable
+    /// server (server fencing). Only set with a MYSQL_CHECK to log in with
+    /// ([`VirtualServer::writer_check`]).
+    pub mysql_writer: bool,
     /// Keywords kept as written (`snmp_name`).
     pub other: Vec<Setting>,
 }
 
+/// What happens to the connections a director carries to a server its traffic moves away
+/// from (a real server out while still answering, the sorry server in or back, a weight set
+/// to 0): halb's `connection_fencing` keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConnectionFencing {
+    /// End them at once: the proxy closes them, IPVS forgets them (the client's next packet
+    /// is answered with a reset). For stateful services such as a database writer, where a
+    /// client left on the old server keeps writing there.
+    Close,
+    /// Leave them to finish on their own, as keepalived does: for stateless services, where
+    /// a request in flight should complete.
+    Drain,
+}
+
+impl ConnectionFencing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionFencing::Close => "close",
+            ConnectionFencing::Drain => "drain",
+        }
+    }
+}
+
 impl VirtualServer {
+    /// The MYSQL_CHECK whose user server fencing logs in as: the first one of the real servers.
+    pub fn writer_check(&self) -> Option<&MysqlCheck> {
+        self.real_servers
+            .iter()
+            .flat_map(|rs| &rs.checkers)
+            .find_map(|c| match c {
+                Checker::Mysql(m) => Some(m),
+                _ => None,
+            })
+    }
+
+    /// The connection fencing in force: as written, else `drain` when every checker of every
+    /// real server is HTTP_GET or SSL_GET (a web service, whose requests in flight should
+    /// finish), else `close`.
+    pub fn connection_fencing(&self) -> ConnectionFencing {
+        if let Some(f) = self.connection_fencing {
+            return f;
+        }
+        // DR_PATH_CHECK (which halb may add by itself) and FILE_CHECK say nothing of the
+        // service's kind.
+        let mut checkers = self
+            .real_servers
+            .iter()
+            .flat_map(|rs| &rs.checkers)
+            .filter(|c| !matches!(c.kind(), CheckerKind::DrPath | CheckerKind::File))
+            .peekable();
+        let web_only = checkers.peek().is_some()
+            && checkers.all(|c| matches!(c.kind(), CheckerKind::HttpGet | CheckerKind::SslGet));
+        if web_only {
+            ConnectionFencing::Drain
+        } else {
+            ConnectionFencing::Close
+        }
+    }
+
     /// A virtual server with keepalived's defaults.
     pub fn new(key: VirtualServerKey) -> Self {
         let ip_family = match &key {
@@ -348,6 +413,8 @@ impl VirtualServer {
             weight: 1,
             sorry_server: None,
             real_servers: Vec::new(),
+            connection_fencing: None,
+            mysql_writer: false,
             other: Vec::new(),
         }
     }

@@ -122,12 +122,25 @@ pub fn finish(
     real_servers(&mut d, &name, ctx);
     weights(&mut d, &name, ctx);
     let rs_spans = d.real_servers.iter().map(|r| r.span).collect();
+    let mysql_writer = d.at.mysql_writer;
     let mut vs = into_model(d);
     let at = At {
         real_servers: rs_spans,
         ..at
     };
     ports(&mut vs, group, &name, &at, ctx);
+    if vs.mysql_writer && vs.writer_check().is_none() {
+        ctx.diags
+            .warn(
+                mysql_writer.unwrap_or(at.vs),
+                format!("Virtual server {name}: mysql_writer without a MYSQL_CHECK - ignoring"),
+            )
+            .set_help(
+                "server fencing logs in with a MYSQL_CHECK's user: give a real server one, with \
+                 a user that may set read_only and kill sessions",
+            );
+        vs.mysql_writer = false;
+    }
     // Reading grew these lists by doubling; a file of 100,000 real servers keeps them for the
     // daemon's whole life.
     vs.real_servers.shrink_to_fit();

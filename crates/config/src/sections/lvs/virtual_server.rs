@@ -7,8 +7,8 @@
 use super::addr::{parse_server_ip, parse_server_port};
 use super::forwarding;
 use super::model::{
-    Forwarding, IpFamily, PersistenceGranularity, Protocol, Scheduler, SorryServer, VirtualServer,
-    VirtualServerGroup, VirtualServerKey, DEFAULT_PERSISTENCE_TIMEOUT,
+    ConnectionFencing, Forwarding, IpFamily, PersistenceGranularity, Protocol, Scheduler,
+    SorryServer, VirtualServer, VirtualServerGroup, VirtualServerKey, DEFAULT_PERSISTENCE_TIMEOUT,
 };
 use super::real_server::{self, read_server_timing, RsDraft, ServerTiming};
 use super::validate;
@@ -48,6 +48,7 @@ pub struct KeywordSpans {
     pub ha_suspend: Option<Span>,
     pub quorum: Option<Span>,
     pub hysteresis: Option<Span>,
+    pub mysql_writer: Option<Span>,
 }
 
 pub struct SorryDraft {
@@ -308,6 +309,17 @@ fn read_keyword(n: &Node, ctx: &mut Ctx, d: &mut VsDraft) {
             }
         },
         "snmp_name" => vs.other.push(Setting::from_node(n)),
+        "mysql_writer" => {
+            vs.mysql_writer = true;
+            d.at.mysql_writer = Some(n.span());
+        }
+        "connection_fencing" => {
+            vs.connection_fencing = match ctx.choice(n, 0, &["close", "drain"]) {
+                Some(0) => Some(ConnectionFencing::Close),
+                Some(_) => Some(ConnectionFencing::Drain),
+                None => return,
+            };
+        }
         _ => ctx.unknown(n),
     }
 }

@@ -55,6 +55,10 @@ pub fn write_virtual_server(vs: &VirtualServer, w: &mut ConfWriter) {
     w.flag("alpha", vs.alpha);
     w.flag("omega", vs.omega);
     w.flag("ha_suspend", vs.ha_suspend);
+    w.flag("mysql_writer", vs.mysql_writer);
+    if let Some(f) = vs.connection_fencing {
+        w.kv("connection_fencing", f.as_str());
+    }
     if vs.quorum != 1 {
         w.kv("quorum", vs.quorum);
     }

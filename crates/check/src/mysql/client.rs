@@ -1,14 +1,15 @@
-//! A small, blocking MySQL/MariaDB client for the lab's writer, reader and watchers: the text
-//! protocol over TCP, `mysql_native_password` logins (MariaDB's default), `COM_QUERY` with OK,
-//! ERR and text result sets, `COM_QUIT`.
+//! A small, blocking MySQL/MariaDB client for statements: the text protocol over TCP,
+//! `mysql_native_password` logins (MariaDB's default), `COM_QUERY` with OK, ERR and text result
+//! sets, `COM_QUIT`. Server fencing ([`super::fence`]) and the seed lab's writer, reader and
+//! watchers use it.
 //!
-//! The lab needs what an application's driver does (connect, insert, select, lose the
-//! connection) with every timeout in its hands, and nothing more: no TLS, no prepared
+//! They need what an application's driver does (connect, run a statement, lose the
+//! connection) with every timeout in their hands, and nothing more: no TLS, no prepared
 //! statements, no compression. Connections are plain [`TcpStream`]s, created on the calling
 //! thread, so a thread that entered a network namespace connects from there. The wire format is
-//! MYSQL_CHECK's ([`halb_check::mysql::codec`]); this file is the blocking I/O around it.
+//! MYSQL_CHECK's ([`super::codec`]); this file is the blocking I/O around it.
 
-use halb_check::mysql::codec::{
+use super::codec::{
     self, client_capabilities, column_count, column_name, frame, handshake_response, is_eof,
     native_password, text_row, AuthSwitch, Greeting, OkPacket, PacketReader, ServerError,
     COM_QUERY, COM_QUIT, NATIVE_PASSWORD,
@@ -341,74 +342,6 @@ impl Connection {
                 message: e.message,
             },
             Err(m) => self.protocol(m.0),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::mariadb::{MariaDb, MariaDbOptions};
-
-    /// Against a real MariaDB: a login, an OK with the insert id, a result set with a NULL, an
-    /// error with its SQL state, a refused password, and an auth switch to a plugin this client
-    /// declines. Needs root and Debian's mariadb-server and mariadb-client (`scripts/deps.sh`).
-    #[test]
-    fn talks_to_mariadb() {
-        let db = MariaDb::start(
-            MariaDbOptions::new()
-                .option("plugin-load-add", "auth_ed25519")
-                .option("auto_increment_increment", 2),
-        )
-        .expect("start MariaDB (run scripts/deps.sh as root)");
-        db.sql(
-            "CREATE DATABASE lab; CREATE TABLE lab.t (id INT AUTO_INCREMENT PRIMARY KEY, v TEXT);
-             CREATE USER app@'%' IDENTIFIED BY 'pw'; GRANT ALL ON lab.* TO app@'%';
-             CREATE USER ed_only@'%' IDENTIFIED VIA ed25519 USING PASSWORD('pw');",
-        )
-        .expect("create the lab's users");
-        let options = ConnectOptions::new(db.addr(), "app", "pw").database("lab");
-        let mut conn = Connection::connect(&options).expect("log in as app");
-        assert!(
-            conn.server_version.contains("MariaDB"),
-            "{}",
-            conn.server_version
-        );
-        let inserted = conn
-            .query("INSERT INTO t (v) VALUES ('a'), (NULL)")
-            .unwrap();
-        assert_eq!((inserted.affected_rows, inserted.last_insert_id), (2, 1));
-        let rows = conn.query("SELECT id, v FROM t ORDER BY id").unwrap();
-        assert_eq!(rows.columns, vec!["id", "v"]);
-        assert_eq!(
-            rows.rows,
-            vec![
-                vec![Some("1".to_string()), Some("a".to_string())],
-                vec![Some("3".to_string()), None]
-            ]
-        );
-        assert_eq!(rows.get(1, "id"), Some("3"));
-        let id = conn.query("SELECT CONNECTION_ID()").unwrap();
-        assert_eq!(id.first(), Some(conn.connection_id.to_string().as_str()));
-        match conn.query("SELECT * FROM missing") {
-            Err(SqlError::Server { code, state, .. }) => {
-                assert_eq!((code, state.as_str()), (1146, "42S02"))
-            }
-            other => panic!("{other:?}"),
-        }
-        conn.close();
-
-        let wrong = ConnectOptions::new(db.addr(), "app", "wrong");
-        match Connection::connect(&wrong) {
-            Err(SqlError::Server { code, .. }) => assert_eq!(code, 1045),
-            other => panic!("{other:?}"),
-        }
-        let ed = ConnectOptions::new(db.addr(), "ed_only", "pw");
-        match Connection::connect(&ed) {
-            Err(SqlError::Protocol { message, .. }) => {
-                assert!(message.contains("client_ed25519"), "{message}")
-            }
-            other => panic!("{other:?}"),
         }
     }
 }

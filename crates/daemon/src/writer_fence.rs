@@ -1,0 +1,368 @@
+//! Server fencing for `mysql_writer` virtual servers: exactly one writable server. When the
+//! servers a writer service routes to change, the one it leaves is made read-only and its
+//! client sessions are killed, then the new one is made writable, and only then does the table
+//! change (the shell calls [`WriterFencing::switch`] between the core's verdict and the data
+//! plane). A server that cannot be reached is fenced again every second until it answers; the
+//! switch does not wait for it (it is down for everyone this director serves).
+//!
+//! Only the VRRP MASTER of the service's address acts: a BACKUP never writes to a database.
+//! When this director becomes MASTER, it brings the servers to the state the table says
+//! ([`WriterFencing::take_over`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use halb_check::mysql::fence::{self, Credentials};
+use halb_config::model::LvsConfig;
+use halb_lb::table::ServiceKey;
+use halb_lb::virtual_server::{VirtualServerStatus, VirtualServers};
+use tracing::{error, info, warn};
+
+/// The servers a virtual server sends new connections to: the sorry server while it stands
+/// in, else the real servers in the pool with a weight.
+pub fn routed(status: &VirtualServerStatus) -> BTreeSet<SocketAddr> {
+    match &status.sorry_server {
+        Some(s) if s.active => [s.addr].into(),
+        _ => status
+            .real_servers
+            .iter()
+            .filter(|rs| rs.in_pool && rs.effective_weight > 0)
+            .map(|rs| rs.addr)
+            .collect(),
+    }
+}
+
+/// Every server of a virtual server, routed or not.
+fn all_servers(status: &VirtualServerStatus) -> BTreeSet<SocketAddr> {
+    status
+        .real_servers
+        .iter()
+        .map(|rs| rs.addr)
+        .chain(status.sorry_server.as_ref().map(|s| s.addr))
+        .collect()
+}
+
+/// What one change of a writer service asks for, in this order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Made read-only, their sessions killed.
+    pub fence: Vec<SocketAddr>,
+    /// Then made writable.
+    pub unfence: Vec<SocketAddr>,
+}
+
+impl Plan {
+    /// From the servers routed before to those routed after.
+    pub fn between(before: &BTreeSet<SocketAddr>, after: &BTreeSet<SocketAddr>) -> Plan {
+        Plan {
+            fence: before.difference(after).copied().collect(),
+            unfence: after.difference(before).copied().collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fence.is_empty() && self.unfence.is_empty()
+    }
+}
+
+/// The writer services of a configuration and the fences still owed.
+#[derive(Debug, Default)]
+pub struct WriterFencing {
+    /// By virtual server index: whom to log in as.
+    writers: BTreeMap<usize, Credentials>,
+    /// Servers whose fence failed, to try again.
+    pending: BTreeMap<SocketAddr, Credentials>,
+}
+
+impl WriterFencing {
+    pub fn new(lvs: &LvsConfig) -> WriterFencing {
+        let writers = lvs
+            .virtual_servers
+            .iter()
+            .enumerate()
+            .filter(|(_, vs)| vs.mysql_writer)
+            .filter_map(|(i, vs)| {
+                let check = vs.writer_check()?;
+                let timeout_us = check
+                    .common
+                    .connect_timeout_us
+                    .unwrap_or(vs.connect_timeout_us);
+                Some((
+                    i,
+                    Credentials {
+                        user: check.user.clone(),
+                        password: check.password.clone(),
+                        timeout: Duration::from_micros(timeout_us),
+                    },
+                ))
+            })
+            .collect();
+        WriterFencing {
+            writers,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.writers.is_empty()
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The servers each writer service routes to now, for [`WriterFencing::switch`].
+    pub fn routed_now(&self, vs: &VirtualServers) -> BTreeMap<usize, BTreeSet<SocketAddr>> {
+        self.writers
+            .keys()
+            .filter_map(|&i| Some((i, routed(&vs.vs_status(i)?))))
+            .collect()
+    }
+
+    /// A verdict changed what the writer services route to (from `before` to what `vs` says
+    /// now): fences and unfences, where this director is MASTER of the service's address
+    /// (`vips`). Returns when done; the caller changes the table after.
+    pub async fn switch(
+        &mut self,
+        before: &BTreeMap<usize, BTreeSet<SocketAddr>>,
+        vs: &VirtualServers,
+        vips: &BTreeSet<IpAddr>,
+    ) {
+        for (&i, creds) in &self.writers.clone() {
+            let Some(status) = vs.vs_status(i) else {
+                continue;
+            };
+            let Some(was) = before.get(&i) else { continue };
+            let plan = Plan::between(was, &routed(&status));
+            if plan.is_empty() || !master_of(&status, vips) {
+                continue;
+            }
+            self.carry_out(&status.name, plan, creds, true).await;
+        }
+    }
+
+    /// Before a verdict that would hand a writer service back from its sorry server (`before`
+    /// routed; `trial` is the state the verdict leads to): the catch-up. The returning server
+    /// must have applied what the sorry server wrote: first without fencing, for up to a
+    /// second, then with the sorry server fenced (so that nothing new is written) for up to the
+    /// check's timeout. `Some(why)` when it has not: the verdict waits and the sorry server
+    /// stays the writer. Only the MASTER waits; a BACKUP follows its checkers.
+    pub async fn catch_up(
+        &self,
+        before: &BTreeMap<usize, BTreeSet<SocketAddr>>,
+        trial: &VirtualServers,
+        vips: &BTreeSet<IpAddr>,
+    ) -> Option<String> {
+        for (&i, creds) in &self.writers {
+            let Some(status) = trial.vs_status(i) else {
+                continue;
+            };
+            let Some(sorry) = status.sorry_server.as_ref().map(|s| s.addr) else {
+                continue;
+            };
+            let handback = before
+                .get(&i)
+                .is_some_and(|was| was.len() == 1 && was.contains(&sorry))
+                && !routed(&status).contains(&sorry);
+            if !handback || !master_of(&status, vips) {
+                continue;
+            }
+            let returning: Vec<SocketAddr> = routed(&status).into_iter().collect();
+            let creds = creds.clone();
+            let name = status.name.clone();
+            let held = tokio::task::spawn_blocking(move || {
+                catch_up_blocking(&name, sorry, &returning, &creds)
+            })
+            .await;
+            match held {
+                Ok(None) => {}
+                Ok(Some(why)) => return Some(why),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        None
+    }
+
+    /// This director just became MASTER of `gained`: every writer service there gets its
+    /// routed servers writable and the others fenced.
+    pub async fn take_over(&mut self, vs: &VirtualServers, gained: &[IpAddr]) {
+        for (&i, creds) in &self.writers.clone() {
+            let Some(status) = vs.vs_status(i) else {
+                continue;
+            };
+            let serves = status
+                .services
+                .iter()
+                .any(|s| matches!(s, ServiceKey::Addr { addr, .. } if gained.contains(&addr.ip())));
+            if !serves {
+                continue;
+            }
+            let routed = routed(&status);
+            let plan = Plan {
+                fence: all_servers(&status).difference(&routed).copied().collect(),
+                unfence: routed.into_iter().collect(),
+            };
+            self.carry_out(&status.name, plan, creds, false).await;
+        }
+    }
+
+    /// Tries the fences that failed again.
+    pub async fn retry(&mut self) {
+        for (server, creds) in std::mem::take(&mut self.pending) {
+            match run_fence(server, creds.clone()).await {
+                Ok(done) => info!(
+                    "Fenced [{}]:{} now that it answers: read_only ON, {} session(s) killed",
+                    server.ip(),
+                    server.port(),
+                    done.killed.len()
+                ),
+                Err(_) => {
+                    self.pending.insert(server, creds);
+                }
+            }
+        }
+    }
+
+    async fn carry_out(&mut self, vs: &str, plan: Plan, creds: &Credentials, switching: bool) {
+        for server in plan.fence {
+            match run_fence(server, creds.clone()).await {
+                Ok(done) => info!(
+                    "Fenced [{}]:{} of VS {vs}: read_only ON{}, {} client session(s) killed",
+                    server.ip(),
+                    server.port(),
+                    if done.super_read_only {
+                        ", super_read_only ON"
+                    } else {
+                        ""
+                    },
+                    done.killed.len()
+                ),
+                Err(e) => {
+                    warn!(
+                        "Cannot fence [{}]:{} of VS {vs} ({e}); {}it is fenced as soon as it answers",
+                        server.ip(),
+                        server.port(),
+                        if switching { "switching anyway: " } else { "" }
+                    );
+                    self.pending.insert(server, creds.clone());
+                }
+            }
+        }
+        for server in plan.unfence {
+            // The new writer: no fence owed to it any more.
+            self.pending.remove(&server);
+            let creds = creds.clone();
+            let done = tokio::task::spawn_blocking(move || fence::unfence(server, &creds)).await;
+            match done {
+                Ok(Ok(())) => info!(
+                    "Made [{}]:{} writable for VS {vs}: read_only OFF",
+                    server.ip(),
+                    server.port()
+                ),
+                Ok(Err(e)) => error!(
+                    "Cannot make [{}]:{} writable for VS {vs}: {e}",
+                    server.ip(),
+                    server.port()
+                ),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+    }
+}
+
+/// How long the returning server may take to catch up before the sorry server is fenced.
+const UNFENCED_WAIT: Duration = Duration::from_secs(1);
+
+fn catch_up_blocking(
+    vs: &str,
+    sorry: SocketAddr,
+    returning: &[SocketAddr],
+    creds: &Credentials,
+) -> Option<String> {
+    let Ok(position) = fence::gtid_position(sorry, creds) else {
+        // The sorry server is gone: the returning server is all there is.
+        warn!("Cannot read the GTID position of sorry server {sorry} of VS {vs}; handing back without waiting");
+        return None;
+    };
+    let caught_up = |limit: Duration, position: &fence::GtidPosition| -> Result<(), String> {
+        for &server in returning {
+            match fence::wait_for_position(server, creds, position, limit) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(format!(
+                        "{server} has not applied the sorry server's {position} within {limit:?}"
+                    ))
+                }
+                Err(e) => return Err(format!("waiting for {server} to apply {position}: {e}")),
+            }
+        }
+        Ok(())
+    };
+    if let Err(why) = caught_up(UNFENCED_WAIT, &position) {
+        return Some(why);
+    }
+    // Nothing new may be written to the sorry server while the last of it is applied.
+    if let Err(e) = fence::fence(sorry, creds) {
+        return Some(format!("cannot fence sorry server {sorry}: {e}"));
+    }
+    let last = match fence::gtid_position(sorry, creds) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = fence::unfence(sorry, creds);
+            return Some(format!("reading sorry server {sorry}'s GTID position: {e}"));
+        }
+    };
+    match caught_up(creds.timeout, &last) {
+        Ok(()) => {
+            info!(
+                "VS {vs}: the returning server has applied the sorry server's {last}; handing back"
+            );
+            None
+        }
+        Err(why) => {
+            if let Err(e) = fence::unfence(sorry, creds) {
+                error!("Cannot make sorry server {sorry} of VS {vs} writable again: {e}");
+            }
+            Some(why)
+        }
+    }
+}
+
+async fn run_fence(
+    server: SocketAddr,
+    creds: Credentials,
+) -> Result<fence::Fenced, halb_check::mysql::client::SqlError> {
+    match tokio::task::spawn_blocking(move || fence::fence(server, &creds)).await {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Whether this director holds an address of the virtual server (it is the VRRP MASTER).
+fn master_of(status: &VirtualServerStatus, vips: &BTreeSet<IpAddr>) -> bool {
+    status
+        .services
+        .iter()
+        .any(|s| matches!(s, ServiceKey::Addr { addr, .. } if vips.contains(&addr.ip())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(addrs: &[&str]) -> BTreeSet<SocketAddr> {
+        addrs.iter().map(|a| a.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_switch_fences_the_server_left_and_unfences_the_new_one() {
+        let plan = Plan::between(&set(&["10.0.0.1:3306"]), &set(&["10.0.0.2:3306"]));
+        assert_eq!(plan.fence, vec!["10.0.0.1:3306".parse().unwrap()]);
+        assert_eq!(plan.unfence, vec!["10.0.0.2:3306".parse().unwrap()]);
+        assert!(Plan::between(&set(&["10.0.0.1:3306"]), &set(&["10.0.0.1:3306"])).is_empty());
+        // Nothing left to route to: fence the old one, unfence nobody.
+        let plan = Plan::between(&set(&["10.0.0.1:3306"]), &set(&[]));
+        assert_eq!(plan.unfence, vec![]);
+    }
+}
