@@ -188,17 +188,28 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     // Before anything publishes: the endpoint numbers and counts every event from the first.
     // Observability must not keep the load balancer down: a port already taken is logged, and
     // the daemon runs without the endpoint.
+    // The checkers' probe samples for the endpoint; taken by the endpoint when it starts.
+    let (probes, probes_rx) = match options.http_listen {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    let probes_rx = std::sync::Arc::new(std::sync::Mutex::new(probes_rx));
     let start_http = {
         let (queries, counters, events) = (query_tx.clone(), counters, events.clone());
         let listen = options.http_listen;
         move || {
-            let sources = http::Sources {
+            let probes = probes_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let sources = probes.map(|probes| http::Sources {
                 queries: queries.clone(),
                 vrrp_counters: counters.clone(),
                 events: events.clone(),
-            };
+                probes,
+            });
             async move {
-                match http::HttpServer::start(listen?, sources).await {
+                match http::HttpServer::start(listen?, sources?).await {
                     Ok(server) => Some(server),
                     Err(e) => {
                         error!("{e:#}; running without it");
@@ -311,6 +322,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             listeners: listeners.clone(),
             ..halb_dataplane::proxy::ProxyOptions::default()
         },
+        probes,
     };
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::new(config.clone()),
