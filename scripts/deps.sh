@@ -17,6 +17,9 @@ packages=(
     lintian         # scripts/package.sh checks the .deb
     mmdebstrap      # systemd_unit: the Debian 12 tree the package is installed into
     systemd-container # systemd_unit: systemd-nspawn boots that tree with a real systemd
+    prometheus      # scrapes halb's /metrics in a test; promtool checks the text
+    chromium        # loads the dashboard in a test (headless)
+    chromium-driver # drives that Chromium over WebDriver
 )
 
 missing=()
@@ -40,7 +43,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages' services are not wanted: tests start their own processes (mariadbd with its own
 # datadir and port). A system mariadb left running would hold 127.0.0.1:3306 in the root
 # namespace, where a test or the lab may want that port, and take memory from the test run.
-for svc in keepalived mariadb; do
+for svc in keepalived mariadb prometheus; do
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

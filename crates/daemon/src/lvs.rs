@@ -75,6 +75,9 @@ struct Shell {
     events: EventBus,
     /// Server fencing of the `mysql_writer` virtual servers.
     writers: WriterFencing,
+    /// Up verdicts whose handback waits for the returning server to catch up; tried again
+    /// every second.
+    held_verdicts: BTreeMap<CheckerId, Report>,
 }
 
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
@@ -144,6 +147,7 @@ pub async fn run<A: Addresses>(
         ipvs,
         events,
         writers: WriterFencing::new(&config.lvs),
+        held_verdicts: BTreeMap::new(),
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -178,6 +182,12 @@ pub async fn run<A: Addresses>(
             }
             _ = tokio::time::sleep(FENCE_RETRY), if shell.writers.has_pending() => {
                 shell.writers.retry().await
+            }
+            _ = tokio::time::sleep(FENCE_RETRY), if !shell.held_verdicts.is_empty() => {
+                let held: Vec<Report> = shell.held_verdicts.values().cloned().collect();
+                for report in held {
+                    shell.handle_report(report).await;
+                }
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(failure) = passive.recv() => {
@@ -340,8 +350,23 @@ async fn host_addresses(host: &impl Addresses) -> Vec<IpAddr> {
 
 impl Shell {
     async fn handle_report(&mut self, report: Report) {
-        self.details.insert(report.id, report.detail.clone());
         let before = self.writers.routed_now(&self.vs);
+        let was_held = self.held_verdicts.remove(&report.id).is_some();
+        if !self.writers.is_empty() && report.up {
+            // A handback of a writer service waits until the returning server has caught up.
+            let mut trial = self.vs.clone();
+            let _ = trial.handle_check(report.id, report.up, report.weight);
+            if let Some(why) = self.writers.catch_up(&before, &trial, &self.vips).await {
+                if !was_held {
+                    warn!("Not handing back yet, the sorry server stays the writer: {why}");
+                }
+                self.details
+                    .insert(report.id, format!("up, handback waits: {why}"));
+                self.held_verdicts.insert(report.id, report);
+                return;
+            }
+        }
+        self.details.insert(report.id, report.detail.clone());
         let out = self.vs.handle_check(report.id, report.up, report.weight);
         self.events.publish(EventKind::CheckerVerdict(report));
         // The server left is fenced and the new one made writable before the table sends

@@ -142,6 +142,48 @@ impl WriterFencing {
         }
     }
 
+    /// Before a verdict that would hand a writer service back from its sorry server (`before`
+    /// routed; `trial` is the state the verdict leads to): the catch-up. The returning server
+    /// must have applied what the sorry server wrote: first without fencing, for up to a
+    /// second, then with the sorry server fenced (so that nothing new is written) for up to the
+    /// check's timeout. `Some(why)` when it has not: the verdict waits and the sorry server
+    /// stays the writer. Only the MASTER waits; a BACKUP follows its checkers.
+    pub async fn catch_up(
+        &self,
+        before: &BTreeMap<usize, BTreeSet<SocketAddr>>,
+        trial: &VirtualServers,
+        vips: &BTreeSet<IpAddr>,
+    ) -> Option<String> {
+        for (&i, creds) in &self.writers {
+            let Some(status) = trial.vs_status(i) else {
+                continue;
+            };
+            let Some(sorry) = status.sorry_server.as_ref().map(|s| s.addr) else {
+                continue;
+            };
+            let handback = before
+                .get(&i)
+                .is_some_and(|was| was.len() == 1 && was.contains(&sorry))
+                && !routed(&status).contains(&sorry);
+            if !handback || !master_of(&status, vips) {
+                continue;
+            }
+            let returning: Vec<SocketAddr> = routed(&status).into_iter().collect();
+            let creds = creds.clone();
+            let name = status.name.clone();
+            let held = tokio::task::spawn_blocking(move || {
+                catch_up_blocking(&name, sorry, &returning, &creds)
+            })
+            .await;
+            match held {
+                Ok(None) => {}
+                Ok(Some(why)) => return Some(why),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        None
+    }
+
     /// This director just became MASTER of `gained`: every writer service there gets its
     /// routed servers writable and the others fenced.
     pub async fn take_over(&mut self, vs: &VirtualServers, gained: &[IpAddr]) {
@@ -225,6 +267,64 @@ impl WriterFencing {
                 ),
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             }
+        }
+    }
+}
+
+/// How long the returning server may take to catch up before the sorry server is fenced.
+const UNFENCED_WAIT: Duration = Duration::from_secs(1);
+
+fn catch_up_blocking(
+    vs: &str,
+    sorry: SocketAddr,
+    returning: &[SocketAddr],
+    creds: &Credentials,
+) -> Option<String> {
+    let Ok(position) = fence::gtid_position(sorry, creds) else {
+        // The sorry server is gone: the returning server is all there is.
+        warn!("Cannot read the GTID position of sorry server {sorry} of VS {vs}; handing back without waiting");
+        return None;
+    };
+    let caught_up = |limit: Duration, position: &fence::GtidPosition| -> Result<(), String> {
+        for &server in returning {
+            match fence::wait_for_position(server, creds, position, limit) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(format!(
+                        "{server} has not applied the sorry server's {position} within {limit:?}"
+                    ))
+                }
+                Err(e) => return Err(format!("waiting for {server} to apply {position}: {e}")),
+            }
+        }
+        Ok(())
+    };
+    if let Err(why) = caught_up(UNFENCED_WAIT, &position) {
+        return Some(why);
+    }
+    // Nothing new may be written to the sorry server while the last of it is applied.
+    if let Err(e) = fence::fence(sorry, creds) {
+        return Some(format!("cannot fence sorry server {sorry}: {e}"));
+    }
+    let last = match fence::gtid_position(sorry, creds) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = fence::unfence(sorry, creds);
+            return Some(format!("reading sorry server {sorry}'s GTID position: {e}"));
+        }
+    };
+    match caught_up(creds.timeout, &last) {
+        Ok(()) => {
+            info!(
+                "VS {vs}: the returning server has applied the sorry server's {last}; handing back"
+            );
+            None
+        }
+        Err(why) => {
+            if let Err(e) = fence::unfence(sorry, creds) {
+                error!("Cannot make sorry server {sorry} of VS {vs} writable again: {e}");
+            }
+            Some(why)
         }
     }
 }

@@ -169,3 +169,207 @@ fn a_writer_switch_fences_the_old_master_before_routing_to_the_new_one() {
     );
     halb.terminate(Duration::from_secs(10));
 }
+
+/// A dual-master pair with GTIDs (a domain per server, as the seed lab runs it): `db` replicates
+/// from `peer`.
+fn replicate(db: &MariaDb, peer: &str) {
+    db.sql(&format!(
+        "CHANGE MASTER TO MASTER_HOST='{peer}', MASTER_PORT=3306, MASTER_USER='repl', \
+         MASTER_PASSWORD='pw', MASTER_CONNECT_RETRY=1, MASTER_USE_GTID=slave_pos; START SLAVE;"
+    ))
+    .expect("start replication");
+}
+
+fn start_master(ns: &halb_test_support::Netns, id: u32) -> MariaDb {
+    let db = MariaDb::start(
+        MariaDbOptions::new()
+            .netns(ns.name())
+            .bind_address("0.0.0.0".parse().expect("an address"))
+            .server_id(id)
+            .log_bin("mysql-bin")
+            .option("gtid-domain-id", id)
+            .option("relay-log", "relay-bin")
+            .option("auto-increment-increment", 2)
+            .option("auto-increment-offset", id),
+    )
+    .expect("start MariaDB (run scripts/deps.sh as root)");
+    db.sql(
+        "SET sql_log_bin=0; CREATE USER repl@'%' IDENTIFIED BY 'pw';
+         GRANT REPLICATION SLAVE ON *.* TO repl@'%'; SET sql_log_bin=1;",
+    )
+    .expect("the replication account");
+    db
+}
+
+fn count(db: &MariaDb) -> u64 {
+    db.value("SELECT COUNT(*) FROM lab.t")
+        .expect("count rows")
+        .parse()
+        .expect("a number")
+}
+
+/// The issue's early failback: .253 returns while its replication from .254 is held back. halb
+/// keeps .254 as the writer and says why; once .253 has applied .254's rows, halb fences .254,
+/// makes .253 writable and hands back. Every row acknowledged through the VIP is on .253 then.
+#[test]
+fn a_returning_master_gets_the_writes_back_only_after_it_has_caught_up() {
+    let lab = LvsLab::new("wcatch");
+    let a = start_master(&lab.rs_a.ns, 1);
+    let b = start_master(&lab.rs_b.ns, 2);
+    replicate(&a, "192.168.66.254");
+    replicate(&b, "192.168.66.253");
+    a.sql(SETUP)
+        .expect("the lab's tables and users, replicated to .254");
+    let replicated = wait_for(Duration::from_secs(20), || {
+        b.value("SELECT COUNT(*) FROM lab.health")
+            .is_ok_and(|n| n == "1")
+    });
+    assert!(replicated.is_some(), "the schema never reached .254");
+    let conf = lab.write("keepalived.conf", &config());
+    let mut halb = Daemon::halb_with(
+        &lab.director.ns,
+        &conf,
+        lab.dir.path().join("halb.log"),
+        &[],
+    );
+    let ready = wait_for(Duration::from_secs(30), || read_only(&b) == "1");
+    assert!(ready.is_some(), ".254 never fenced:\n{}", halb.log_text());
+
+    // .253 out (its check's table dropped there only), the writes go to .254.
+    a.sql("SET sql_log_bin=0; DROP TABLE lab.health")
+        .expect("drop the check's table on .253");
+    let switched = wait_for(Duration::from_secs(30), || {
+        read_only(&b) == "0" && read_only(&a) == "1"
+    });
+    assert!(
+        switched.is_some(),
+        "no switch to .254:\n{}",
+        halb.log_text()
+    );
+    // .253 stops applying what .254 writes.
+    a.sql("STOP SLAVE SQL_THREAD")
+        .expect("hold back .253's replication");
+    let mut acknowledged = 0u64;
+    for v in 0..5 {
+        let mut c = app(&lab, vip()).expect("connect through the VIP");
+        c.query(&format!("INSERT INTO t (v) VALUES ({v})"))
+            .expect("a write on .254");
+        acknowledged += 1;
+    }
+    // .253's check passes again, but it lacks .254's rows.
+    a.sql("SET sql_log_bin=0; CREATE TABLE lab.health (ok INT); INSERT INTO lab.health VALUES (1)")
+        .expect("the check's table back on .253");
+    let held = wait_for(Duration::from_secs(30), || {
+        halb.log_text()
+            .contains("Not handing back yet, the sorry server stays the writer")
+    });
+    let log = halb.log_text();
+    assert!(held.is_some(), "the handback should wait:\n{log}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        (read_only(&a).as_str(), read_only(&b).as_str()),
+        ("1", "0"),
+        ".254 stays the only writer while .253 lags:\n{}",
+        halb.log_text()
+    );
+    assert!(!halb
+        .log_text()
+        .contains("Removing sorry server [192.168.66.254]:tcp:3306"));
+    println!(
+        "while .253 lags: rows on .253 {}, on .254 {}",
+        count(&a),
+        count(&b)
+    );
+
+    // .253 catches up; the handback follows.
+    let released = std::time::Instant::now();
+    a.sql("START SLAVE SQL_THREAD").expect("let .253 catch up");
+    let back = wait_for(Duration::from_secs(30), || {
+        halb.log_text()
+            .contains("Removing sorry server [192.168.66.254]:tcp:3306")
+    });
+    let log = halb.log_text();
+    assert!(back.is_some(), "no handback after the catch-up:\n{log}");
+    println!(
+        "handback {:?} after .253's replication was released",
+        released.elapsed()
+    );
+    assert_eq!(
+        (read_only(&a).as_str(), read_only(&b).as_str()),
+        ("0", "1"),
+        "after the handback .253 is the one writer:\n{log}"
+    );
+    assert!(
+        count(&a) >= acknowledged,
+        ".253 should hold every acknowledged row: {} of {acknowledged}",
+        count(&a)
+    );
+    let mut c = app(&lab, vip()).expect("connect through the VIP after the handback");
+    assert_eq!(
+        c.query("SELECT @@server_id").expect("server id").first(),
+        Some("1")
+    );
+    println!(
+        "{}",
+        log.lines()
+            .filter(|l| l.contains("handing back")
+                || l.contains("Fenced")
+                || l.contains("writable")
+                || l.contains("sorry server [192.168.66.254]:tcp:3306"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    halb.terminate(Duration::from_secs(10));
+}
+
+/// The old master cannot be reached when the switch comes (its link is down: down for every
+/// client of this director, while it may still take writes from elsewhere). The switch
+/// happens anyway; the fence is owed, and paid within seconds of the server answering again.
+#[test]
+fn an_unreachable_old_master_is_fenced_as_soon_as_it_answers() {
+    let lab = LvsLab::new("wunreach");
+    let a = start_db(&lab, &lab.rs_a.ns, 1);
+    let b = start_db(&lab, &lab.rs_b.ns, 2);
+    let conf = lab.write("keepalived.conf", &config());
+    let mut halb = Daemon::halb_with(
+        &lab.director.ns,
+        &conf,
+        lab.dir.path().join("halb.log"),
+        &[],
+    );
+    let ready = wait_for(Duration::from_secs(30), || read_only(&b) == "1");
+    assert!(ready.is_some(), ".254 never fenced:\n{}", halb.log_text());
+
+    lab.rs_a.ns.ip(&["link", "set", "eth0", "down"]);
+    let switched = wait_for(Duration::from_secs(30), || {
+        halb.log_text()
+            .contains("Adding sorry server [192.168.66.254]:tcp:3306")
+    });
+    let log = halb.log_text();
+    assert!(switched.is_some(), "no switch:\n{log}");
+    assert!(
+        log.contains("Cannot fence [192.168.66.253]:3306"),
+        "the failed fence should be said:\n{log}"
+    );
+    assert_eq!(read_only(&b), "0", ".254 is the writer");
+    assert_eq!(read_only(&a), "0", ".253 could not be fenced yet");
+
+    // .253 answers again, still failing its check (so no handback).
+    a.sql("DROP TABLE lab.health")
+        .expect("drop the check's table");
+    let back = std::time::Instant::now();
+    lab.rs_a.ns.ip(&["link", "set", "eth0", "up"]);
+    let fenced = wait_for(Duration::from_secs(20), || read_only(&a) == "1");
+    let log = halb.log_text();
+    assert!(fenced.is_some(), ".253 never fenced:\n{log}");
+    assert!(
+        log.contains("Fenced [192.168.66.253]:3306 now that it answers"),
+        "{log}"
+    );
+    println!(
+        ".253 fenced {:?} after it became reachable again",
+        back.elapsed()
+    );
+    assert_eq!(read_only(&b), "0");
+    halb.terminate(Duration::from_secs(10));
+}

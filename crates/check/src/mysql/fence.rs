@@ -107,3 +107,83 @@ pub fn is_read_only(addr: SocketAddr, creds: &Credentials) -> Result<bool, SqlEr
     conn.close();
     Ok(answer.first().is_some_and(|v| v != "0"))
 }
+
+/// A server's binary-log position in global transaction ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GtidPosition {
+    /// MariaDB's `@@gtid_binlog_pos`: `domain-server-sequence`, one per domain.
+    MariaDb(String),
+    /// MySQL's `@@gtid_executed`: a GTID set.
+    MySql(String),
+}
+
+impl std::fmt::Display for GtidPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GtidPosition::MariaDb(p) | GtidPosition::MySql(p) => {
+                f.write_str(if p.is_empty() { "(empty)" } else { p })
+            }
+        }
+    }
+}
+
+/// What the server at `addr` has written to its binary log.
+pub fn gtid_position(addr: SocketAddr, creds: &Credentials) -> Result<GtidPosition, SqlError> {
+    let mut conn = connect(addr, creds)?;
+    let position = match conn.query("SELECT @@global.gtid_binlog_pos") {
+        Ok(r) => GtidPosition::MariaDb(r.first().unwrap_or("").to_string()),
+        Err(SqlError::Server { code, .. }) if code == ER_UNKNOWN_SYSTEM_VARIABLE => {
+            let r = conn.query("SELECT @@global.gtid_executed")?;
+            GtidPosition::MySql(r.first().unwrap_or("").replace('\n', ""))
+        }
+        Err(e) => return Err(e),
+    };
+    conn.close();
+    Ok(position)
+}
+
+/// Waits up to `limit` until the server at `addr` has applied `position` (MariaDB's
+/// `MASTER_GTID_WAIT`, MySQL's `WAIT_FOR_EXECUTED_GTID_SET`); true when it has. On MariaDB the
+/// waiting server's own transactions are left out of the position: it applies only its peer's
+/// through replication, and its own are in its binary log already.
+pub fn wait_for_position(
+    addr: SocketAddr,
+    creds: &Credentials,
+    position: &GtidPosition,
+    limit: Duration,
+) -> Result<bool, SqlError> {
+    let mut options = ConnectOptions::new(addr, &creds.user, &creds.password);
+    options.connect_timeout = creds.timeout;
+    options.io_timeout = limit + creds.timeout;
+    let mut conn = Connection::connect(&options)?;
+    let secs = limit.as_secs_f64();
+    let done = match position {
+        GtidPosition::MariaDb(pos) => {
+            let own = conn.query("SELECT @@global.server_id")?;
+            let own = own.first().unwrap_or("").to_string();
+            let theirs: Vec<&str> = pos
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty() && g.split('-').nth(1) != Some(own.as_str()))
+                .collect();
+            if theirs.is_empty() {
+                true
+            } else {
+                let r = conn.query(&format!(
+                    "SELECT MASTER_GTID_WAIT('{}', {secs})",
+                    theirs.join(",")
+                ))?;
+                r.first() == Some("0")
+            }
+        }
+        GtidPosition::MySql(set) if set.is_empty() => true,
+        GtidPosition::MySql(set) => {
+            let r = conn.query(&format!(
+                "SELECT WAIT_FOR_EXECUTED_GTID_SET('{set}', {secs})"
+            ))?;
+            r.first() == Some("0")
+        }
+    };
+    conn.close();
+    Ok(done)
+}

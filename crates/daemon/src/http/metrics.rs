@@ -125,7 +125,7 @@ impl EventMetrics {
             }) => {
                 self.transitions
                     .get_or_create(&vec![
-                        ("instance", instance.clone()),
+                        ("vrrp_instance", instance.clone()),
                         ("state", change.to.to_string()),
                         ("reason", reason_label(&change.reason).to_string()),
                     ])
@@ -330,7 +330,7 @@ impl Collector for Levels {
         // VRRP.
         let instance = |v: &crate::control::protocol::VrrpView| -> Labels {
             vec![
-                ("instance", v.name.clone()),
+                ("vrrp_instance", v.name.clone()),
                 ("interface", v.interface.clone()),
                 ("vrid", v.vrid.to_string()),
             ]
@@ -360,7 +360,7 @@ impl Collector for Levels {
                 .iter()
                 .map(|v| (instance(v), u64::from(v.effective_priority))),
         )?;
-        let named = |name: &str| vec![("instance", name.to_string())];
+        let named = |name: &str| vec![("vrrp_instance", name.to_string())];
         type Field = fn(&halb_vrrp::Stats) -> u64;
         let counters: [(&str, &str, Field); 5] = [
             ("halb_vrrp_adverts_sent", "VRRP adverts sent", |s| {
@@ -417,7 +417,10 @@ impl Collector for Levels {
             self.vrrp.iter().flat_map(|c| {
                 causes.iter().map(move |(cause, field)| {
                     (
-                        vec![("instance", c.name.clone()), ("cause", cause.to_string())],
+                        vec![
+                            ("vrrp_instance", c.name.clone()),
+                            ("cause", cause.to_string()),
+                        ],
                         field(&c.stats),
                     )
                 })

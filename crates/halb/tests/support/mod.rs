@@ -3,3 +3,4 @@
 
 pub mod lvs_lab;
 pub mod vrrp_lab;
+pub mod web;

@@ -142,7 +142,7 @@ function render(s) {
   const w = document.getElementById("writes");
   if (writes.length) w.textContent = "Takes writes through this director: " + writes.join(", ");
   else if (s.virtual_servers.length) w.textContent = "No real server takes writes through this director" +
-    (s.vrrp.some(v => v.state === "MASTER") ? "" : " (it holds no VIP: the other director serves)");
+    (s.vrrp.length && !s.vrrp.some(v => v.state === "MASTER") ? " (it holds no VIP: the other director serves)" : "");
   else w.textContent = "";
 }
 
