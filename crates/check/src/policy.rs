@@ -405,6 +405,16 @@ impl CheckerEvent {
     }
 }
 
+/// What a reload carries from a checker whose definition did not change to its successor:
+/// its verdict and where it is in its retries (keepalived keeps the checker itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyState {
+    pub up: bool,
+    pub has_run: bool,
+    pub retry_it: u32,
+    pub weight: Option<u32>,
+}
+
 /// The retry / delay state machine of one checker.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -437,6 +447,36 @@ impl Policy {
             in_flight: false,
             suspended: false,
             weight: None,
+        }
+    }
+
+    /// A checker that takes over `state` from its predecessor of a reload: same verdict, same
+    /// place in the retries; its next probe runs `first_offset` after `now`.
+    pub fn resume_from(
+        now: Instant,
+        cfg: PolicyConfig,
+        state: PolicyState,
+        first_offset: Duration,
+    ) -> Policy {
+        Policy {
+            cfg,
+            up: state.up,
+            has_run: state.has_run,
+            retry_it: state.retry_it,
+            next_probe: now + first_offset,
+            in_flight: false,
+            suspended: false,
+            weight: state.weight,
+        }
+    }
+
+    /// What a reload carries over (see [`PolicyState`]).
+    pub fn state(&self) -> PolicyState {
+        PolicyState {
+            up: self.up,
+            has_run: self.has_run,
+            retry_it: self.retry_it,
+            weight: self.weight,
         }
     }
 

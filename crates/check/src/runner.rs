@@ -4,12 +4,14 @@
 //! FILE_CHECK and BFD_CHECK are not run here (they follow a file and a BFD session, not a
 //! probe); the runner says so once in the log.
 
-use crate::policy::{CheckerEvent, Policy, PolicyConfig, Timing, Wording};
+use crate::policy::{CheckerEvent, Policy, PolicyConfig, PolicyState, Timing, Wording};
 use crate::probe::{outcome, Probe, ScriptUser};
 use crate::{CheckerId, Report};
 use halb_config::model::{Checker, CheckerKind, LvsConfig, RealServer, VirtualServer};
 use halb_config::names;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -37,6 +39,9 @@ pub struct RunnerOptions {
     /// Virtual servers (indices) whose checkers start suspended: `ha_suspend` services whose
     /// address is not on this host.
     pub suspended_vs: Vec<usize>,
+    /// Checkers that take over a predecessor's verdict and retries (a reload, for checkers
+    /// whose definition did not change), by their id in the new configuration.
+    pub carried: BTreeMap<CheckerId, PolicyState>,
 }
 
 /// Which checkers [`RunnerHandle::probe_now`] addresses.
@@ -78,6 +83,8 @@ enum Command {
 #[derive(Debug)]
 pub struct RunnerHandle {
     checkers: Vec<(RunningChecker, mpsc::UnboundedSender<Command>)>,
+    /// Each checker's policy state after its last result, for a reload to carry over.
+    states: Vec<(CheckerId, Arc<Mutex<PolicyState>>)>,
     tasks: JoinSet<()>,
 }
 
@@ -85,6 +92,14 @@ impl RunnerHandle {
     /// The checkers running, in configuration order.
     pub fn checkers(&self) -> Vec<RunningChecker> {
         self.checkers.iter().map(|(c, _)| c.clone()).collect()
+    }
+
+    /// Every checker's verdict and retries as they stand (see [`RunnerOptions::carried`]).
+    pub fn states(&self) -> BTreeMap<CheckerId, PolicyState> {
+        self.states
+            .iter()
+            .map(|(id, cell)| (*id, *cell.lock().unwrap_or_else(|e| e.into_inner())))
+            .collect()
     }
 
     /// Asks for an immediate probe (a passive failure seen by the data plane); a failure then
@@ -118,6 +133,14 @@ impl RunnerHandle {
         while self.tasks.join_next().await.is_some() {}
     }
 
+    /// Stops every checker as [`RunnerHandle::stop`] does and returns their verdicts and
+    /// retries as they stood then (see [`RunnerOptions::carried`]).
+    pub async fn stop_keeping_states(mut self) -> BTreeMap<CheckerId, PolicyState> {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.states()
+    }
+
     fn send(&self, pick: impl Fn(&RunningChecker) -> bool, cmd: Command) -> usize {
         self.checkers
             .iter()
@@ -132,6 +155,7 @@ impl RunnerHandle {
 pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report>) -> RunnerHandle {
     let mut handle = RunnerHandle {
         checkers: Vec::new(),
+        states: Vec::new(),
         tasks: JoinSet::new(),
     };
     let mut not_probes = 0usize;
@@ -177,8 +201,18 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
                     real_server: SocketAddr::new(rs.ip, rs.port),
                     kind: checker.kind(),
                 };
+                let carried = opts.carried.get(&id).copied();
+                let state = Arc::new(Mutex::new(carried.unwrap_or(PolicyState {
+                    up: !policy_cfg.alpha,
+                    has_run: false,
+                    retry_it: 0,
+                    weight: None,
+                })));
+                handle.states.push((id, Arc::clone(&state)));
                 let task = CheckerTask {
                     id,
+                    carried,
+                    state,
                     real_server: running.real_server,
                     kind: checker.kind(),
                     label: Label::new(vs, rs),
@@ -235,6 +269,10 @@ impl Label {
 
 struct CheckerTask {
     id: CheckerId,
+    /// The predecessor's state to resume from (a reload).
+    carried: Option<PolicyState>,
+    /// Where the policy's state is published after each result.
+    state: Arc<Mutex<PolicyState>>,
     real_server: SocketAddr,
     kind: CheckerKind,
     label: Label,
@@ -254,7 +292,22 @@ impl CheckerTask {
         } else {
             rand::random_range(0..=warmup_us)
         });
-        let mut policy = Policy::new(Instant::now().into_std(), self.policy_cfg.clone(), warmup);
+        let now = Instant::now().into_std();
+        let mut policy = match self.carried {
+            // A checker kept over a reload is not warming up: its next probe comes within
+            // one delay_loop, spread like the warmup so that they do not all probe at once.
+            Some(state) => {
+                let loop_us =
+                    u64::try_from(self.policy_cfg.timing.delay_loop.as_micros()).unwrap_or(0);
+                let offset = Duration::from_micros(if loop_us == 0 {
+                    0
+                } else {
+                    rand::random_range(0..=loop_us)
+                });
+                Policy::resume_from(now, self.policy_cfg.clone(), state, offset)
+            }
+            None => Policy::new(now, self.policy_cfg.clone(), warmup),
+        };
         let Label { rs, vs } = &self.label;
         // keepalived's "Activating/Suspending healthchecker" lines are the virtual-server
         // engine's to write (it decides); here they are only traces.
@@ -300,6 +353,7 @@ impl CheckerTask {
                                 checker = self.id.checker, "probe failed: {f}"),
                         }
                         let outputs = policy.handle_result(Instant::now().into_std(), outcome(&result));
+                        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = policy.state();
                         self.emit(outputs, took).await;
                     }
                 }

@@ -19,11 +19,13 @@ use tracing::{debug, error, info, warn};
 use crate::event::{EventBus, EventKind, InstanceCounters, InstanceStatus, Vip, VrrpEvent};
 use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
+use crate::reload::Apply;
+use crate::reload_plan;
 use crate::sd_notify::Watchdog;
 use crate::track_script::{self, ScriptResult};
 use crate::vip_lease::{self, Leases};
 use crate::vrrp_map::{self, MappedInstance, VrrpPlan};
-use halb_config::model::Config;
+use halb_config::model::{Config, VrrpScript};
 
 /// A packet a receive loop got on socket `socket`.
 struct Inbound {
@@ -33,6 +35,10 @@ struct Inbound {
 
 /// One raw socket per interface and family, shared by the instances there.
 struct SocketSlot<S> {
+    interface: String,
+    family: IpFamily,
+    /// The multicast groups it joined.
+    groups: Vec<IpAddr>,
     socket: Arc<S>,
     /// Indices of the instances that receive on it.
     instances: Vec<usize>,
@@ -67,6 +73,11 @@ struct Shell<H: Addresses + VrrpSockets> {
     events: EventBus,
     /// The VIPs each MASTER holds, renewed before their lifetime runs out.
     leases: Leases,
+    /// Where the receive loops of sockets opened by a reload send.
+    inbound: mpsc::Sender<Inbound>,
+    /// The `vrrp_script`s running, with their tasks (a reload keeps the unchanged ones).
+    scripts: Vec<(VrrpScript, tokio::task::JoinHandle<()>)>,
+    script_results: mpsc::Sender<ScriptResult>,
 }
 
 /// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
@@ -75,6 +86,7 @@ const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 /// Runs the VRRP part of `config` on `host` until `stop` completes, publishing the instances'
 /// state on `views` after every change and their transitions on `bus`; `started` fires once
 /// every instance has started.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
     host: Arc<H>,
@@ -82,6 +94,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
     counters: watch::Sender<Vec<InstanceCounters>>,
     bus: EventBus,
     started: oneshot::Sender<()>,
+    mut reloads: mpsc::Receiver<Apply>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     let mut stop = std::pin::pin!(stop);
@@ -138,13 +151,11 @@ pub async fn run<H: Addresses + VrrpSockets>(
     let mut link_events = host.link_events().await?;
     let notifier = Notifier::new(config);
     let (script_results, mut script_inbox) = mpsc::channel::<ScriptResult>(64);
-    for script in &plan.scripts {
-        match crate::process::resolve_user(&script.script, &config.global) {
-            Ok(run_as) => track_script::spawn(script.clone(), run_as, script_results.clone()),
-            // keepalived disables such a script; its instances keep waiting for it.
-            Err(e) => error!("VRRP_Script({}) not run: {e:#}", script.name),
-        }
-    }
+    let scripts = plan
+        .scripts
+        .iter()
+        .filter_map(|script| start_script(script, config, &script_results))
+        .collect();
 
     let now = host::now();
     let mut instances: Vec<VrrpInstance> = plan
@@ -185,6 +196,9 @@ pub async fn run<H: Addresses + VrrpSockets>(
         counters,
         events: bus,
         leases: Leases::default(),
+        inbound,
+        scripts,
+        script_results,
     };
     shell.settle(host::now()).await;
     let _ = started.send(());
@@ -210,6 +224,10 @@ pub async fn run<H: Addresses + VrrpSockets>(
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
             Some(result) = script_inbox.recv() => shell.handle_script(&result),
             Some(event) = link_events.recv() => shell.handle_link(&event),
+            Some(apply) = reloads.recv() => {
+                let result = shell.reload(&apply.config).await;
+                let _ = apply.done.send(result);
+            }
             () = sleep => {
                 let now = host::now();
                 for instance in &mut shell.instances {
@@ -272,6 +290,17 @@ fn open_sockets<S: VrrpSockets>(
     instances: &[MappedInstance],
     inbound: &mpsc::Sender<Inbound>,
 ) -> Result<OpenedSockets<S::Socket>> {
+    open_sockets_at(host, instances, inbound, 0)
+}
+
+/// [`open_sockets`] for sockets that will sit at `base` and after in the shell's list (their
+/// receive loops tag packets with that index).
+fn open_sockets_at<S: VrrpSockets>(
+    host: &S,
+    instances: &[MappedInstance],
+    inbound: &mpsc::Sender<Inbound>,
+    base: usize,
+) -> Result<OpenedSockets<S::Socket>> {
     let mut keys: Vec<(String, IpFamily)> = Vec::new();
     let mut socket_of = Vec::with_capacity(instances.len());
     for m in instances {
@@ -304,7 +333,7 @@ fn open_sockets<S: VrrpSockets>(
                     Ok(packet) => {
                         if inbound
                             .send(Inbound {
-                                socket: index,
+                                socket: base + index,
                                 packet,
                             })
                             .await
@@ -322,11 +351,33 @@ fn open_sockets<S: VrrpSockets>(
             }
         });
         slots.push(SocketSlot {
+            interface: interface.clone(),
+            family: *family,
+            groups,
             socket,
             instances: members,
         });
     }
     Ok((slots, socket_of))
+}
+
+/// Starts a `vrrp_script`, unless its user cannot be found (keepalived disables such a script;
+/// its instances keep waiting for it).
+fn start_script(
+    script: &VrrpScript,
+    config: &Config,
+    results: &mpsc::Sender<ScriptResult>,
+) -> Option<(VrrpScript, tokio::task::JoinHandle<()>)> {
+    match crate::process::resolve_user(&script.script, &config.global) {
+        Ok(run_as) => Some((
+            script.clone(),
+            track_script::spawn(script.clone(), run_as, results.clone()),
+        )),
+        Err(e) => {
+            error!("VRRP_Script({}) not run: {e:#}", script.name);
+            None
+        }
+    }
 }
 
 /// The members of a sync group, in the order `SyncGroup` expects (ascending indices).
@@ -340,6 +391,208 @@ fn members_mut<'a>(instances: &'a mut [VrrpInstance], members: &[usize]) -> Vec<
 }
 
 impl<H: Addresses + VrrpSockets> Shell<H> {
+    /// A reload: instances the new file continues ([`reload_plan::match_instances`]) keep
+    /// their state machine and take the new settings; removed ones stop as at shutdown (their
+    /// own addresses only); new ones start as at start. Refused, with nothing changed, when
+    /// the new file cannot run here (an interface that is not there). Returns one line per
+    /// change.
+    async fn reload(&mut self, config: &Config) -> Result<Vec<String>, String> {
+        let view = self.host.host_view().await.map_err(|e| format!("{e:#}"))?;
+        let mut plan = vrrp_map::map(config, &view).map_err(|e| e.to_string())?;
+        plan.instances.iter_mut().for_each(vip_lease::lease_vips);
+        for line in &plan.unsupported {
+            warn!("{line}");
+        }
+        let old: Vec<MappedInstance> = self.instances.iter().map(|i| i.mapped.clone()).collect();
+        let matches = reload_plan::match_instances(&old, &plan.instances);
+        let removed = reload_plan::removed_instances(&matches, old.len());
+        // New sockets first: the one step that may fail, before anything changed.
+        let mut socket_of = Vec::with_capacity(plan.instances.len());
+        for mapped in &plan.instances {
+            socket_of.push(self.socket_for(mapped).map_err(|e| format!("{e:#}"))?);
+        }
+        let mut lines = Vec::new();
+        let now = host::now();
+        for &n in &removed {
+            let name = self.instances[n].name().to_string();
+            self.instances[n].machine.shutdown(now);
+            while let Some(action) = self.instances[n].machine.poll_action() {
+                self.carry_out(n, action).await;
+            }
+            self.notifier.instance(n, &name, State::Stopped, 0);
+            lines.push(format!("({name}) removed from the configuration: stopped"));
+        }
+        let mut previous: Vec<Option<VrrpInstance>> = std::mem::take(&mut self.instances)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut final_mapping = Vec::with_capacity(plan.instances.len());
+        for ((mapped, matched), socket) in plan
+            .instances
+            .into_iter()
+            .zip(matches.iter().copied())
+            .zip(socket_of)
+        {
+            let name = mapped.config.name.clone();
+            let kept = matched.and_then(|o| previous.get_mut(o).and_then(Option::take));
+            let instance = match kept {
+                Some(mut instance) => {
+                    let (changes, warnings) =
+                        instance.machine.reconfigure(now, mapped.config.clone());
+                    for w in warnings {
+                        warn!("({name}) {w}");
+                    }
+                    for address in &changes.added {
+                        lines.push(format!("({name}) virtual address {address} added"));
+                    }
+                    for address in &changes.removed {
+                        lines.push(format!("({name}) virtual address {address} removed"));
+                    }
+                    if instance.mapped.config != mapped.config && changes == Default::default() {
+                        lines.push(format!("({name}) settings changed"));
+                    }
+                    // Until the actions of the change are carried out, the removed addresses
+                    // must still be found where they are.
+                    let mut both = mapped.clone();
+                    both.vips.extend(
+                        instance
+                            .mapped
+                            .vips
+                            .iter()
+                            .filter(|p| changes.removed.contains(&p.vip.address))
+                            .cloned(),
+                    );
+                    instance.mapped = both;
+                    instance.socket = socket;
+                    instance
+                }
+                None => {
+                    lines.push(format!("({name}) added"));
+                    let instance = VrrpInstance {
+                        machine: Instance::new(mapped.config.clone(), now),
+                        mapped: mapped.clone(),
+                        socket,
+                    };
+                    for w in instance.machine.config_warnings() {
+                        warn!("({name}) {w}");
+                    }
+                    instance
+                }
+            };
+            self.instances.push(instance);
+            final_mapping.push(mapped);
+        }
+        // The addresses a kept MASTER holds are renewed under its new index.
+        self.leases
+            .renumber(|o| matches.iter().position(|&m| m == Some(o)));
+        for (n, slot) in self.sockets.iter_mut().enumerate() {
+            slot.instances = (0..self.instances.len())
+                .filter(|&i| self.instances[i].socket == n)
+                .collect();
+        }
+        self.reload_groups(&plan.sync_groups, &matches, now);
+        self.reload_scripts(&plan.scripts, config, &mut lines);
+        self.notifier.reconfigure(config);
+        let interfaces: Vec<String> = final_mapping
+            .iter()
+            .flat_map(|m| m.vips.iter().map(|v| v.interface.clone()))
+            .collect();
+        for interface in interfaces {
+            if !self.announcers.contains_key(&interface) {
+                match self.host.announcer(&interface).await {
+                    Ok(a) => {
+                        self.announcers.insert(interface, a);
+                    }
+                    Err(e) => warn!("no gratuitous ARP on {interface}: {e:#}"),
+                }
+            }
+        }
+        self.settle(now).await;
+        for (instance, mapped) in self.instances.iter_mut().zip(final_mapping) {
+            instance.mapped = mapped;
+        }
+        self.publish();
+        Ok(lines)
+    }
+
+    /// The socket for `mapped`'s interface and family, opened if no instance used it yet.
+    fn socket_for(&mut self, mapped: &MappedInstance) -> Result<usize> {
+        if let Some(n) = self
+            .sockets
+            .iter()
+            .position(|s| s.interface == mapped.interface && s.family == mapped.family)
+        {
+            if let Some(group) = mapped.multicast_group {
+                if !self.sockets[n].groups.contains(&group) {
+                    warn!(
+                        "({}) multicast group {group} on {} takes effect at the next restart",
+                        mapped.config.name, mapped.interface
+                    );
+                }
+            }
+            return Ok(n);
+        }
+        let index = self.sockets.len();
+        let (opened, _) = open_sockets_at(
+            &*self.host,
+            std::slice::from_ref(mapped),
+            &self.inbound,
+            index,
+        )?;
+        self.sockets.extend(opened);
+        Ok(index)
+    }
+
+    /// Sync groups whose members are the same instances keep their state; others are formed
+    /// anew from their members.
+    fn reload_groups(
+        &mut self,
+        groups: &[vrrp_map::MappedSyncGroup],
+        previous_index: &[Option<usize>],
+        now: Instant,
+    ) {
+        let old = std::mem::take(&mut self.groups);
+        for g in groups {
+            let same = old.iter().position(|(group, members)| {
+                group.name() == g.name
+                    && members.len() == g.members.len()
+                    && g.members
+                        .iter()
+                        .zip(members)
+                        .all(|(&new, &was)| previous_index.get(new) == Some(&Some(was)))
+            });
+            let group = match same {
+                Some(i) => old[i].0.clone(),
+                None => {
+                    let mut members = members_mut(&mut self.instances, &g.members);
+                    SyncGroup::new(g.name.clone(), now, &mut members)
+                }
+            };
+            self.groups.push((group, g.members.clone()));
+        }
+    }
+
+    /// Scripts that did not change keep running (and their results stand); changed ones are
+    /// restarted, removed ones stopped.
+    fn reload_scripts(&mut self, scripts: &[VrrpScript], config: &Config, lines: &mut Vec<String>) {
+        let mut running = std::mem::take(&mut self.scripts);
+        for script in scripts {
+            match running.iter().position(|(s, _)| s == script) {
+                Some(i) => self.scripts.push(running.swap_remove(i)),
+                None => {
+                    lines.push(format!("VRRP_Script({}) started", script.name));
+                    if let Some(started) = start_script(script, config, &self.script_results) {
+                        self.scripts.push(started);
+                    }
+                }
+            }
+        }
+        for (script, task) in running {
+            lines.push(format!("VRRP_Script({}) stopped", script.name));
+            task.abort();
+        }
+    }
+
     fn handle_packet(&mut self, socket: usize, packet: &ReceivedPacket) {
         let Some(vrid) = packet::peek_vrid(&packet.message) else {
             debug!("short VRRP packet from {} ignored", packet.src());

@@ -14,6 +14,8 @@ pub mod http;
 mod lvs;
 mod notify;
 mod process;
+mod reload;
+pub mod reload_plan;
 mod sd_notify;
 mod service_status;
 mod track_script;
@@ -31,6 +33,7 @@ pub use event::{
     VrrpEvent,
 };
 pub use lvs::DataplaneChoice;
+pub use reload::{ConfigReader, Reread};
 
 /// How `halb run` was asked to run, beyond the configuration itself.
 #[derive(Debug, Clone)]
@@ -44,12 +47,15 @@ pub struct Options {
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
+    /// How a reload (SIGHUP, `halb reload`) reads the configuration again; `None`: reloads are
+    /// refused.
+    pub reload: Option<ConfigReader>,
     /// Where the read-only HTTP endpoint (metrics, JSON API, dashboard) listens; none: off.
     pub http_listen: Option<std::net::SocketAddr>,
 }
 
-/// Runs every part of the daemon on this host until SIGTERM or SIGINT (SIGHUP, SIGUSR1 and
-/// SIGUSR2 are logged and ignored).
+/// Runs every part of the daemon on this host until SIGTERM or SIGINT; SIGHUP reloads
+/// (SIGUSR1 and SIGUSR2 are logged and ignored).
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
@@ -63,21 +69,28 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
         }
     };
     ignore_until_implemented()?;
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let (hangup_tx, hangups) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while sighup.recv().await.is_some() {
+            // A reload already waiting covers this one too.
+            let _ = hangup_tx.try_send(());
+        }
+    });
     fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
     let events = EventBus::new();
     sd_notify::spawn(&events, config);
-    run_on(config, options, host, None, events, stop).await
+    run_with(config, options, host, None, events, stop, Some(hangups)).await
 }
 
-/// SIGHUP, SIGUSR1 and SIGUSR2 kill a process that does not handle them, and keepalived's
-/// units send SIGHUP to reload: a reload must not drop the VIPs and virtual servers with the
-/// process. Until reload and the state dumps exist, each is logged and otherwise ignored.
+/// SIGUSR1 and SIGUSR2 kill a process that does not handle them: a stray one must not drop the
+/// VIPs and virtual servers with the process. Until the state dumps exist, each is logged and
+/// otherwise ignored.
 fn ignore_until_implemented() -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
     for (kind, name, what) in [
-        (SignalKind::hangup(), "SIGHUP", "reload"),
         (SignalKind::user_defined1(), "SIGUSR1", "the VRRP data dump"),
         (
             SignalKind::user_defined2(),
@@ -108,6 +121,19 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     events: EventBus,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with(config, options, host, dataplane, events, stop, None).await
+}
+
+/// [`run_on`], with the SIGHUPs that ask for reloads.
+async fn run_with<H: host::Addresses + host::VrrpSockets>(
+    config: &Config,
+    options: &Options,
+    host: std::sync::Arc<H>,
+    dataplane: Option<Box<dyn halb_dataplane::Dataplane>>,
+    events: EventBus,
+    stop: impl std::future::Future<Output = ()>,
+    hangups: Option<tokio::sync::mpsc::Receiver<()>>,
+) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
     let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
@@ -131,7 +157,26 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         }
         None => None,
     };
-    let _control = control::server::ControlServer::start(&options.control_socket, query_tx)?;
+    let (reload_tx, reload_requests) = tokio::sync::mpsc::channel(4);
+    let _control = control::server::ControlServer::start_with_reload(
+        &options.control_socket,
+        query_tx,
+        Some(reload_tx),
+    )?;
+    let (vrrp_reloads_tx, vrrp_reloads) = tokio::sync::mpsc::channel(1);
+    let (lvs_reloads_tx, lvs_reloads) = tokio::sync::mpsc::channel(1);
+    let (last_reload_tx, last_reload) = tokio::sync::watch::channel(None);
+    let reloads = tokio::spawn(reload::serve(
+        options.reload.clone(),
+        hangups,
+        reload_requests,
+        reload::Parts {
+            vrrp: vrrp_reloads_tx,
+            lvs: lvs_reloads_tx,
+            last: last_reload_tx,
+            bus: events.clone(),
+        },
+    ));
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
     let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();
     let (lvs_started, lvs_ready) = tokio::sync::oneshot::channel();
@@ -164,6 +209,10 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         views,
         events.clone(),
         queries,
+        lvs::Reloads {
+            requests: lvs_reloads,
+            last: last_reload,
+        },
         stop_lvs,
         lvs_started,
     ));
@@ -174,9 +223,11 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
         counters_tx,
         events,
         vrrp_started,
+        vrrp_reloads,
         stop,
     )
     .await;
+    reloads.abort();
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}

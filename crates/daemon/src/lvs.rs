@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use halb_check::policy::PolicyState;
 use halb_check::runner::{self, RunnerHandle, RunnerOptions};
 use halb_check::Report;
 use halb_config::model::{Config, ConnectionFencing};
@@ -16,19 +17,21 @@ use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
 use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
 use halb_dataplane::{ipvsadm_forward_name, ApplyError, Dataplane, PassiveFailure};
-use halb_lb::table::Table;
+use halb_lb::table::{Change, Table};
 use halb_lb::virtual_server::{CheckerId, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::control::protocol::{
-    CheckerView, DestView, RealServerView, ServiceView, Snapshot, VirtualServerView,
+    CheckerView, DestView, LastReload, RealServerView, ServiceView, Snapshot, VirtualServerView,
 };
 use crate::control::server::Query;
 use crate::event::{EventBus, EventKind, InstanceStatus};
 use crate::held::{RepairClock, SharedDataplane};
 use crate::host::Addresses;
 use crate::process;
+use crate::reload::Apply;
+use crate::reload_plan;
 use crate::writer_fence::WriterFencing;
 
 /// Which data plane `--dataplane` asks for.
@@ -50,6 +53,11 @@ pub struct LvsOptions {
     pub proxy: ProxyOptions,
 }
 
+/// Reloads handed to the virtual servers, and the last reload's outcome for `halb status`.
+pub struct Reloads {
+    pub requests: mpsc::Receiver<Apply>,
+    pub last: watch::Receiver<Option<LastReload>>,
+}
 /// How often a server whose fence failed is tried again.
 const FENCE_RETRY: Duration = Duration::from_secs(1);
 
@@ -73,6 +81,7 @@ struct Shell {
     /// Kernel IPVS's global side (timeouts, the sync daemon), when that is the data plane.
     ipvs: Option<IpvsControl>,
     events: EventBus,
+    last_reload: watch::Receiver<Option<LastReload>>,
     /// Server fencing of the `mysql_writer` virtual servers.
     writers: WriterFencing,
     /// Up verdicts whose handback waits for the returning server to catch up; tried again
@@ -108,19 +117,27 @@ pub async fn run<A: Addresses>(
     mut vrrp: watch::Receiver<Vec<InstanceStatus>>,
     events: EventBus,
     mut queries: mpsc::Receiver<Query>,
+    reloads: Reloads,
     mut stop: oneshot::Receiver<()>,
     started: oneshot::Sender<()>,
 ) -> Result<()> {
+    let Reloads {
+        requests: mut reload_requests,
+        last: last_reload,
+    } = reloads;
     let (passive_tx, mut passive) = mpsc::unbounded_channel::<PassiveFailure>();
     let has_services = !config.lvs.virtual_servers.is_empty();
-    let (dataplane, ipvs) = match dataplane {
-        _ if !has_services => (None, None),
-        Some(given) => (Some(given), None),
-        None => {
-            let (d, i) = choose_dataplane(&options, passive_tx, &config)?;
-            (Some(d), i)
+    // A data plane given by the caller is kept for a reload that brings the first services.
+    let (mut given, mut dataplane, mut ipvs) = (dataplane, None, None);
+    if has_services {
+        match given.take() {
+            Some(d) => dataplane = Some(d),
+            None => {
+                let (d, i) = choose_dataplane(&options, passive_tx.clone(), &config)?;
+                (dataplane, ipvs) = (Some(d), i);
+            }
         }
-    };
+    }
     let config = if ipvs.is_some() && options.dr_path_checks {
         let mut augmented = (*config).clone();
         let added = crate::dr_path::add_checks(&mut augmented.lvs);
@@ -146,6 +163,7 @@ pub async fn run<A: Addresses>(
         scripts: tokio::task::JoinSet::new(),
         ipvs,
         events,
+        last_reload,
         writers: WriterFencing::new(&config.lvs),
         held_verdicts: BTreeMap::new(),
     };
@@ -163,14 +181,7 @@ pub async fn run<A: Addresses>(
     }
     let (report_tx, mut reports) = mpsc::channel::<Report>(1024);
     if has_services {
-        let opts = RunnerOptions {
-            script_user: config.global.script_user.clone(),
-            log_all_failures: false,
-            suspended_vs: shell.vs.suspended_virtual_servers(),
-        };
-        shell.runner = Some(runner::spawn(&config.lvs, &opts, report_tx));
-    } else {
-        drop(report_tx);
+        shell.start_runner(BTreeMap::new(), &report_tx);
     }
     let _ = started.send(());
 
@@ -208,6 +219,34 @@ pub async fn run<A: Addresses>(
                 shell.follow_sync_daemon(&views);
                 shell.update_vips(master_vips(&views)).await;
             }
+            Some(apply) = reload_requests.recv() => {
+                if shell.dataplane.is_none() && !apply.config.lvs.virtual_servers.is_empty() {
+                    let chosen = match given.take() {
+                        Some(d) => Ok((d, None)),
+                        None => choose_dataplane(&options, passive_tx.clone(), &apply.config),
+                    };
+                    match chosen {
+                        Ok((d, i)) => {
+                            shell.dataplane = Some(SharedDataplane::new(d));
+                            shell.ipvs = i;
+                        }
+                        Err(e) => {
+                            let _ = apply.done.send(Err(format!("{e:#}")));
+                            continue;
+                        }
+                    }
+                }
+                let config = if shell.ipvs.is_some() && options.dr_path_checks {
+                    let mut augmented = (*apply.config).clone();
+                    crate::dr_path::add_checks(&mut augmented.lvs);
+                    Arc::new(augmented)
+                } else {
+                    Arc::clone(&apply.config)
+                };
+                let local = host_addresses(&*host).await;
+                let lines = shell.reload(config, &local, &report_tx, &mut reports).await;
+                let _ = apply.done.send(Ok(lines));
+            }
             Some((request, answer)) = queries.recv() => {
                 let views = vrrp.borrow().clone();
                 let snapshot = shell.snapshot(request.connections, &views).await;
@@ -216,7 +255,7 @@ pub async fn run<A: Addresses>(
         }
     }
 
-    if has_services {
+    if !shell.config.lvs.virtual_servers.is_empty() || shell.dataplane.is_some() {
         let out = shell.vs.shutdown();
         shell.sync_table().await;
         shell.carry_out(out).await;
@@ -349,6 +388,128 @@ async fn host_addresses(host: &impl Addresses) -> Vec<IpAddr> {
 }
 
 impl Shell {
+    /// Starts the checkers of the running configuration; `carried` ones resume a
+    /// predecessor's verdict and retries.
+    fn start_runner(
+        &mut self,
+        carried: BTreeMap<CheckerId, PolicyState>,
+        reports: &mpsc::Sender<Report>,
+    ) {
+        let opts = RunnerOptions {
+            script_user: self.config.global.script_user.clone(),
+            log_all_failures: false,
+            suspended_vs: self.vs.suspended_virtual_servers(),
+            carried,
+        };
+        self.runner = Some(runner::spawn(&self.config.lvs, &opts, reports.clone()));
+    }
+
+    /// A reload ([`crate::reload_plan`]): the virtual servers of `config` carry the state of
+    /// those they continue, the data plane gets only the edits between the two tables (IPVS
+    /// services and destinations edited in place; the proxy keeps its listeners and
+    /// connections), connections to a real server that left are closed (proxy), and the
+    /// checkers whose definition did not change resume their verdict and retries. `local`:
+    /// the addresses on this host now. Returns one line per change.
+    async fn reload(
+        &mut self,
+        config: Arc<Config>,
+        local: &[IpAddr],
+        reports_tx: &mpsc::Sender<Report>,
+        reports: &mut mpsc::Receiver<Report>,
+    ) -> Vec<String> {
+        // The old checkers stop first; the verdicts they sent meanwhile still count.
+        let mut states = match self.runner.take() {
+            Some(runner) => runner.stop_keeping_states().await,
+            None => BTreeMap::new(),
+        };
+        while let Ok(report) = reports.try_recv() {
+            self.handle_report(report).await;
+        }
+        // The virtual servers' verdicts are the truth (a verdict lost with a stopped task
+        // must not leave a checker "already down" in its policy but up here).
+        for v in self.vs.status() {
+            for rs in &v.real_servers {
+                for c in &rs.checkers {
+                    let id = CheckerId::new(v.index, rs.index, c.index);
+                    if let Some(state) = states.get_mut(&id) {
+                        if state.up != c.up {
+                            state.retry_it = 0;
+                        }
+                        state.up = c.up;
+                        state.has_run = c.has_run;
+                    }
+                }
+            }
+        }
+        let carried = reload_plan::carried_services(&self.config.lvs, &config.lvs);
+        let (vs, out) = self.vs.reloaded(&config.lvs, &carried, local);
+        let seeds: BTreeMap<CheckerId, PolicyState> = carried
+            .checkers
+            .iter()
+            .filter_map(|(new, old)| states.get(old).map(|s| (*new, *s)))
+            .collect();
+        self.details = carried
+            .checkers
+            .iter()
+            .filter_map(|(new, old)| self.details.get(old).map(|d| (*new, d.clone())))
+            .collect();
+        let before = self.held.clone();
+        self.vs = vs;
+        self.config = Arc::clone(&config);
+        // Up verdicts held for a writer's catch-up are not carried: their checkers resume as
+        // down (the virtual servers' verdict) and report up again, through the same gate.
+        self.held_verdicts.clear();
+        self.writers = WriterFencing::new(&config.lvs);
+        self.sync_table().await;
+        let mut lines: Vec<String> = before.diff(&self.held).iter().map(describe).collect();
+        lines.extend(self.close_to_removed(&before));
+        self.carry_out(out).await;
+        let kept = seeds.len();
+        if !config.lvs.virtual_servers.is_empty() {
+            self.start_runner(seeds, reports_tx);
+        }
+        let total = self.runner.as_ref().map_or(0, |r| r.checkers().len());
+        if total > kept {
+            lines.push(format!(
+                "{} checker(s) started afresh, {kept} kept their state",
+                total - kept
+            ));
+        }
+        lines
+    }
+
+    /// Closes the proxy's connections to destinations a reload took out of a service that
+    /// stays (IPVS leaves them to the kernel's rules, as keepalived does), one line each.
+    fn close_to_removed(&mut self, before: &Table) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.ipvs.is_some() {
+            return lines;
+        }
+        let Some(dataplane) = self.dataplane.as_ref() else {
+            return lines;
+        };
+        let mut dataplane = dataplane.lock();
+        for (key, old) in &before.services {
+            let now = self.held.services.get(key);
+            for addr in old.destinations.keys() {
+                if now.is_some_and(|s| s.destinations.contains_key(addr)) {
+                    continue;
+                }
+                let closed = dataplane.drop_connections(key, *addr);
+                info!(
+                    "Closed {closed} connection(s) to [{}]:{} through {key}: removed from the \
+                     configuration",
+                    addr.ip(),
+                    addr.port()
+                );
+                lines.push(format!(
+                    "{key}: {closed} connection(s) to {addr} closed (real server removed)"
+                ));
+            }
+        }
+        lines
+    }
+
     async fn handle_report(&mut self, report: Report) {
         let before = self.writers.routed_now(&self.vs);
         let was_held = self.held_verdicts.remove(&report.id).is_some();
@@ -726,6 +887,7 @@ impl Shell {
             })
             .collect();
         Snapshot {
+            last_reload: self.last_reload.borrow().clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             dataplane: self
                 .dataplane
@@ -737,5 +899,24 @@ impl Shell {
             vrrp: vrrp.iter().map(Into::into).collect(),
             virtual_servers,
         }
+    }
+}
+
+/// One data-plane change of a reload, for its outcome.
+fn describe(change: &Change) -> String {
+    match change {
+        Change::AddService(s) => format!("service {} added", s.key),
+        Change::EditService(s) => format!("service {} changed in place", s.key),
+        Change::DelService(key) => format!("service {key} removed"),
+        Change::AddDest(key, d) => {
+            format!("{key}: real server {} added (weight {})", d.addr, d.weight)
+        }
+        Change::EditDest(key, d) => {
+            format!(
+                "{key}: real server {} changed in place (weight {})",
+                d.addr, d.weight
+            )
+        }
+        Change::DelDest(key, addr) => format!("{key}: real server {addr} removed"),
     }
 }

@@ -106,12 +106,20 @@ impl Notifier {
     /// The scripts of every instance and sync group, in the configuration's order, and the
     /// FIFOs opened (created when missing, as keepalived's `fifo_open`).
     pub fn new(config: &Config) -> Notifier {
+        let mut notifier = Notifier::new_without_fifos(config);
+        notifier.fifos = [
+            &notifier.global.notify_fifo,
+            &notifier.global.vrrp_notify_fifo,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|path| open_fifo(path))
+        .collect();
+        notifier
+    }
+
+    fn new_without_fifos(config: &Config) -> Notifier {
         let global = config.global.clone();
-        let fifos = [&global.notify_fifo, &global.vrrp_notify_fifo]
-            .into_iter()
-            .flatten()
-            .filter_map(|path| open_fifo(path))
-            .collect();
         Notifier {
             instances: config
                 .vrrp
@@ -126,9 +134,18 @@ impl Notifier {
                 .map(|g| g.notify.clone())
                 .collect(),
             global,
-            fifos,
+            fifos: Vec::new(),
             running: JoinSet::new(),
         }
+    }
+
+    /// A reload: the scripts of the new configuration's instances and groups (the FIFOs and
+    /// the scripts still running stay).
+    pub fn reconfigure(&mut self, config: &Config) {
+        let fresh = Notifier::new_without_fifos(config);
+        self.instances = fresh.instances;
+        self.groups = fresh.groups;
+        self.global = fresh.global;
     }
 
     /// Instance `n` (in the configuration's order) is now in `state`.

@@ -70,7 +70,11 @@ pub struct ScriptResult {
 }
 
 /// Runs `script` until the daemon goes away, sending each change of its state.
-pub fn spawn(script: VrrpScript, run_as: Option<RunAs>, results: mpsc::Sender<ScriptResult>) {
+pub fn spawn(
+    script: VrrpScript,
+    run_as: Option<RunAs>,
+    results: mpsc::Sender<ScriptResult>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let interval = Duration::from_micros(script.interval_us.max(1));
         let timeout = Duration::from_micros(script.timeout_us.unwrap_or(script.interval_us).max(1));
@@ -112,7 +116,7 @@ pub fn spawn(script: VrrpScript, run_as: Option<RunAs>, results: mpsc::Sender<Sc
                 return;
             }
         }
-    });
+    })
 }
 
 #[cfg(test)]

@@ -82,6 +82,15 @@ impl Leases {
         }
     }
 
+    /// A reload renumbered the instances: `new_index` gives the new index of each old one
+    /// (none: it was removed, and its addresses went with it).
+    pub(crate) fn renumber(&mut self, new_index: impl Fn(usize) -> Option<usize>) {
+        self.by_instance = std::mem::take(&mut self.by_instance)
+            .into_iter()
+            .filter_map(|(n, lease)| new_index(n).map(|m| (m, lease)))
+            .collect();
+    }
+
     /// When the next renewal is due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.by_instance.values().map(|l| l.next).min()
@@ -143,6 +152,19 @@ mod tests {
         assert_eq!(leases.due(next), [(0, vec![ip("192.168.66.251")])]);
         leases.removed(0, &[ip("192.168.66.251")]);
         assert_eq!(leases.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_reload_renumbers_the_leases_and_forgets_removed_instances() {
+        let t0 = Instant::now();
+        let mut leases = Leases::default();
+        leases.added(0, &[ip("192.168.66.251")], Duration::from_secs(1), t0);
+        leases.added(1, &[ip("192.168.66.252")], Duration::from_secs(1), t0);
+        leases.renumber(|n| (n == 1).then_some(0));
+        assert_eq!(
+            leases.due(t0 + Duration::from_secs(1)),
+            vec![(0, vec![ip("192.168.66.252")])]
+        );
     }
 
     #[test]

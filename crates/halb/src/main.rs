@@ -8,6 +8,7 @@ mod ipvs_tool;
 mod journal;
 mod lab;
 mod realserver;
+mod reload;
 mod run;
 mod status;
 
@@ -41,6 +42,12 @@ enum Command {
     /// Show the running daemon's tables, like `ipvsadm -L -n`, then its VRRP instances and
     /// the health of every real server.
     Status(status::Args),
+    /// Make the running daemon read its configuration file again and apply it, keeping the
+    /// state of everything that did not change, as SIGHUP does; waits for the outcome.
+    ///
+    /// Exit status: 0 applied, 4 when the file has errors (refused: the running configuration
+    /// stays, the diagnostics are printed), 1 when the daemon cannot be reached.
+    Reload(reload::Args),
     /// Put VIPs on lo for a DR real server and keep it from answering ARP for them, or undo it.
     Realserver(realserver::Args),
     /// The seed's topology in network namespaces and its test plan: `halb lab run`, `up`, `down`.
@@ -59,6 +66,7 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
+        Command::Reload(args) => reload::run(&args),
         Command::Realserver(args) => realserver::run(&args),
         Command::Ipvs(args) => ipvs_tool::run(&args),
         Command::Lab(args) => lab::run(&args),

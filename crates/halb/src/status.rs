@@ -36,6 +36,7 @@ pub struct Args {
 pub fn run(args: &Args) -> ExitCode {
     let request = Request {
         connections: args.connections || args.json,
+        ..Request::default()
     };
     let snapshot = match client::query(&args.control_socket, &request) {
         Ok(s) => s,
@@ -153,7 +154,49 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
             }
         }
     }
+    if let Some(r) = &s.last_reload {
+        let _ = writeln!(
+            out,
+            "\nLast reload: {}, {}",
+            utc(r.at_unix),
+            if r.applied {
+                format!("applied ({} change(s))", r.details.len())
+            } else {
+                format!(
+                    "refused, the running configuration stayed ({} diagnostic(s))",
+                    r.details.len()
+                )
+            }
+        );
+        if !r.applied {
+            for line in &r.details {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+    }
     out
+}
+
+/// `2026-12-07 14:20:31 UTC` for seconds since the Unix epoch (the civil calendar from a day
+/// count, as in Howard Hinnant's `civil_from_days`).
+fn utc(unix: u64) -> String {
+    let days = i64::try_from(unix / 86_400).unwrap_or(0);
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
 fn service_name(key: &ServiceKey) -> String {
@@ -324,6 +367,13 @@ fn render_connections(s: &Snapshot, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reload_times_are_utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_827_696), "2000-02-29 12:34:56 UTC");
+        assert_eq!(utc(1_796_655_600), "2026-12-07 15:00:00 UTC");
+    }
     use crate::control::protocol::DestView;
     use halb_dataplane::{Counters, Rates};
     use halb_lb::table::{Persistence, ProtocolKey};

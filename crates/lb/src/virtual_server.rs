@@ -31,6 +31,7 @@
 mod build;
 mod events;
 mod output;
+mod reload;
 mod state;
 mod status;
 mod suspend;
@@ -43,6 +44,7 @@ use halb_config::model::LvsConfig;
 pub use build::MAX_RANGE_ADDRESSES;
 pub use halb_config::names::CheckerId;
 pub use output::{Output, ScriptReason};
+pub use reload::Carried;
 pub use state::ConnectionDrops;
 pub use status::{CheckerStatus, RealServerStatus, SorryServerStatus, VirtualServerStatus};
 pub use vs_event::{CheckerActivity, IgnoredVerdict, Level, ServerRef, VsEvent, VsRef};

@@ -17,9 +17,11 @@ use crate::stats::Stats;
 use crate::timers;
 
 mod receive;
+mod reconfigure;
 mod sync_hooks;
 mod tracking;
 
+pub use reconfigure::AddressChanges;
 use sync_hooks::SyncMembership;
 use tracking::Tracker;
 

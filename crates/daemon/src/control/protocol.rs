@@ -14,6 +14,28 @@ pub struct Request {
     /// Include the connection table (`-c`): it can be large.
     #[serde(default)]
     pub connections: bool,
+    /// `halb reload`: read the configuration file again and apply it; the answer is a
+    /// [`ReloadAnswer`] instead of a snapshot.
+    #[serde(default)]
+    pub reload: bool,
+}
+
+/// How a reload asked for on the control socket ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadAnswer {
+    /// The new file is running; when false the running configuration stayed.
+    pub applied: bool,
+    /// The diagnostics (`file:line:col: what`) when refused; what changed when applied.
+    pub details: Vec<String>,
+}
+
+/// The last reload, for `halb status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastReload {
+    /// When it ended, in seconds since the Unix epoch.
+    pub at_unix: u64,
+    pub applied: bool,
+    pub details: Vec<String>,
 }
 
 /// Everything `halb status` shows.
@@ -26,6 +48,9 @@ pub struct Snapshot {
     pub connections: Vec<ConnectionEntry>,
     pub vrrp: Vec<VrrpView>,
     pub virtual_servers: Vec<VirtualServerView>,
+    /// The last reload (SIGHUP or `halb reload`) since the daemon started, if any.
+    #[serde(default)]
+    pub last_reload: Option<LastReload>,
 }
 
 /// One service as `ipvsadm -L -n` shows it, with its counters.

@@ -12,10 +12,17 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, warn};
 
-use super::protocol::{Request, Snapshot};
+use super::protocol::{ReloadAnswer, Request, Snapshot};
 
 /// A request handed to the daemon, with where to send the answer.
 pub type Query = (Request, oneshot::Sender<Snapshot>);
+
+/// A reload asked for by `halb reload`, with where to send how it ended.
+pub type ReloadQuery = oneshot::Sender<ReloadAnswer>;
+
+/// How long `halb reload` may wait for the reload to be applied (reading the file, the VRRP
+/// instances, the data plane).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How long one client may take to send its request and read the answer: an idle client must
 /// not hold a descriptor for ever.
@@ -36,8 +43,17 @@ impl ControlServer {
     /// killed daemon, but never a live one nor anything that is not a socket) and serves
     /// requests by sending them to `queries`.
     pub fn start(path: &Path, queries: mpsc::Sender<Query>) -> Result<ControlServer> {
+        Self::start_with_reload(path, queries, None)
+    }
+
+    /// As [`ControlServer::start`], and reload requests go to `reloads` (none: refused).
+    pub fn start_with_reload(
+        path: &Path,
+        queries: mpsc::Sender<Query>,
+        reloads: Option<mpsc::Sender<ReloadQuery>>,
+    ) -> Result<ControlServer> {
         let listener = bind_private(path)?;
-        tokio::spawn(accept_loop(listener, queries));
+        tokio::spawn(accept_loop(listener, queries, reloads));
         Ok(ControlServer {
             path: path.to_path_buf(),
         })
@@ -102,7 +118,11 @@ fn bind_private(path: &Path) -> Result<UnixListener> {
     bound
 }
 
-async fn accept_loop(listener: UnixListener, queries: mpsc::Sender<Query>) {
+async fn accept_loop(
+    listener: UnixListener,
+    queries: mpsc::Sender<Query>,
+    reloads: Option<mpsc::Sender<ReloadQuery>>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // Logged when the cap is reached, not once per refused client.
     let mut full = false;
@@ -122,11 +142,11 @@ async fn accept_loop(listener: UnixListener, queries: mpsc::Sender<Query>) {
                 };
                 full = false;
                 let queries = queries.clone();
+                let reloads = reloads.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    match tokio::time::timeout(EXCHANGE_TIMEOUT, serve(stream, queries)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => debug!("control socket client: {e}"),
+                    match serve(stream, queries, reloads).await {
+                        Ok(()) => {}
                         Err(_) => debug!(
                             "control socket client: closed after {} s without a complete exchange",
                             EXCHANGE_TIMEOUT.as_secs()
@@ -151,30 +171,63 @@ impl Drop for ControlServer {
 /// Requests larger than this are not status requests.
 const MAX_REQUEST: usize = 4096;
 
-async fn serve(stream: UnixStream, queries: mpsc::Sender<Query>) -> io::Result<()> {
+/// One exchange: a status request within [`EXCHANGE_TIMEOUT`]; a reload, whose answer waits
+/// for the reload to end, within [`RELOAD_TIMEOUT`].
+async fn serve(
+    stream: UnixStream,
+    queries: mpsc::Sender<Query>,
+    reloads: Option<mpsc::Sender<ReloadQuery>>,
+) -> Result<(), Elapsed> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
-    reader.read_line(&mut line).await?;
-    let request: Request = match serde_json::from_str(line.trim()) {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = serde_json::json!({ "error": format!("bad request: {e}") });
-            write.write_all(format!("{msg}\n").as_bytes()).await?;
-            return Ok(());
+    let request = tokio::time::timeout(EXCHANGE_TIMEOUT, async {
+        reader.read_line(&mut line).await?;
+        Ok::<_, io::Error>(serde_json::from_str::<Request>(line.trim()))
+    })
+    .await?;
+    let body = match request {
+        Err(e) => Ok(serde_json::json!({ "error": format!("{e}") }).to_string()),
+        Ok(Err(e)) => Ok(serde_json::json!({ "error": format!("bad request: {e}") }).to_string()),
+        Ok(Ok(request)) if request.reload => {
+            tokio::time::timeout(RELOAD_TIMEOUT, reload(reloads)).await?
+        }
+        Ok(Ok(request)) => {
+            tokio::time::timeout(EXCHANGE_TIMEOUT, snapshot(queries, request)).await?
         }
     };
-    let (tx, rx) = oneshot::channel();
-    if queries.send((request, tx)).await.is_err() {
-        return Ok(());
-    }
-    let Ok(snapshot) = rx.await else {
+    let Ok(mut body) = body else {
         return Ok(());
     };
-    let mut body = serde_json::to_vec(&snapshot).map_err(io::Error::other)?;
-    body.push(b'\n');
-    write.write_all(&body).await?;
-    write.shutdown().await
+    body.push('\n');
+    let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, async {
+        write.write_all(body.as_bytes()).await?;
+        write.shutdown().await
+    })
+    .await?;
+    Ok(())
+}
+
+/// A timeout of the exchange.
+type Elapsed = tokio::time::error::Elapsed;
+
+/// The daemon's snapshot as a JSON line; `Err` when the daemon is going away.
+async fn snapshot(queries: mpsc::Sender<Query>, request: Request) -> Result<String, ()> {
+    let (tx, rx) = oneshot::channel();
+    queries.send((request, tx)).await.map_err(|_| ())?;
+    let snapshot = rx.await.map_err(|_| ())?;
+    serde_json::to_string(&snapshot).map_err(|_| ())
+}
+
+/// Asks for a reload and waits for its end.
+async fn reload(reloads: Option<mpsc::Sender<ReloadQuery>>) -> Result<String, ()> {
+    let Some(reloads) = reloads else {
+        return Ok(serde_json::json!({ "error": "this daemon cannot reload" }).to_string());
+    };
+    let (tx, rx) = oneshot::channel();
+    reloads.send(tx).await.map_err(|_| ())?;
+    let answer = rx.await.map_err(|_| ())?;
+    serde_json::to_string(&answer).map_err(|_| ())
 }
 
 #[cfg(test)]

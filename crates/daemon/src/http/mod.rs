@@ -173,7 +173,13 @@ async fn snapshot(state: &AppState, connections: bool) -> Result<Snapshot, Respo
     let (tx, rx) = oneshot::channel();
     if state
         .queries
-        .send((Request { connections }, tx))
+        .send((
+            Request {
+                connections,
+                ..Request::default()
+            },
+            tx,
+        ))
         .await
         .is_err()
     {

@@ -261,6 +261,8 @@ impl VrrpSocketIo for FakeSocket {
 #[derive(Debug, Default)]
 pub struct Applied {
     pub table: Table,
+    /// Every change applied, in order.
+    pub changes: Vec<Change>,
     pub drops: Vec<(ServiceKey, SocketAddr)>,
 }
 
@@ -272,7 +274,9 @@ pub struct MemoryDataplane {
 
 impl Dataplane for MemoryDataplane {
     fn apply(&mut self, changes: &[Change]) -> Result<(), ApplyError> {
-        self.applied.lock().unwrap().table.apply(changes);
+        let mut applied = self.applied.lock().unwrap();
+        applied.table.apply(changes);
+        applied.changes.extend_from_slice(changes);
         Ok(())
     }
 
@@ -297,6 +301,8 @@ impl Dataplane for MemoryDataplane {
 /// A daemon running on a fake host; dropping it does not stop it, [`Running::stop`] does.
 pub struct Running {
     pub events: broadcast::Receiver<Event>,
+    /// The daemon's control socket.
+    pub socket: std::path::PathBuf,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<()>>,
     _dir: tempfile::TempDir,
@@ -310,6 +316,33 @@ impl Running {
             .await
             .expect("the daemon's task")
             .expect("the daemon ran");
+    }
+
+    /// Asks for a reload on the control socket, as `halb reload` does, and returns its outcome.
+    pub async fn reload(&self) -> halb_daemon::control::protocol::ReloadAnswer {
+        self.request(r#"{"reload":true}"#).await
+    }
+
+    /// What `halb status --json` shows.
+    pub async fn status(&self) -> halb_daemon::control::protocol::Snapshot {
+        self.request("{}").await
+    }
+
+    async fn request<T: serde::de::DeserializeOwned>(&self, line: &str) -> T {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::UnixStream::connect(&self.socket)
+            .await
+            .expect("connect to the control socket");
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("send the request");
+        let mut answer = String::new();
+        tokio::io::BufReader::new(stream)
+            .read_line(&mut answer)
+            .await
+            .expect("read the answer");
+        serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
     }
 
     /// The next event `pick` accepts, within `within` (of the test's clock).
@@ -344,12 +377,63 @@ impl Running {
 
 /// Starts the daemon's real wiring for `config` on `host`, with `dataplane` as its data plane.
 pub fn start(config: Config, host: Arc<FakeHost>, dataplane: Option<MemoryDataplane>) -> Running {
+    start_with(config, None, host, dataplane)
+}
+
+/// [`start`] for the configuration in `file`, which reloads read again (with `eth0` and `lo`
+/// as the interfaces).
+pub fn start_from_file(
+    file: &std::path::Path,
+    host: Arc<FakeHost>,
+    dataplane: Option<MemoryDataplane>,
+) -> Running {
+    let file = file.to_path_buf();
+    let read = move || {
+        let loaded = halb_config::load(
+            &file,
+            &LoadOptions {
+                interfaces: Some(vec!["lo".into(), "eth0".into()]),
+                ..LoadOptions::default()
+            },
+        );
+        let diagnostics = loaded
+            .diagnostics
+            .render(
+                &loaded.sources,
+                halb_config::diagnostic::Format::Short,
+                false,
+            )
+            .lines()
+            .map(str::to_string)
+            .collect();
+        halb_daemon::Reread {
+            config: (!loaded.diagnostics.has_errors()).then_some(loaded.config),
+            diagnostics,
+        }
+    };
+    let first = read().config.expect("the first file is good");
+    start_with(
+        first,
+        Some(halb_daemon::ConfigReader(Arc::new(read))),
+        host,
+        dataplane,
+    )
+}
+
+fn start_with(
+    config: Config,
+    reload: Option<halb_daemon::ConfigReader>,
+    host: Arc<FakeHost>,
+    dataplane: Option<MemoryDataplane>,
+) -> Running {
     let dir = tempfile::tempdir().expect("a directory for the control socket");
+    let socket = dir.path().join("halb.sock");
     let options = halb_daemon::Options {
-        control_socket: dir.path().join("halb.sock"),
+        control_socket: socket.clone(),
         dataplane: halb_daemon::DataplaneChoice::Proxy,
         passive: false,
         dr_path_checks: false,
+        reload,
         http_listen: None,
     };
     let bus = EventBus::new();
@@ -364,6 +448,7 @@ pub fn start(config: Config, host: Arc<FakeHost>, dataplane: Option<MemoryDatapl
     });
     Running {
         events,
+        socket,
         stop,
         task,
         _dir: dir,

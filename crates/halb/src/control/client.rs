@@ -7,17 +7,35 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::protocol::{Request, Snapshot};
+use super::protocol::{ReloadAnswer, Request, Snapshot};
 
 /// Asks the daemon listening on `path` for a snapshot.
 pub fn query(path: &Path, request: &Request) -> Result<Snapshot> {
+    exchange(path, request, Duration::from_secs(10))
+}
+
+/// Asks the daemon listening on `path` to reload, and waits for the outcome.
+pub fn reload(path: &Path) -> Result<ReloadAnswer> {
+    let request = Request {
+        reload: true,
+        ..Request::default()
+    };
+    // The daemon gives a reload two minutes; the answer comes after it.
+    exchange(path, &request, Duration::from_secs(130))
+}
+
+fn exchange<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    request: &Request,
+    timeout: Duration,
+) -> Result<T> {
     let mut stream = UnixStream::connect(path).with_context(|| {
         format!(
             "cannot reach halb on {} (is `halb run` running, and are you root?)",
             path.display()
         )
     })?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_read_timeout(Some(timeout))?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     stream

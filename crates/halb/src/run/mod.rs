@@ -133,6 +133,7 @@ pub fn run(args: &Args) -> ExitCode {
         dataplane: args.dataplane.into(),
         passive: !args.no_passive,
         dr_path_checks: !args.no_dr_path_check,
+        reload: Some(config_reader(&args.config)),
         http_listen: args.http_listen.0,
     };
     match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
@@ -142,6 +143,28 @@ pub fn run(args: &Args) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// How a reload reads the file again: the same file, config id and checks as at start (the
+/// host's interfaces read anew), each diagnostic as one `file:line:col` line.
+fn config_reader(config: &crate::config_args::ConfigArgs) -> halb_daemon::ConfigReader {
+    let file = config.file.clone();
+    let opts = config.load_options(true);
+    halb_daemon::ConfigReader(std::sync::Arc::new(move || {
+        let mut opts = opts.clone();
+        opts.interfaces = halb_config::host_interfaces();
+        let loaded = load(&file, &opts);
+        let diagnostics = loaded
+            .diagnostics
+            .render(&loaded.sources, Format::Short, false)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        halb_daemon::Reread {
+            config: (!loaded.diagnostics.has_errors()).then_some(loaded.config),
+            diagnostics,
+        }
+    }))
 }
 
 /// keepalived-like lines on stderr; `RUST_LOG` chooses the level (default `info`). Under

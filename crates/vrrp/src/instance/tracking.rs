@@ -26,6 +26,20 @@ impl Tracker {
         }
     }
 
+    pub(super) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A reload keeps the last result of a tracker it still tracks.
+    pub(super) fn keep_status_of(&mut self, old: &Tracker) {
+        self.status = old.status;
+    }
+
+    /// Whether it holds the instance in FAULT or Initialize (an unweighted tracker not up).
+    pub(super) fn blocks(&self) -> bool {
+        self.weight == 0 && self.effective() != TrackerStatus::Up
+    }
+
     /// `reverse` swaps up and down; pending stays pending.
     fn effective(&self) -> TrackerStatus {
         match (self.status, self.reverse) {
