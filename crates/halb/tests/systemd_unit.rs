@@ -417,7 +417,9 @@ fn the_package_under_systemd() {
     assert_eq!(ct.show("ActiveState"), "active");
     let journal = ct.run(&["journalctl", "-u", "halb", "--no-pager"]);
     assert!(
-        journal.contains("Reloading halb") && journal.contains("Reloaded halb"),
+        journal.contains("Reloading halb")
+            && journal.contains("Reload finished")
+            && journal.contains("Reloaded halb"),
         "{journal}"
     );
     assert!(ct.has_vip());
