@@ -126,7 +126,11 @@ async fn reload_once(reader: Option<&ConfigReader>, parts: &Parts) -> ReloadOutc
     };
     let Some(config) = reread.config else {
         for line in &reread.diagnostics {
-            error!("{line}");
+            if line.contains(": error:") {
+                error!("{line}");
+            } else {
+                warn!("{line}");
+            }
         }
         error!(
             "Reload refused: the configuration has errors ({} diagnostic(s) above); \
