@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use halb_sys::{IpFamily, LinkEvent, ReceivedPacket};
@@ -16,6 +16,7 @@ use halb_vrrp::{Action, Dropped, Instance, State, SyncGroup, TrackerStatus};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::dump::{format_vip, DumpInput, DumpKind, InstanceDump, SyncGroupDump};
 use crate::event::{EventBus, EventKind, InstanceCounters, InstanceStatus, Vip, VrrpEvent};
 use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
@@ -50,6 +51,8 @@ struct VrrpInstance {
     mapped: MappedInstance,
     /// Index in [`Shell::sockets`].
     socket: usize,
+    /// When the state last changed (or the instance started), for the dumps.
+    last_transition: SystemTime,
 }
 
 impl VrrpInstance {
@@ -71,6 +74,10 @@ struct Shell<H: Addresses + VrrpSockets> {
     /// watchers of `views` care for state changes only.
     counters: watch::Sender<Vec<InstanceCounters>>,
     events: EventBus,
+    /// The global settings and the `router_id` keepalived's data dump shows.
+    global: halb_config::sections::global_defs::GlobalDefs,
+    router_id: String,
+    dump_dir: std::path::PathBuf,
     /// The VIPs each MASTER holds, renewed before their lifetime runs out.
     leases: Leases,
     /// Where the receive loops of sockets opened by a reload send.
@@ -93,11 +100,13 @@ pub async fn run<H: Addresses + VrrpSockets>(
     views: watch::Sender<Vec<InstanceStatus>>,
     counters: watch::Sender<Vec<InstanceCounters>>,
     bus: EventBus,
+    dumps: &crate::DumpRequests,
     started: oneshot::Sender<()>,
     mut reloads: mpsc::Receiver<Apply>,
     stop: impl Future<Output = ()>,
 ) -> Result<()> {
     let mut stop = std::pin::pin!(stop);
+    let mut dump_requests = dumps.subscribe();
     let view = host.host_view().await?;
     let mut plan: VrrpPlan = vrrp_map::map(config, &view)?;
     plan.instances.iter_mut().for_each(vip_lease::lease_vips);
@@ -166,6 +175,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
             machine: Instance::new(mapped.config.clone(), now),
             mapped,
             socket,
+            last_transition: SystemTime::now(),
         })
         .collect();
     for instance in &instances {
@@ -195,6 +205,9 @@ pub async fn run<H: Addresses + VrrpSockets>(
         views,
         counters,
         events: bus,
+        global: config.global.clone(),
+        router_id: config.global.router_id.clone().unwrap_or_else(host_name),
+        dump_dir: dumps.dir().to_path_buf(),
         leases: Leases::default(),
         inbound,
         scripts,
@@ -224,6 +237,12 @@ pub async fn run<H: Addresses + VrrpSockets>(
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
             Some(result) = script_inbox.recv() => shell.handle_script(&result),
             Some(event) = link_events.recv() => shell.handle_link(&event),
+            request = dump_requests.recv() => match request {
+                Ok(kind) => shell.dump(kind),
+                // Several signals at once: one dump of each kind is enough.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+            },
             Some(apply) = reloads.recv() => {
                 let result = shell.reload(&apply.config).await;
                 let _ = apply.done.send(result);
@@ -267,6 +286,13 @@ pub async fn run<H: Addresses + VrrpSockets>(
     }
     shell.notifier.finish(NOTIFY_GRACE).await;
     Ok(())
+}
+
+/// keepalived's fallback for `router_id`: the host name (uname's nodename).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_default()
 }
 
 /// The VIPs of an instance grouped by the interface they go on.
@@ -400,6 +426,9 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
         let view = self.host.host_view().await.map_err(|e| format!("{e:#}"))?;
         let mut plan = vrrp_map::map(config, &view).map_err(|e| e.to_string())?;
         plan.instances.iter_mut().for_each(vip_lease::lease_vips);
+        // The data dump shows the global settings of the file now running.
+        self.global = config.global.clone();
+        self.router_id = config.global.router_id.clone().unwrap_or_else(host_name);
         for line in &plan.unsupported {
             warn!("{line}");
         }
@@ -472,6 +501,7 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
                         machine: Instance::new(mapped.config.clone(), now),
                         mapped: mapped.clone(),
                         socket,
+                        last_transition: SystemTime::now(),
                     };
                     for w in instance.machine.config_warnings() {
                         warn!("({name}) {w}");
@@ -626,6 +656,119 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             Err(Dropped::NotListening { .. } | Dropped::Stopped) => {}
             Err(dropped @ Dropped::LowerPriority { .. }) => info!("({name}) {dropped}"),
             Err(dropped) => warn!("({name}) {dropped} (from {})", packet.src()),
+        }
+    }
+
+    /// Writes keepalived's dump `kind` (SIGUSR1, SIGUSR2, the JSON signal).
+    fn dump(&self, kind: DumpKind) {
+        info!("{}", kind.log_line());
+        let input = self.dump_input();
+        match crate::dump::write(&self.dump_dir, kind, &input) {
+            Ok(path) => debug!("wrote {}", path.display()),
+            // keepalived's words (vrrp_print.c): the daemon goes on.
+            Err(e) => warn!("Can't open dump file {}: {e:#}", kind.file_name()),
+        }
+    }
+
+    fn dump_input(&self) -> DumpInput {
+        let now = host::now();
+        let wall = SystemTime::now();
+        let group_of = |n: usize| {
+            self.groups
+                .iter()
+                .find(|(_, members)| members.contains(&n))
+                .map(|(g, _)| g.name().to_string())
+        };
+        let instances = self
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(n, i)| {
+                let m = &i.machine;
+                let c = m.config();
+                let state = m.state();
+                let set = state == State::Master;
+                let (vips, excluded): (Vec<_>, Vec<_>) = i
+                    .mapped
+                    .vips
+                    .iter()
+                    .partition(|p| !c.excluded_addresses.contains(&p.vip.address));
+                InstanceDump {
+                    name: c.name.clone(),
+                    version: match c.version {
+                        packet::Version::V2 => 2,
+                        packet::Version::V3 => 3,
+                    },
+                    sync_group: group_of(n),
+                    state,
+                    wantstate: match state {
+                        State::Initialize => match c.initial_state {
+                            halb_vrrp::InitialState::Master => State::Master,
+                            halb_vrrp::InitialState::Backup => State::Backup,
+                        },
+                        s => s,
+                    },
+                    master: m.last_master(),
+                    master_adver_int: m.master_adver_int(),
+                    last_transition: i.last_transition,
+                    read_timeout: m
+                        .poll_timeout()
+                        .map(|at| wall + at.saturating_duration_since(now)),
+                    master_down_timer: m.master_down_interval(),
+                    interface: i.mapped.interface.clone(),
+                    source_address: c.source_address,
+                    multicast_group: i.mapped.multicast_group,
+                    unicast_peers: c.unicast_peers.clone(),
+                    check_unicast_source: c.check_unicast_source,
+                    garp: c.garp.clone(),
+                    down_timer_adverts: c.down_timer_adverts,
+                    lower_prio_no_advert: c.lower_prio_no_advert,
+                    higher_prio_send_advert: c.higher_prio_send_advert,
+                    vrid: c.vrid,
+                    priority: m.base_priority(),
+                    effective_priority: m.effective_priority(),
+                    advert_interval: c.advert_interval,
+                    preempt: c.preempt,
+                    preempt_delay: c.preempt_delay,
+                    auth: c.auth,
+                    vips: vips
+                        .iter()
+                        .map(|p| format_vip(&p.vip, &p.interface, set))
+                        .collect(),
+                    excluded_vips: excluded
+                        .iter()
+                        .map(|p| format_vip(&p.vip, &p.interface, set))
+                        .collect(),
+                    vips_set: set,
+                    stats: *m.stats(),
+                }
+            })
+            .collect();
+        let sync_groups = self
+            .groups
+            .iter()
+            .map(|(group, members)| {
+                let states: Vec<State> = members
+                    .iter()
+                    .map(|&n| self.instances[n].machine.state())
+                    .collect();
+                SyncGroupDump {
+                    name: group.name().to_string(),
+                    state: group.state(),
+                    members: members
+                        .iter()
+                        .map(|&n| self.instances[n].name().to_string())
+                        .collect(),
+                    members_fault: states.iter().filter(|&&s| s == State::Fault).count(),
+                    members_init: states.iter().filter(|&&s| s == State::Initialize).count(),
+                }
+            })
+            .collect();
+        DumpInput {
+            global: self.global.clone(),
+            router_id: self.router_id.clone(),
+            instances,
+            sync_groups,
         }
     }
 
@@ -801,6 +944,7 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
                 self.announce(n, &name, &addresses, repeat);
             }
             Action::StateChange(change) => {
+                self.instances[n].last_transition = SystemTime::now();
                 let to = change.to;
                 self.events.publish(EventKind::Vrrp(VrrpEvent::Transition {
                     instance: name.clone(),

@@ -6,6 +6,7 @@
 pub mod control;
 mod daemon;
 mod dr_path;
+pub mod dump;
 pub mod event;
 mod fd_limit;
 mod held;
@@ -26,7 +27,7 @@ mod writer_fence;
 use std::path::PathBuf;
 
 use halb_config::model::Config;
-use tracing::{error, warn};
+use tracing::error;
 
 pub use event::{
     DaemonEvent, Event, EventBus, EventKind, InstanceCounters, InstanceStatus, ReloadOutcome,
@@ -47,6 +48,8 @@ pub struct Options {
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
+    /// Where keepalived's dumps are asked for (SIGUSR1, SIGUSR2, the JSON signal) and written.
+    pub dumps: DumpRequests,
     /// How a reload (SIGHUP, `halb reload`) reads the configuration again; `None`: reloads are
     /// refused.
     pub reload: Option<ConfigReader>,
@@ -54,8 +57,46 @@ pub struct Options {
     pub http_listen: Option<std::net::SocketAddr>,
 }
 
-/// Runs every part of the daemon on this host until SIGTERM or SIGINT; SIGHUP reloads
-/// (SIGUSR1 and SIGUSR2 are logged and ignored).
+/// Requests for keepalived's dump files, and the directory they go to. [`run`] turns SIGUSR1,
+/// SIGUSR2 and `SIGRTMIN+2` into requests; a test can ask directly with [`DumpRequests::request`].
+#[derive(Debug, Clone)]
+pub struct DumpRequests {
+    tx: tokio::sync::broadcast::Sender<dump::DumpKind>,
+    dir: PathBuf,
+}
+
+impl Default for DumpRequests {
+    /// keepalived's directory: `$TMPDIR` when absolute, else `/tmp`.
+    fn default() -> Self {
+        DumpRequests::new(dump::dump_dir(std::env::var_os("TMPDIR").as_deref()))
+    }
+}
+
+impl DumpRequests {
+    /// Dumps written into `dir`.
+    pub fn new(dir: PathBuf) -> DumpRequests {
+        DumpRequests {
+            tx: tokio::sync::broadcast::channel(8).0,
+            dir,
+        }
+    }
+
+    /// Asks the running daemon to write the dump `kind`; nothing happens when none runs.
+    pub fn request(&self, kind: dump::DumpKind) {
+        let _ = self.tx.send(kind);
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<dump::DumpKind> {
+        self.tx.subscribe()
+    }
+}
+
+/// Runs every part of the daemon on this host until SIGTERM or SIGINT; SIGHUP reloads,
+/// SIGUSR1, SIGUSR2 and `SIGRTMIN+2` write keepalived's dumps.
 pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
@@ -68,7 +109,7 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
             _ = sigint.recv() => {}
         }
     };
-    ignore_until_implemented()?;
+    dump_on_signals(&options.dumps)?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let (hangup_tx, hangups) = tokio::sync::mpsc::channel(1);
     tokio::spawn(async move {
@@ -84,25 +125,23 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     run_with(config, options, host, None, events, stop, Some(hangups)).await
 }
 
-/// SIGUSR1 and SIGUSR2 kill a process that does not handle them: a stray one must not drop the
-/// VIPs and virtual servers with the process. Until the state dumps exist, each is logged and
-/// otherwise ignored.
-fn ignore_until_implemented() -> anyhow::Result<()> {
+/// keepalived's dump signals (`keepalived --signum=DATA|STATS|JSON`): SIGUSR1, SIGUSR2 and
+/// `SIGRTMIN+2` (lib/signals.h `SIGJSON`), each turned into a request the VRRP part answers.
+fn dump_on_signals(dumps: &DumpRequests) -> anyhow::Result<()> {
     use anyhow::Context;
+    use dump::DumpKind;
     use tokio::signal::unix::{signal, SignalKind};
-    for (kind, name, what) in [
-        (SignalKind::user_defined1(), "SIGUSR1", "the VRRP data dump"),
-        (
-            SignalKind::user_defined2(),
-            "SIGUSR2",
-            "the VRRP statistics dump",
-        ),
+    for (number, name, kind) in [
+        (libc::SIGUSR1, "SIGUSR1", DumpKind::Data),
+        (libc::SIGUSR2, "SIGUSR2", DumpKind::Stats),
+        (libc::SIGRTMIN() + 2, "SIGRTMIN+2", DumpKind::Json),
     ] {
-        let mut received =
-            signal(kind).with_context(|| format!("installing the {name} handler"))?;
+        let mut received = signal(SignalKind::from_raw(number))
+            .with_context(|| format!("installing the {name} handler"))?;
+        let dumps = dumps.clone();
         tokio::spawn(async move {
             while received.recv().await.is_some() {
-                warn!("{name} received: {what} is not implemented yet; the running configuration stays");
+                dumps.request(kind);
             }
         });
     }
@@ -137,6 +176,8 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
     let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
+    // Every snapshot leaves with the daemon's own state (ready, reloads) added.
+    let query_tx = control::daemon_state::track(&events, query_tx);
     // Before anything publishes: the endpoint numbers and counts every event from the first.
     // Observability must not keep the load balancer down: a port already taken is logged, and
     // the daemon runs without the endpoint.
@@ -222,6 +263,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         views_tx,
         counters_tx,
         events,
+        &options.dumps,
         vrrp_started,
         vrrp_reloads,
         stop,

@@ -887,6 +887,8 @@ impl Shell {
             })
             .collect();
         Snapshot {
+            // Filled on the way out by `control::daemon_state`.
+            daemon: Default::default(),
             last_reload: self.last_reload.borrow().clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             dataplane: self

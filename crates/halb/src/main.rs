@@ -7,6 +7,7 @@ mod dist_files;
 mod ipvs_tool;
 mod journal;
 mod lab;
+mod monitor;
 mod realserver;
 mod reload;
 mod run;
@@ -50,6 +51,12 @@ enum Command {
     Reload(reload::Args),
     /// Put VIPs on lo for a DR real server and keep it from answering ARP for them, or undo it.
     Realserver(realserver::Args),
+    /// Monitoring-plugins checks for Nagios, Icinga and Zabbix: `halb monitor daemon`, `vrrp`,
+    /// `realservers`, `service`.
+    ///
+    /// Each prints one line, `OK|WARNING|CRITICAL|UNKNOWN - text | perfdata`, and exits 0, 1,
+    /// 2 or 3.
+    Monitor(monitor::Args),
     /// The seed's topology in network namespaces and its test plan: `halb lab run`, `up`, `down`.
     Lab(lab::Args),
     /// Drive the kernel's IPVS directly (tests and benchmarks).
@@ -61,7 +68,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A monitoring system reads a plugin's usage error as UNKNOWN (exit 3), not as
+        // clap's exit 2, which it would take for CRITICAL.
+        Err(e) if is_monitor() && e.use_stderr() => return monitor::usage_error(&e),
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Run(args) => run::run(&args),
@@ -70,6 +83,12 @@ fn main() -> ExitCode {
         Command::Realserver(args) => realserver::run(&args),
         Command::Ipvs(args) => ipvs_tool::run(&args),
         Command::Lab(args) => lab::run(&args),
+        Command::Monitor(args) => monitor::run(&args),
         Command::DistFiles(args) => dist_files::run(&args, Cli::command()),
     }
+}
+
+/// Whether the command line asks for `halb monitor`.
+fn is_monitor() -> bool {
+    std::env::args().nth(1).as_deref() == Some("monitor")
 }

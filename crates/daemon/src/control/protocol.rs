@@ -48,9 +48,41 @@ pub struct Snapshot {
     pub connections: Vec<ConnectionEntry>,
     pub vrrp: Vec<VrrpView>,
     pub virtual_servers: Vec<VirtualServerView>,
+    /// The daemon's own life: configuration applied, reloads.
+    #[serde(default)]
+    pub daemon: DaemonView,
     /// The last reload (SIGHUP or `halb reload`) since the daemon started, if any.
     #[serde(default)]
     pub last_reload: Option<LastReload>,
+}
+
+/// The daemon's own life, from its typed events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonView {
+    pub pid: u32,
+    /// When it started, in seconds since the Unix epoch.
+    pub started: u64,
+    /// The configuration read at start is applied: VRRP instances started, virtual servers in
+    /// the data plane.
+    pub ready: bool,
+    /// A reload is under way.
+    pub reloading: bool,
+    /// Reloads finished since the start, applied or refused.
+    pub reloads: u64,
+    pub last_reload: Option<ReloadView>,
+    /// A stop was asked for.
+    pub stopping: bool,
+}
+
+/// How the last reload ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadView {
+    /// When it ended, in seconds since the Unix epoch.
+    pub at: u64,
+    /// The new file was applied; when false the previous configuration still runs.
+    pub applied: bool,
+    /// The diagnostics of a refused file, or what changed.
+    pub details: Vec<String>,
 }
 
 /// One service as `ipvsadm -L -n` shows it, with its counters.

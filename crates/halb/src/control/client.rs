@@ -14,6 +14,12 @@ pub fn query(path: &Path, request: &Request) -> Result<Snapshot> {
     exchange(path, request, Duration::from_secs(10))
 }
 
+/// Asks the daemon listening on `path` for a snapshot, waiting at most `timeout` for each read
+/// and write.
+pub fn query_within(path: &Path, request: &Request, timeout: Duration) -> Result<Snapshot> {
+    exchange(path, request, timeout)
+}
+
 /// Asks the daemon listening on `path` to reload, and waits for the outcome.
 pub fn reload(path: &Path) -> Result<ReloadAnswer> {
     let request = Request {
@@ -36,6 +42,7 @@ fn exchange<T: serde::de::DeserializeOwned>(
         )
     })?;
     stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     stream

@@ -133,6 +133,7 @@ pub fn run(args: &Args) -> ExitCode {
         dataplane: args.dataplane.into(),
         passive: !args.no_passive,
         dr_path_checks: !args.no_dr_path_check,
+        dumps: halb_daemon::DumpRequests::default(),
         reload: Some(config_reader(&args.config)),
         http_listen: args.http_listen.0,
     };
