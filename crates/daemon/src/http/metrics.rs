@@ -651,7 +651,7 @@ mod tests {
                     }],
                 }],
             }],
-            last_reload: None,
+            ..Snapshot::default()
         }
     }
 
