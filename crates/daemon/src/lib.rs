@@ -125,7 +125,7 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
     let events = EventBus::new();
-    sd_notify::spawn(&events, config);
+    sd_notify::spawn(&events, config, options.reload.clone());
     run_with(config, options, host, None, events, stop, Some(hangups)).await
 }
 

@@ -1,8 +1,6 @@
 //! `halb run`: reads the configuration, reports its diagnostics, and runs `halb_daemon` on a
 //! tokio runtime.
 
-mod journal;
-
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,7 +83,7 @@ impl From<DataplaneArg> for halb_daemon::DataplaneChoice {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let journal = journal::stderr_is_journal();
+    let journal = crate::journal::stderr_is_journal();
     init_logging(journal);
     let opts = args.config.load_options(true);
     let loaded = load(&args.config.file, &opts);
@@ -97,11 +95,11 @@ pub fn run(args: &Args) -> ExitCode {
     let rendered = if journal && !rendered.is_empty() {
         // The report's lines, each a journal record, at the priority of its worst finding.
         let priority = if loaded.diagnostics.has_errors() {
-            journal::priority(tracing::Level::ERROR)
+            crate::journal::priority(tracing::Level::ERROR)
         } else {
-            journal::priority(tracing::Level::WARN)
+            crate::journal::priority(tracing::Level::WARN)
         };
-        journal::prefixed(priority, &rendered)
+        crate::journal::prefixed(priority, &rendered)
     } else {
         rendered
     };
@@ -196,7 +194,7 @@ fn init_logging(journal: bool) {
     let _ = if journal {
         builder
             .with_ansi(false)
-            .event_format(journal::JournalFormat)
+            .event_format(crate::journal::JournalFormat)
             .try_init()
     } else {
         builder
