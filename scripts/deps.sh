@@ -13,6 +13,7 @@ packages=(
     qemu-system-x86 # the IPVS VM (IPVS runs in a real kernel under TCG)
     mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
     mariadb-client  # the lab runs SQL on those servers through their sockets
+    zabbix-agent    # zabbix_agentd -t runs the UserParameters of contrib/zabbix
     prometheus      # scrapes halb's /metrics in a test; promtool checks the text
     chromium        # loads the dashboard in a test (headless)
     chromium-driver # drives that Chromium over WebDriver
