@@ -35,3 +35,16 @@ pub struct Report {
     /// How long the probe that gave the verdict took.
     pub probe_duration: Duration,
 }
+
+/// One probe, whatever its verdict did: what the metrics time and count (a [`Report`] comes
+/// only when a verdict changes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSample {
+    pub id: CheckerId,
+    pub kind: halb_config::model::CheckerKind,
+    pub duration: Duration,
+    /// Why it failed; `None` when it passed.
+    pub failure: Option<FailureKind>,
+    /// MYSQL_CHECK: the server's `@@global.read_only` when the probe passed.
+    pub read_only: Option<bool>,
+}

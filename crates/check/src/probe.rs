@@ -34,6 +34,8 @@ pub struct ProbeOk {
     pub detail: String,
     /// MISC_CHECK with `misc_dynamic`: the weight asked for.
     pub weight: Option<u32>,
+    /// MYSQL_CHECK: the server's `@@global.read_only`.
+    pub read_only: Option<bool>,
 }
 
 impl ProbeOk {
@@ -41,6 +43,7 @@ impl ProbeOk {
         ProbeOk {
             detail: detail.into(),
             weight: None,
+            read_only: None,
         }
     }
 }
@@ -277,10 +280,13 @@ async fn mysql(cfg: &MysqlCheck, target: &Target) -> ProbeResult {
     )
     .await
     {
-        Ok(Ok(status)) => Ok(ProbeOk::new(format!(
-            "MySQL server {peer} answered (read_only={})",
-            status.read_only
-        ))),
+        Ok(Ok(status)) => Ok(ProbeOk {
+            read_only: Some(status.read_only),
+            ..ProbeOk::new(format!(
+                "MySQL server {peer} answered (read_only={})",
+                status.read_only
+            ))
+        }),
         Ok(Err(e)) => Err(ProbeFailure::new(format!("MySQL server {e}"))),
         Err(_) => Err(ProbeFailure::timeout(format!(
             "MySQL server {peer}: no answer within {:?}",

@@ -42,6 +42,8 @@ pub struct RunnerOptions {
     /// Checkers that take over a predecessor's verdict and retries (a reload, for checkers
     /// whose definition did not change), by their id in the new configuration.
     pub carried: BTreeMap<CheckerId, PolicyState>,
+    /// Where every probe's time and outcome goes (the metrics), when somewhere.
+    pub probes: Option<mpsc::UnboundedSender<crate::ProbeSample>>,
 }
 
 /// Which checkers [`RunnerHandle::probe_now`] addresses.
@@ -215,6 +217,7 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
                     state,
                     real_server: running.real_server,
                     kind: checker.kind(),
+                    probes: opts.probes.clone(),
                     label: Label::new(vs, rs),
                     probe,
                     policy_cfg,
@@ -275,6 +278,7 @@ struct CheckerTask {
     state: Arc<Mutex<PolicyState>>,
     real_server: SocketAddr,
     kind: CheckerKind,
+    probes: Option<mpsc::UnboundedSender<crate::ProbeSample>>,
     label: Label,
     probe: Probe,
     policy_cfg: PolicyConfig,
@@ -346,6 +350,15 @@ impl CheckerTask {
                         let started = Instant::now();
                         let result = self.probe.run().await;
                         let took = started.elapsed();
+                        if let Some(probes) = &self.probes {
+                            let _ = probes.send(crate::ProbeSample {
+                                id: self.id,
+                                kind: self.kind,
+                                duration: took,
+                                failure: result.as_ref().err().map(|f| f.kind),
+                                read_only: result.as_ref().ok().and_then(|ok| ok.read_only),
+                            });
+                        }
                         match &result {
                             Ok(ok) => debug!(vs = self.id.vs, rs = self.id.rs,
                                 checker = self.id.checker, "probe ok: {}", ok.detail),

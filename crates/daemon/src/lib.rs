@@ -181,12 +181,16 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     // Before anything publishes: the endpoint numbers and counts every event from the first.
     // Observability must not keep the load balancer down: a port already taken is logged, and
     // the daemon runs without the endpoint.
-    let _http = match options.http_listen {
+    let mut probes = None;
+    let http_server = match options.http_listen {
         Some(listen) => {
+            let (probes_tx, probes_rx) = tokio::sync::mpsc::unbounded_channel();
+            probes = Some(probes_tx);
             let sources = http::Sources {
                 queries: query_tx.clone(),
                 vrrp_counters: counters,
                 events: events.clone(),
+                probes: probes_rx,
             };
             match http::HttpServer::start(listen, sources).await {
                 Ok(server) => Some(server),
@@ -241,6 +245,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             passive_failover: options.passive,
             ..halb_dataplane::proxy::ProxyOptions::default()
         },
+        probes: if http_server.is_some() { probes } else { None },
     };
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::new(config.clone()),

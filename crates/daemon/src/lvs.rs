@@ -51,6 +51,8 @@ pub struct LvsOptions {
     /// With IPVS, add a DR_PATH_CHECK to direct-routing real servers ([`crate::dr_path`]).
     pub dr_path_checks: bool,
     pub proxy: ProxyOptions,
+    /// Where the checkers send every probe's time and outcome (the metrics), when somewhere.
+    pub probes: Option<mpsc::UnboundedSender<halb_check::ProbeSample>>,
 }
 
 /// Reloads handed to the virtual servers, and the last reload's outcome for `halb status`.
@@ -87,6 +89,8 @@ struct Shell {
     /// Up verdicts whose handback waits for the returning server to catch up; tried again
     /// every second.
     held_verdicts: BTreeMap<CheckerId, Report>,
+    /// Where the checkers send every probe's sample (the metrics), when somewhere.
+    probes: Option<mpsc::UnboundedSender<halb_check::ProbeSample>>,
 }
 
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
@@ -166,6 +170,7 @@ pub async fn run<A: Addresses>(
         last_reload,
         writers: WriterFencing::new(&config.lvs),
         held_verdicts: BTreeMap::new(),
+        probes: options.probes.clone(),
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -400,6 +405,7 @@ impl Shell {
             log_all_failures: false,
             suspended_vs: self.vs.suspended_virtual_servers(),
             carried,
+            probes: self.probes.clone(),
         };
         self.runner = Some(runner::spawn(&self.config.lvs, &opts, reports.clone()));
     }

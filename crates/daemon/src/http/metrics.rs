@@ -12,7 +12,7 @@ use std::fmt::Error as FmtError;
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
-use halb_check::CheckerId;
+use halb_check::{CheckerId, ProbeSample};
 use halb_lb::table::ServiceKey;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
@@ -41,6 +41,7 @@ pub struct EventMetrics {
     transitions: Family<Labels, Counter>,
     verdicts: Family<Labels, Counter>,
     failures: Family<Labels, Counter>,
+    probe_failures: Family<Labels, Counter>,
     probe_seconds: Family<Labels, Histogram>,
     /// MYSQL_CHECK's last `read_only` per checker.
     read_only: Mutex<HashMap<CheckerId, bool>>,
@@ -67,6 +68,7 @@ impl EventMetrics {
         let transitions = Family::<Labels, Counter>::default();
         let verdicts = Family::<Labels, Counter>::default();
         let failures = Family::<Labels, Counter>::default();
+        let probe_failures = Family::<Labels, Counter>::default();
         let probe_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(probe_histogram);
         registry.register(
@@ -100,8 +102,13 @@ impl EventMetrics {
             failures.clone(),
         );
         registry.register(
+            "halb_checker_probe_failures",
+            "Failed probes, by checker kind and failure kind",
+            probe_failures.clone(),
+        );
+        registry.register(
             "halb_checker_duration_seconds",
-            "How long the probes that gave a verdict took, by checker kind",
+            "How long each probe took, by checker kind",
             probe_seconds.clone(),
         );
         EventMetrics {
@@ -112,6 +119,7 @@ impl EventMetrics {
             transitions,
             verdicts,
             failures,
+            probe_failures,
             probe_seconds,
             read_only: Mutex::new(HashMap::new()),
         }
@@ -148,9 +156,6 @@ impl EventMetrics {
                         ])
                         .inc();
                 }
-                self.probe_seconds
-                    .get_or_create(&vec![("checker", kind)])
-                    .observe(report.probe_duration.as_secs_f64());
             }
             EventKind::Daemon(DaemonEvent::ReloadFinished(outcome)) => {
                 let outcome_label = if outcome.applied {
@@ -172,12 +177,26 @@ impl EventMetrics {
         }
     }
 
-    /// MYSQL_CHECK read `read_only` from its server.
-    pub fn observe_read_only(&self, checker: CheckerId, read_only: bool) {
-        self.read_only
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(checker, read_only);
+    /// Times and counts one probe; keeps MYSQL_CHECK's `read_only`.
+    pub fn observe_probe(&self, sample: &ProbeSample) {
+        let kind = sample.kind.keyword().to_string();
+        if let Some(failure) = sample.failure {
+            self.probe_failures
+                .get_or_create(&vec![
+                    ("checker", kind.clone()),
+                    ("kind", failure.as_str().to_string()),
+                ])
+                .inc();
+        }
+        self.probe_seconds
+            .get_or_create(&vec![("checker", kind)])
+            .observe(sample.duration.as_secs_f64());
+        if let Some(read_only) = sample.read_only {
+            self.read_only
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(sample.id, read_only);
+        }
     }
 
     /// The whole text of a scrape.
@@ -559,5 +578,127 @@ impl Collector for Levels {
                 .filter_map(|(l, id, _)| self.read_only.get(&id).map(|ro| (l, u64::from(*ro)))),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::control::protocol::{
+        CheckerView, DestView, RealServerView, ServiceView, VirtualServerView, VrrpView,
+    };
+    use halb_config::model::CheckerKind;
+    use halb_lb::table::ProtocolKey;
+
+    fn snapshot() -> Snapshot {
+        let key = ServiceKey::Addr {
+            protocol: ProtocolKey::Tcp,
+            addr: "192.168.66.251:3306".parse().unwrap(),
+        };
+        let rs = "192.168.66.253:3306".parse().unwrap();
+        Snapshot {
+            version: "9.9.9".into(),
+            dataplane: "proxy".into(),
+            services: vec![ServiceView {
+                key,
+                scheduler: "wrr".into(),
+                flags: Default::default(),
+                persistence: None,
+                counters: halb_dataplane::Counters {
+                    conns: 7,
+                    ..Default::default()
+                },
+                rates: Default::default(),
+                dests: vec![DestView {
+                    addr: rs,
+                    forward: "Proxy".into(),
+                    weight: 3,
+                    active: 2,
+                    inactive: 1,
+                    uthreshold: 0,
+                    lthreshold: 0,
+                    counters: Default::default(),
+                    rates: Default::default(),
+                }],
+            }],
+            connections: Vec::new(),
+            vrrp: vec![VrrpView {
+                name: "INT".into(),
+                interface: "eth0".into(),
+                vrid: 200,
+                state: "MASTER".into(),
+                priority: 100,
+                effective_priority: 90,
+                virtual_addresses: vec!["192.168.66.251/32".into()],
+                last_master: None,
+            }],
+            virtual_servers: vec![VirtualServerView {
+                name: "[192.168.66.251]:tcp:3306".into(),
+                index: 0,
+                services: vec![key],
+                quorum_up: true,
+                sorry_server_active: false,
+                real_servers: vec![RealServerView {
+                    addr: rs,
+                    alive: true,
+                    weight: 3,
+                    checkers: vec![CheckerView {
+                        kind: "MYSQL_CHECK".into(),
+                        up: true,
+                        detail: String::new(),
+                    }],
+                }],
+            }],
+            last_reload: None,
+        }
+    }
+
+    #[test]
+    fn levels_events_and_probes_in_one_scrape() {
+        let metrics = EventMetrics::new();
+        metrics.observe_probe(&ProbeSample {
+            id: CheckerId::new(0, 0, 0),
+            kind: CheckerKind::Mysql,
+            duration: Duration::from_millis(3),
+            failure: None,
+            read_only: Some(true),
+        });
+        let counters = vec![InstanceCounters {
+            name: "INT".into(),
+            stats: halb_vrrp::Stats {
+                adverts_sent: 5,
+                checksum_errors: 2,
+                ..Default::default()
+            },
+        }];
+        let text = metrics.render(snapshot(), counters).unwrap();
+        let remote = "local_address=\"192.168.66.251\",local_port=\"3306\",local_mark=\"\",\
+                      proto=\"TCP\",remote_address=\"192.168.66.253\",remote_port=\"3306\"";
+        for line in [
+            "halb_build_info{version=\"9.9.9\"} 1".to_string(),
+            "halb_dataplane_info{kind=\"proxy\"} 1".into(),
+            "halb_vrrp_state{vrrp_instance=\"INT\",interface=\"eth0\",vrid=\"200\"} 2".into(),
+            "halb_vrrp_effective_priority{vrrp_instance=\"INT\",interface=\"eth0\",vrid=\"200\"} 90"
+                .into(),
+            "halb_vrrp_adverts_sent_total{vrrp_instance=\"INT\"} 5".into(),
+            "halb_vrrp_receive_errors_total{vrrp_instance=\"INT\",cause=\"checksum\"} 2".into(),
+            "halb_virtual_server_connections_total{local_address=\"192.168.66.251\",\
+             local_port=\"3306\",local_mark=\"\",proto=\"TCP\"} 7"
+                .into(),
+            format!("halb_real_server_up{{{remote}}} 1"),
+            format!("halb_real_server_weight{{{remote}}} 3"),
+            format!("halb_real_server_connections_active{{{remote}}} 2"),
+            format!(
+                "halb_checker_up{{{remote},checker=\"MYSQL_CHECK\",checker_index=\"0\"}} 1"
+            ),
+            format!(
+                "halb_mysql_read_only{{{remote},checker=\"MYSQL_CHECK\",checker_index=\"0\"}} 1"
+            ),
+            "halb_checker_duration_seconds_count{checker=\"MYSQL_CHECK\"} 1".into(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+        }
     }
 }

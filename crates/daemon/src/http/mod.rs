@@ -48,6 +48,8 @@ pub struct Sources {
     /// The VRRP instances' counters.
     pub vrrp_counters: watch::Receiver<Vec<InstanceCounters>>,
     pub events: EventBus,
+    /// Every checker probe (its time, failure kind, MySQL's read_only).
+    pub probes: mpsc::UnboundedReceiver<halb_check::ProbeSample>,
 }
 
 #[derive(Clone)]
@@ -87,7 +89,11 @@ impl HttpServer {
             live: broadcast::channel(journal::CAPACITY).0,
             metrics: Arc::new(EventMetrics::new()),
         };
-        let follower = tokio::spawn(follow(sources.events.subscribe(), state.clone()));
+        let follower = tokio::spawn(follow(
+            sources.events.subscribe(),
+            sources.probes,
+            state.clone(),
+        ));
         let app = router(state);
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
@@ -124,10 +130,22 @@ pub fn parse_listen(value: &str) -> Result<Option<SocketAddr>, String> {
     })
 }
 
-/// Numbers, keeps and counts every event of the bus, and hands it to the event streams.
-async fn follow(mut bus: broadcast::Receiver<crate::event::Event>, state: AppState) {
+/// Numbers, keeps and counts every event of the bus, and hands it to the event streams;
+/// counts every probe.
+async fn follow(
+    mut bus: broadcast::Receiver<crate::event::Event>,
+    mut probes: mpsc::UnboundedReceiver<halb_check::ProbeSample>,
+    state: AppState,
+) {
     loop {
-        match bus.recv().await {
+        let received = tokio::select! {
+            Some(sample) = probes.recv() => {
+                state.metrics.observe_probe(&sample);
+                continue;
+            }
+            received = bus.recv() => received,
+        };
+        match received {
             Ok(event) => {
                 state.metrics.observe(&event);
                 let record = lock(&state.journal).push(&event);
