@@ -69,7 +69,10 @@ fn becomes(ns: &Netns, args: &[&str], code: i32) -> String {
         last = line;
         c == code
     });
-    assert!(reached.is_some(), "halb monitor {args:?} never exited {code}: {last}");
+    assert!(
+        reached.is_some(),
+        "halb monitor {args:?} never exited {code}: {last}"
+    );
     last
 }
 
@@ -77,14 +80,16 @@ fn becomes(ns: &Netns, args: &[&str], code: i32) -> String {
 /// its PATH: the value it prints.
 fn zabbix(ns: &Netns, dir: &Path, key: &str) -> String {
     let conf = dir.join("zabbix_agentd.conf");
-    let userparameters = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../contrib/zabbix/userparameter_halb.conf");
+    let userparameters =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/zabbix/userparameter_halb.conf");
     std::fs::write(
         &conf,
         format!("LogType=console\nInclude={}\n", userparameters.display()),
     )
     .expect("the agent's configuration");
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_halb")).parent().expect("a directory");
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_halb"))
+        .parent()
+        .expect("a directory");
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -136,18 +141,33 @@ fn checks_and_zabbix_items_follow_the_director() {
 
     // Healthy: every check OK.
     becomes(d, &["daemon", "--control-socket", socket], 0);
-    becomes(d, &["vrrp", "--control-socket", socket, "--expect", "MASTER"], 0);
+    becomes(
+        d,
+        &["vrrp", "--control-socket", socket, "--expect", "MASTER"],
+        0,
+    );
     becomes(d, &["realservers", "--url", url], 0);
     let ok = becomes(c, &["service", "--vip", VIP, "--port", "3306"], 0);
     assert!(ok.contains("| time="), "{ok}");
     // WARNING: the other role than expected; an answer slower than the warning time.
-    assert_eq!(monitor(d, &["vrrp", "--url", url, "--expect", "BACKUP"]).0, 1);
     assert_eq!(
-        monitor(c, &["service", "--vip", VIP, "--port", "3306", "-w", "0.000001"]).0,
+        monitor(d, &["vrrp", "--url", url, "--expect", "BACKUP"]).0,
         1
     );
     assert_eq!(
-        monitor(c, &["service", "--vip", VIP, "--port", "3306", "-c", "0.000001"]).0,
+        monitor(
+            c,
+            &["service", "--vip", VIP, "--port", "3306", "-w", "0.000001"]
+        )
+        .0,
+        1
+    );
+    assert_eq!(
+        monitor(
+            c,
+            &["service", "--vip", VIP, "--port", "3306", "-c", "0.000001"]
+        )
+        .0,
         2
     );
     // Zabbix, all healthy.
@@ -169,7 +189,17 @@ fn checks_and_zabbix_items_follow_the_director() {
     let warn = becomes(d, &["realservers", "--url", url], 1);
     assert!(warn.contains("192.168.66.254:3306"), "{warn}");
     assert_eq!(
-        monitor(d, &["realservers", "--url", url, "--real-server", "192.168.66.254:3306"]).0,
+        monitor(
+            d,
+            &[
+                "realservers",
+                "--url",
+                url,
+                "--real-server",
+                "192.168.66.254:3306"
+            ]
+        )
+        .0,
         2
     );
     assert_eq!(zabbix(d, dir, "halb.realservers"), "1");
@@ -183,7 +213,11 @@ fn checks_and_zabbix_items_follow_the_director() {
 
     // The interface down: the instance goes to FAULT, CRITICAL.
     d.ip(&["link", "set", "eth0", "down"]);
-    becomes(d, &["vrrp", "--control-socket", socket, "--expect", "MASTER"], 2);
+    becomes(
+        d,
+        &["vrrp", "--control-socket", socket, "--expect", "MASTER"],
+        2,
+    );
     assert_eq!(zabbix(d, dir, "halb.vrrp[MASTER]"), "2");
     d.ip(&["link", "set", "eth0", "up"]);
 
@@ -192,7 +226,11 @@ fn checks_and_zabbix_items_follow_the_director() {
     assert_eq!(monitor(d, &["daemon", "--control-socket", socket]).0, 2);
     assert_eq!(zabbix(d, dir, "halb.daemon"), "2");
     assert_eq!(
-        monitor(c, &["--timeout", "2", "service", "--vip", VIP, "--port", "3306"]).0,
+        monitor(
+            c,
+            &["--timeout", "2", "service", "--vip", VIP, "--port", "3306"]
+        )
+        .0,
         2
     );
     assert_eq!(zabbix(d, dir, "halb.service[192.168.66.251,3306]"), "2");

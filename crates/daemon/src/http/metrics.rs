@@ -652,6 +652,7 @@ mod tests {
                 }],
             }],
             last_reload: None,
+            daemon: Default::default(),
         }
     }
 
