@@ -76,11 +76,30 @@ pub fn load_with(
         glob,
         max_lines: opts.max_lines,
     };
-    let lines = preprocess::preprocess(path, &pp, &mut sources, &mut diagnostics);
-    let nodes = tree::build(lines, &mut diagnostics);
+    // Lines flow through the tree builder into the reader as they are made: only the model and
+    // the top-level section being read are ever held, not the whole file's lines and tree.
+    let interfaces = opts.interfaces.as_deref();
+    let mut builder = tree::Builder::new();
+    let mut reader = sections::ConfigReader::default();
+    let mut read_nodes = |nodes: Vec<tree::Node>, diags: &mut Diagnostics| {
+        let mut ctx = read::Ctx::new(diags);
+        ctx.interfaces = interfaces;
+        for node in nodes {
+            reader.read(&node, &mut ctx);
+        }
+    };
+    preprocess::preprocess_each(
+        path,
+        &pp,
+        &mut sources,
+        &mut diagnostics,
+        &mut |line, diags| read_nodes(builder.push(line, diags), diags),
+    );
+    let rest = builder.finish(&mut diagnostics);
+    read_nodes(rest, &mut diagnostics);
     let mut ctx = read::Ctx::new(&mut diagnostics);
-    ctx.interfaces = opts.interfaces.as_deref();
-    let config = sections::read_config(&nodes, &mut ctx);
+    ctx.interfaces = interfaces;
+    let config = reader.finish(&mut ctx);
     if let Some(search_path) = &opts.script_search_path {
         sections::script_security::check(&config, search_path, &mut ctx);
     }

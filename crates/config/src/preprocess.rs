@@ -260,13 +260,29 @@ pub fn preprocess(
     sources: &mut SourceMap,
     diags: &mut Diagnostics,
 ) -> Vec<Line> {
+    let mut out = Vec::new();
+    preprocess_each(path, opts, sources, diags, &mut |line, _| out.push(line));
+    out
+}
+
+/// Runs the preprocessor, handing each logical line to `sink` as soon as it is made (with the
+/// diagnostics, for what the sink finds in it), so that a large configuration never has to be
+/// held as a whole list of lines.
+pub fn preprocess_each(
+    path: &Path,
+    opts: &Options<'_>,
+    sources: &mut SourceMap,
+    diags: &mut Diagnostics,
+    sink: &mut dyn FnMut(Line, &mut Diagnostics),
+) {
     let mut pp = Preprocessor {
         opts,
         sources,
         diags,
         defs: HashMap::new(),
         collecting: None,
-        out: Vec::new(),
+        sink,
+        emitted: 0,
         include_depth: 0,
         overflow: false,
         out_bytes: 0,
@@ -284,7 +300,6 @@ pub fn preprocess(
     pp.defs.insert("_HASH".into(), plain("#"));
     pp.defs.insert("_BANG".into(), plain("!"));
     pp.read_top(path);
-    pp.out
 }
 
 fn plain(v: &str) -> Definition {
@@ -300,10 +315,13 @@ struct Preprocessor<'a, 'o> {
     diags: &'a mut Diagnostics,
     defs: HashMap<String, Definition>,
     collecting: Option<Collecting>,
-    out: Vec<Line>,
+    /// Where the lines go, in order.
+    sink: &'a mut dyn FnMut(Line, &mut Diagnostics),
+    /// Lines handed to `sink`, for `max_lines`.
+    emitted: usize,
     include_depth: usize,
     overflow: bool,
-    /// The bytes of `out`: a short file can expand to gigabytes (a 64 KiB definition on every
+    /// The bytes emitted: a short file can expand to gigabytes (a 64 KiB definition on every
     /// line of a sequence), so the total is bounded too.
     out_bytes: usize,
     /// Lines looked at, emitted or not: lines that expand into failing includes or definitions
@@ -846,7 +864,7 @@ impl Preprocessor<'_, '_> {
         if text.s.is_empty() {
             return;
         }
-        let too_long = self.out.len() >= self.opts.max_lines;
+        let too_long = self.emitted >= self.opts.max_lines;
         if too_long || self.out_bytes + text.s.len() > MAX_EXPANDED_BYTES {
             if !self.overflow {
                 let span = Span::new(file, line, text.col(0), text.s.len() as u32);
@@ -864,12 +882,14 @@ impl Preprocessor<'_, '_> {
             return;
         }
         self.out_bytes += text.s.len();
-        self.out.push(Line {
+        self.emitted += 1;
+        let line = Line {
             text: text.s,
             cols: text.cols,
             file,
             line,
-        });
+        };
+        (self.sink)(line, self.diags);
     }
 }
 

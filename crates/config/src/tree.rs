@@ -130,30 +130,73 @@ const MAX_BLOCK_DEPTH: usize = 32;
 
 /// Builds the tree of a whole configuration.
 pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
-    // Each frame is a block being filled: its nodes, and the `{` that opened it (None for the
-    // top level). An orphan frame holds a `{` that followed no keyword; its contents are dropped.
-    struct Frame {
-        nodes: Vec<Node>,
-        open: Option<Span>,
-        orphan: bool,
-        /// Opened past MAX_BLOCK_DEPTH: already reported once, so not again when unclosed.
-        too_deep: bool,
-    }
-    let mut stack = vec![Frame {
-        nodes: Vec::new(),
-        open: None,
-        orphan: false,
-        too_deep: false,
-    }];
-    let mut previous_was_keyword = false;
+    let mut builder = Builder::new();
+    let mut nodes = Vec::new();
     for line in lines {
+        nodes.extend(builder.push(line, diags));
+    }
+    nodes.extend(builder.finish(diags));
+    nodes
+}
+
+/// A block being filled: its nodes, and the `{` that opened it (None for the top level). An
+/// orphan frame holds a `{` that followed no keyword; its contents are dropped.
+struct Frame {
+    nodes: Vec<Node>,
+    open: Option<Span>,
+    orphan: bool,
+    /// Opened past MAX_BLOCK_DEPTH: already reported once, so not again when unclosed.
+    too_deep: bool,
+}
+
+impl Frame {
+    fn new(open: Option<Span>, orphan: bool, too_deep: bool) -> Frame {
+        Frame {
+            nodes: Vec::new(),
+            open,
+            orphan,
+            too_deep,
+        }
+    }
+}
+
+/// Builds the tree line by line, handing out each top-level node once nothing that follows
+/// can change it, so that a reader can consume a large configuration section by section
+/// instead of holding all of it.
+pub struct Builder {
+    stack: Vec<Frame>,
+    previous_was_keyword: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        Builder {
+            stack: vec![Frame::new(None, false, false)],
+            previous_was_keyword: false,
+        }
+    }
+
+    /// Takes the next line; returns the top-level nodes it completed, in order.
+    pub fn push(&mut self, line: Line, diags: &mut Diagnostics) -> Vec<Node> {
+        let mut done = Vec::new();
+        // At the top level, any line but a `{` completes the nodes before it: only a `{`
+        // right after a keyword can still attach to the last one.
+        if self.stack.len() == 1 && line.text != "{" {
+            done = std::mem::take(&mut self.stack[0].nodes);
+        }
         match line.text.as_str() {
             "{" => {
                 let open = line.whole();
-                let top = stack.last().expect("stack never empty");
-                let owner_ok =
-                    previous_was_keyword && top.nodes.last().is_some_and(|n| n.block.is_none());
-                let too_deep = stack.len() > MAX_BLOCK_DEPTH;
+                let top = self.stack.last().expect("stack never empty");
+                let owner_ok = self.previous_was_keyword
+                    && top.nodes.last().is_some_and(|n| n.block.is_none());
+                let too_deep = self.stack.len() > MAX_BLOCK_DEPTH;
                 if too_deep {
                     if !top.orphan {
                         diags
@@ -168,26 +211,24 @@ pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
                         "a block must follow the keyword it belongs to; this block is ignored",
                     );
                 }
-                stack.push(Frame {
-                    nodes: Vec::new(),
-                    open: Some(open),
-                    orphan: !owner_ok || too_deep,
-                    too_deep,
-                });
-                previous_was_keyword = false;
+                self.stack
+                    .push(Frame::new(Some(open), !owner_ok || too_deep, too_deep));
+                self.previous_was_keyword = false;
             }
             "}" => {
                 let close = line.whole();
-                previous_was_keyword = false;
-                if stack.len() == 1 {
+                self.previous_was_keyword = false;
+                if self.stack.len() == 1 {
                     diags.error(close, "extra '}' found");
-                    continue;
+                    return done;
                 }
-                let frame = stack.pop().expect("checked length");
+                let mut frame = self.stack.pop().expect("checked length");
                 if frame.orphan {
-                    continue;
+                    return done;
                 }
-                let parent = stack.last_mut().expect("stack never empty");
+                // A block is complete: give back what reading pushed beyond its size.
+                frame.nodes.shrink_to_fit();
+                let parent = self.stack.last_mut().expect("stack never empty");
                 if let Some(owner) = parent.nodes.last_mut() {
                     owner.block = Some(Block {
                         nodes: frame.nodes,
@@ -197,12 +238,13 @@ pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
                 }
             }
             _ => {
-                let ws = words(&line, diags);
+                let mut ws = words(&line, diags);
                 if ws.is_empty() {
-                    previous_was_keyword = false;
-                    continue;
+                    self.previous_was_keyword = false;
+                    return done;
                 }
-                stack
+                ws.shrink_to_fit();
+                self.stack
                     .last_mut()
                     .expect("stack never empty")
                     .nodes
@@ -211,31 +253,36 @@ pub fn build(lines: Vec<Line>, diags: &mut Diagnostics) -> Vec<Node> {
                         line,
                         block: None,
                     });
-                previous_was_keyword = true;
+                self.previous_was_keyword = true;
             }
         }
+        done
     }
-    // Close what the file left open, innermost first, so nothing read is lost.
-    while stack.len() > 1 {
-        let frame = stack.pop().expect("checked length");
-        let open = frame.open.expect("only the top frame has no brace");
-        if !frame.too_deep {
-            diags
-                .error(open, "this '{' is never closed")
-                .set_help("add the missing '}'");
+
+    /// The end of the input: closes what the file left open, innermost first, so nothing read
+    /// is lost, and returns the remaining top-level nodes.
+    pub fn finish(mut self, diags: &mut Diagnostics) -> Vec<Node> {
+        while self.stack.len() > 1 {
+            let frame = self.stack.pop().expect("checked length");
+            let open = frame.open.expect("only the top frame has no brace");
+            if !frame.too_deep {
+                diags
+                    .error(open, "this '{' is never closed")
+                    .set_help("add the missing '}'");
+            }
+            if frame.orphan {
+                continue;
+            }
+            if let Some(owner) = self.stack.last_mut().and_then(|f| f.nodes.last_mut()) {
+                owner.block = Some(Block {
+                    nodes: frame.nodes,
+                    open,
+                    close: None,
+                });
+            }
         }
-        if frame.orphan {
-            continue;
-        }
-        if let Some(owner) = stack.last_mut().and_then(|f| f.nodes.last_mut()) {
-            owner.block = Some(Block {
-                nodes: frame.nodes,
-                open,
-                close: None,
-            });
-        }
+        self.stack.pop().map(|f| f.nodes).unwrap_or_default()
     }
-    stack.pop().map(|f| f.nodes).unwrap_or_default()
 }
 
 /// Splits a line the way keepalived reads script values (`alloc_strvec_quoted_escaped()`):
@@ -388,6 +435,30 @@ mod tests {
 
     fn texts(ws: &[Word]) -> Vec<&str> {
         ws.iter().map(|w| w.text.as_str()).collect()
+    }
+
+    /// The builder hands out a top-level node as soon as a later line shows it is complete,
+    /// and never before: a `{` right after a keyword still belongs to it.
+    #[test]
+    fn builder_hands_out_completed_top_level_nodes() {
+        let mut d = Diagnostics::new();
+        let mut b = Builder::new();
+        let names = |nodes: Vec<Node>| {
+            nodes
+                .iter()
+                .map(|n| (n.name().to_string(), n.children().len()))
+                .collect::<Vec<_>>()
+        };
+        assert!(b.push(line("a 1"), &mut d).is_empty());
+        assert!(b.push(line("{"), &mut d).is_empty());
+        assert!(b.push(line("x"), &mut d).is_empty());
+        assert!(b.push(line("}"), &mut d).is_empty());
+        assert_eq!(names(b.push(line("c"), &mut d)), [("a".into(), 1)]);
+        assert!(b.push(line("{"), &mut d).is_empty());
+        assert!(b.push(line("y"), &mut d).is_empty());
+        // The file ends with the block open: it is closed, reported, and nothing is lost.
+        assert_eq!(names(b.finish(&mut d)), [("c".into(), 1)]);
+        assert_eq!(d.iter().count(), 1);
     }
 
     #[test]

@@ -13,7 +13,10 @@ mod run;
 mod status;
 
 // Reading a large configuration is dominated by many small allocations; mimalloc makes them
-// (and freeing them) several times cheaper than glibc's malloc.
+// (and freeing them) several times cheaper than glibc's malloc. Built without its transparent
+// huge pages (`no_thp`): it would madvise its arenas MADV_HUGEPAGE, and the kernel then backs a
+// few touched bytes with 2 MiB pages (check-config of 10,000 real servers: 28 MB resident
+// instead of 18 MB; the daemon likewise), which costs more memory than the TLB saves here.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -35,8 +35,24 @@ const KEPT_TOP_LEVEL: &[&str] = &[
 
 /// Reads the top level of a configuration.
 pub fn read_config(nodes: &[Node], ctx: &mut Ctx) -> Config {
-    let mut config = Config::default();
+    let mut reader = ConfigReader::default();
     for node in nodes {
+        reader.read(node, ctx);
+    }
+    reader.finish(ctx)
+}
+
+/// Reads a configuration one top-level node at a time, as [`crate::tree::Builder`] completes
+/// them: the model grows while each section's tree is dropped once read.
+#[derive(Default)]
+pub struct ConfigReader {
+    config: Config,
+}
+
+impl ConfigReader {
+    /// Reads one top-level node into the model.
+    pub fn read(&mut self, node: &Node, ctx: &mut Ctx) {
+        let config = &mut self.config;
         match node.name() {
             "global_defs" => global_defs::read(node, ctx, &mut config.global),
             name if vrrp::TOP_LEVEL.contains(&name) => vrrp::read_top(node, ctx, &mut config.vrrp),
@@ -47,11 +63,16 @@ pub fn read_config(nodes: &[Node], ctx: &mut Ctx) -> Config {
             _ => ctx.unknown(node),
         }
     }
-    // Settings that keepalived folds into global ones after reading (for example the 1.x
-    // per-instance `lvs_sync_daemon_interface`).
-    vrrp::finish(&mut config.vrrp, &config.global, ctx);
-    vrrp::fold_into_global(&mut config.vrrp, &mut config.global);
-    config
+
+    /// The model, once every node is read.
+    pub fn finish(self, ctx: &mut Ctx) -> Config {
+        let mut config = self.config;
+        // Settings that keepalived folds into global ones after reading (for example the 1.x
+        // per-instance `lvs_sync_daemon_interface`).
+        vrrp::finish(&mut config.vrrp, &config.global, ctx);
+        vrrp::fold_into_global(&mut config.vrrp, &mut config.global);
+        config
+    }
 }
 
 /// Writes a configuration back out.

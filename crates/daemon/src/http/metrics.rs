@@ -651,8 +651,7 @@ mod tests {
                     }],
                 }],
             }],
-            last_reload: None,
-            daemon: Default::default(),
+            ..Snapshot::default()
         }
     }
 

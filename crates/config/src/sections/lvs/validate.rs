@@ -141,6 +141,12 @@ pub fn finish(
             );
         vs.mysql_writer = false;
     }
+    // Reading grew these lists by doubling; a file of 100,000 real servers keeps them for the
+    // daemon's whole life.
+    vs.real_servers.shrink_to_fit();
+    for rs in &mut vs.real_servers {
+        rs.checkers.shrink_to_fit();
+    }
     Some(vs)
 }
 
