@@ -14,6 +14,10 @@ packages=(
     mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
     mariadb-client  # the lab runs SQL on those servers through their sockets
     zabbix-agent    # zabbix_agentd -t runs the UserParameters of contrib/zabbix
+    dpkg-dev        # scripts/package.sh: dpkg-shlibdeps for the package's Depends
+    lintian         # scripts/package.sh checks the .deb
+    mmdebstrap      # systemd_unit: the Debian 12 tree the package is installed into
+    systemd-container # systemd_unit: systemd-nspawn boots that tree with a real systemd
     prometheus      # scrapes halb's /metrics in a test; promtool checks the text
     chromium        # loads the dashboard in a test (headless)
     chromium-driver # drives that Chromium over WebDriver

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,6 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::dump::{format_vip, DumpInput, DumpKind, InstanceDump, SyncGroupDump};
 use crate::event::{EventBus, EventKind, InstanceCounters, InstanceStatus, Vip, VrrpEvent};
+use crate::handover::VrrpHandOver;
 use crate::host::{self, Addresses, Announce, VrrpSocketIo, VrrpSockets};
 use crate::notify::Notifier;
 use crate::reload::Apply;
@@ -93,6 +95,7 @@ const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 /// Runs the VRRP part of `config` on `host` until `stop` completes, publishing the instances'
 /// state on `views` after every change and their transitions on `bus`; `started` fires once
 /// every instance has started.
+// The shell's inputs and outputs, each its own channel: a struct would only rename them.
 #[allow(clippy::too_many_arguments)]
 pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
@@ -104,7 +107,13 @@ pub async fn run<H: Addresses + VrrpSockets>(
     started: oneshot::Sender<()>,
     mut reloads: mpsc::Receiver<Apply>,
     stop: impl Future<Output = ()>,
+    handover: VrrpHandOver,
 ) -> Result<()> {
+    let VrrpHandOver {
+        taking_over,
+        mut resume,
+        handed_over,
+    } = handover;
     let mut stop = std::pin::pin!(stop);
     let mut dump_requests = dumps.subscribe();
     let view = host.host_view().await?;
@@ -118,8 +127,9 @@ pub async fn run<H: Addresses + VrrpSockets>(
     }
 
     // keepalived removes the addresses a killed predecessor left before its first state, so
-    // that a BACKUP does not answer for a VIP it does not own.
-    for mapped in &plan.instances {
+    // that a BACKUP does not answer for a VIP it does not own. A predecessor handing over is
+    // alive, and its VIPs stay.
+    for mapped in plan.instances.iter().filter(|_| !taking_over) {
         for (interface, vips) in by_interface(mapped) {
             let vips: Vec<_> = vips.into_iter().cloned().collect();
             match host.remove_leftover_vips(&interface, &vips).await {
@@ -231,7 +241,16 @@ pub async fn run<H: Addresses + VrrpSockets>(
             }
         };
         tokio::select! {
-            () = &mut stop => { info!("Stopping"); break; }
+            () = &mut stop => {
+                if handed_over.load(Ordering::SeqCst) {
+                    // The new process advertises from now on; VIPs stay for it.
+                    info!("Handing over: VRRP stops here, VIPs stay");
+                    return Ok(());
+                }
+                info!("Stopping");
+                break;
+            }
+            Some(names) = resume.recv() => shell.resume_masters(&names),
             // Here rather than on a task of its own: a wedged VRRP loop must stop the pings.
             () = watchdog.due() => { watchdog.ping(); continue; }
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
@@ -963,6 +982,16 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             }
             Action::MasterReceivedLowerPriority { from, priority } => {
                 info!("({name}) Received advert from {from} with lower priority {priority}, ours {ours}");
+            }
+        }
+    }
+
+    /// The previous process let go of these instances' MASTER role: they take it at once.
+    fn resume_masters(&mut self, names: &[String]) {
+        let now = host::now();
+        for instance in &mut self.instances {
+            if names.iter().any(|n| n == instance.name()) {
+                instance.machine.resume_master(now);
             }
         }
     }

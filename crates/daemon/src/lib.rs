@@ -9,6 +9,7 @@ mod dr_path;
 pub mod dump;
 pub mod event;
 mod fd_limit;
+mod handover;
 mod held;
 pub mod host;
 pub mod http;
@@ -33,6 +34,7 @@ pub use event::{
     DaemonEvent, Event, EventBus, EventKind, InstanceCounters, InstanceStatus, ReloadOutcome,
     VrrpEvent,
 };
+pub use handover::{socket_path as handover_socket_path, HandOverOptions};
 pub use lvs::DataplaneChoice;
 pub use reload::{ConfigReader, Reread};
 
@@ -48,6 +50,8 @@ pub struct Options {
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
+    /// Taking over from a running halb (an upgrade), and handing over to the next one.
+    pub handover: HandOverOptions,
     /// Where keepalived's dumps are asked for (SIGUSR1, SIGUSR2, the JSON signal) and written.
     pub dumps: DumpRequests,
     /// How a reload (SIGHUP, `halb reload`) reads the configuration again; `None`: reloads are
@@ -121,7 +125,7 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
     let events = EventBus::new();
-    sd_notify::spawn(&events, config);
+    sd_notify::spawn(&events, config, options.reload.clone());
     run_with(config, options, host, None, events, stop, Some(hangups)).await
 }
 
@@ -176,38 +180,46 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
     let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
     let (query_tx, queries) = tokio::sync::mpsc::channel(16);
+    let listeners = halb_dataplane::proxy::Listeners::default();
+    let handover_path = handover::socket_path(&options.control_socket);
+    let (release_tx, mut release_rx) = tokio::sync::mpsc::channel(1);
     // Every snapshot leaves with the daemon's own state (ready, reloads) added.
     let query_tx = control::daemon_state::track(&events, query_tx);
     // Before anything publishes: the endpoint numbers and counts every event from the first.
     // Observability must not keep the load balancer down: a port already taken is logged, and
     // the daemon runs without the endpoint.
-    let mut probes = None;
-    let http_server = match options.http_listen {
-        Some(listen) => {
-            let (probes_tx, probes_rx) = tokio::sync::mpsc::unbounded_channel();
-            probes = Some(probes_tx);
-            let sources = http::Sources {
-                queries: query_tx.clone(),
-                vrrp_counters: counters,
+    // The checkers' probe samples for the endpoint; taken by the endpoint when it starts.
+    let (probes, probes_rx) = match options.http_listen {
+        Some(_) => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    let probes_rx = std::sync::Arc::new(std::sync::Mutex::new(probes_rx));
+    let start_http = {
+        let (queries, counters, events) = (query_tx.clone(), counters, events.clone());
+        let listen = options.http_listen;
+        move || {
+            let probes = probes_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let sources = probes.map(|probes| http::Sources {
+                queries: queries.clone(),
+                vrrp_counters: counters.clone(),
                 events: events.clone(),
-                probes: probes_rx,
-            };
-            match http::HttpServer::start(listen, sources).await {
-                Ok(server) => Some(server),
-                Err(e) => {
-                    error!("{e:#}; running without it");
-                    None
+                probes,
+            });
+            async move {
+                match http::HttpServer::start(listen?, sources?).await {
+                    Ok(server) => Some(server),
+                    Err(e) => {
+                        error!("{e:#}; running without it");
+                        None
+                    }
                 }
             }
         }
-        None => None,
     };
     let (reload_tx, reload_requests) = tokio::sync::mpsc::channel(4);
-    let _control = control::server::ControlServer::start_with_reload(
-        &options.control_socket,
-        query_tx,
-        Some(reload_tx),
-    )?;
     let (vrrp_reloads_tx, vrrp_reloads) = tokio::sync::mpsc::channel(1);
     let (lvs_reloads_tx, lvs_reloads) = tokio::sync::mpsc::channel(1);
     let (last_reload_tx, last_reload) = tokio::sync::watch::channel(None);
@@ -222,6 +234,62 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             bus: events.clone(),
         },
     ));
+    let serve = {
+        let (views, listeners, path) = (views.clone(), listeners.clone(), handover_path.clone());
+        let (control_path, query_tx) = (options.control_socket.clone(), query_tx.clone());
+        move || -> anyhow::Result<(control::server::ControlServer, handover::Server)> {
+            let control = control::server::ControlServer::start_with_reload(
+                &control_path,
+                query_tx.clone(),
+                Some(reload_tx.clone()),
+            )?;
+            let handover = handover::Server::start(
+                &path,
+                views.clone(),
+                listeners.clone(),
+                release_tx.clone(),
+            )?;
+            Ok((control, handover))
+        }
+    };
+    // Taking over: the running daemon keeps its control socket and HTTP port until it lets go.
+    let predecessor = if options.handover.takeover {
+        let path = handover_path.clone();
+        let (predecessor, sockets) =
+            tokio::task::spawn_blocking(move || handover::Predecessor::connect(&path)).await??;
+        listeners.inherit(sockets);
+        Some(predecessor)
+    } else {
+        None
+    };
+    let serving = std::sync::Arc::new(std::sync::Mutex::new(None));
+    if predecessor.is_none() {
+        // Before anything publishes: the endpoint numbers and counts every event from the
+        // first.
+        let http = start_http().await;
+        *serving.lock().unwrap_or_else(|e| e.into_inner()) = Some((serve()?, http));
+    }
+    let (resume_tx, resume) = tokio::sync::mpsc::channel(1);
+    if let Some(predecessor) = predecessor {
+        let (listeners, serving) = (listeners.clone(), serving.clone());
+        tokio::spawn(async move {
+            match handover::release_when_ready(predecessor, &listeners).await {
+                Ok(masters) => {
+                    let _ = resume_tx.send(masters).await;
+                    match serve() {
+                        Ok(s) => {
+                            let http = start_http().await;
+                            *serving.lock().unwrap_or_else(|e| e.into_inner()) = Some((s, http));
+                        }
+                        Err(e) => error!("{e:#}"),
+                    }
+                }
+                Err(e) => error!("taking over: {e:#}"),
+            }
+        });
+    }
+    let handed_over = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let released: handover::ReleaseSlot = Default::default();
     let (stop_tx, stop_lvs) = tokio::sync::oneshot::channel();
     let (vrrp_started, vrrp_ready) = tokio::sync::oneshot::channel();
     let (lvs_started, lvs_ready) = tokio::sync::oneshot::channel();
@@ -233,9 +301,17 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         }
     });
     let bus = events.clone();
-    let stop = async move {
-        stop.await;
-        bus.publish(EventKind::Daemon(DaemonEvent::Stopping));
+    let stop = {
+        let (handed_over, released) = (handed_over.clone(), released.clone());
+        async move {
+            tokio::select! {
+                () = stop => bus.publish(EventKind::Daemon(DaemonEvent::Stopping)),
+                Some(reply) = release_rx.recv() => {
+                    *released.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
+                    handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        }
     };
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
@@ -243,16 +319,17 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         dr_path_checks: options.dr_path_checks,
         proxy: halb_dataplane::proxy::ProxyOptions {
             passive_failover: options.passive,
+            listeners: listeners.clone(),
             ..halb_dataplane::proxy::ProxyOptions::default()
         },
-        probes: if http_server.is_some() { probes } else { None },
+        probes,
     };
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::new(config.clone()),
         lvs_options,
         std::sync::Arc::clone(&host),
         dataplane,
-        views,
+        views.clone(),
         events.clone(),
         queries,
         lvs::Reloads {
@@ -262,6 +339,11 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         stop_lvs,
         lvs_started,
     ));
+    let vrrp_handover = handover::VrrpHandOver {
+        taking_over: options.handover.takeover,
+        resume,
+        handed_over: handed_over.clone(),
+    };
     let vrrp = daemon::run(
         config,
         host,
@@ -272,9 +354,23 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         vrrp_started,
         vrrp_reloads,
         stop,
+        vrrp_handover,
     )
     .await;
     reloads.abort();
+    let reply = released.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(reply) = reply {
+        // Handed over: the sockets go to the new process, which the reply lets go on; this
+        // one lets its connections finish and leaves the data plane as it is.
+        drop(serving.lock().unwrap_or_else(|e| e.into_inner()).take());
+        listeners.close();
+        // The HTTP endpoint's task lets go of its port when next polled; the new process
+        // binds it as soon as it has the answer.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let _ = reply.send(handover::masters(&views.borrow()));
+        handover::drain(&listeners, options.handover.drain_timeout).await;
+        return vrrp;
+    }
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}

@@ -190,6 +190,7 @@ pub async fn run<A: Addresses>(
     }
     let _ = started.send(());
 
+    let mut vrrp_running = true;
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -215,9 +216,11 @@ pub async fn run<A: Addresses>(
                     }
                 }
             }
-            changed = vrrp.changed() => {
+            changed = vrrp.changed(), if vrrp_running => {
                 if changed.is_err() {
-                    // The VRRP part ended; the stop signal follows.
+                    // The VRRP part ended; the stop signal follows (or, after a hand-over,
+                    // the process's end). Not asked again: it would answer at once, forever.
+                    vrrp_running = false;
                     continue;
                 }
                 let views = vrrp.borrow_and_update().clone();

@@ -19,6 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
 use crate::event::{DaemonEvent, EventBus, EventKind};
+use crate::reload::{ConfigReader, Reread};
 use crate::service_status::ServiceStatus;
 
 /// Where `NOTIFY_SOCKET` points.
@@ -140,8 +141,9 @@ impl NotifySocket {
 }
 
 /// Sends the daemon's life and a one-line status to systemd as the events come, when
-/// `NOTIFY_SOCKET` is set; does nothing otherwise.
-pub fn spawn(bus: &EventBus, config: &Config) {
+/// `NOTIFY_SOCKET` is set; does nothing otherwise. `reader` reads the file a reload applied,
+/// for the summary's list of instances and virtual servers.
+pub fn spawn(bus: &EventBus, config: &Config, reader: Option<ConfigReader>) {
     let socket = match NotifySocket::from_env() {
         Ok(Some(s)) => s,
         Ok(None) => return,
@@ -181,6 +183,15 @@ pub fn spawn(bus: &EventBus, config: &Config) {
                 }
                 EventKind::Daemon(DaemonEvent::ReloadFinished(outcome)) => {
                     summary.reloaded(outcome);
+                    if let (true, Some(reader)) = (outcome.applied, reader.clone()) {
+                        if let Ok(Reread {
+                            config: Some(config),
+                            ..
+                        }) = tokio::task::spawn_blocking(move || (reader.0)()).await
+                        {
+                            summary.reconfigure(&config);
+                        }
+                    }
                     shown = summary.line();
                     send(self::ready(&shown));
                 }

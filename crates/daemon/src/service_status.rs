@@ -69,6 +69,26 @@ impl ServiceStatus {
         self.virtual_servers[index] = up;
     }
 
+    /// A reload applied `config`: its instances and virtual servers from now on; those kept
+    /// keep their state (instances by name, virtual servers by place in the file).
+    pub fn reconfigure(&mut self, config: &Config) {
+        let old = std::mem::take(&mut self.instances);
+        self.instances = config
+            .vrrp
+            .instances
+            .iter()
+            .map(|i| {
+                let state = old
+                    .iter()
+                    .find(|(name, _)| *name == i.name)
+                    .map_or(State::Initialize, |(_, s)| *s);
+                (i.name.clone(), state)
+            })
+            .collect();
+        self.virtual_servers
+            .resize(config.lvs.virtual_servers.len(), true);
+    }
+
     /// A reload ended.
     pub fn reloaded(&mut self, outcome: &ReloadOutcome) {
         self.reload_refused = !outcome.applied;
@@ -195,5 +215,20 @@ mod tests {
             details: Vec::new(),
         });
         assert!(!s.line().contains("refused"));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_states_of_what_stays() {
+        let mut s = ServiceStatus::new(&config(SEED_LIKE));
+        s.apply(&transition("VI_1", State::Master));
+        s.apply(&quorum(0, false));
+        let one_vs = SEED_LIKE
+            .split("virtual_server 192.168.66.251 3308")
+            .next()
+            .unwrap();
+        s.reconfigure(&config(one_vs));
+        assert_eq!(s.line(), "MASTER on VI_1, 0/1 virtual server up");
+        s.reconfigure(&config(SEED_LIKE));
+        assert_eq!(s.line(), "MASTER on VI_1, 1/2 virtual servers up");
     }
 }

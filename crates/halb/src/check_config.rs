@@ -57,6 +57,18 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let color = std::io::stderr().is_terminal();
     let rendered = loaded.diagnostics.render(&loaded.sources, format, color);
+    // Under journald (a unit's ExecReload=): each line at the priority of its worst finding.
+    let journal = crate::journal::stderr_is_journal();
+    let worst = if loaded.diagnostics.has_errors() {
+        tracing::Level::ERROR
+    } else {
+        tracing::Level::WARN
+    };
+    let rendered = if journal {
+        crate::journal::prefixed(crate::journal::priority(worst), &rendered)
+    } else {
+        rendered
+    };
     let mut stderr = std::io::stderr().lock();
     let _ = stderr.write_all(rendered.as_bytes());
     let count = |s: Severity| {
@@ -68,11 +80,16 @@ pub fn run(args: &Args) -> ExitCode {
     };
     let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
     if matches!(args.message_format, MessageFormat::Human) && (errors > 0 || warnings > 0) {
-        let _ = writeln!(
-            stderr,
+        let summary = format!(
             "{}: {errors} error(s), {warnings} warning(s)",
             args.config.file.display()
         );
+        let summary = if journal {
+            crate::journal::prefixed(crate::journal::priority(worst), &summary)
+        } else {
+            summary + "\n"
+        };
+        let _ = stderr.write_all(summary.as_bytes());
     }
     drop(stderr);
 

@@ -5,6 +5,7 @@ mod config_args;
 mod control;
 mod dist_files;
 mod ipvs_tool;
+mod journal;
 mod lab;
 mod monitor;
 mod realserver;

@@ -1,6 +1,6 @@
 //! `halb run` speaking systemd's notification protocol to a unix datagram socket bound by the
 //! test, as systemd's `NOTIFY_SOCKET` is: READY=1 once started, STATUS= as the instance becomes
-//! MASTER, WATCHDOG=1 at half `WATCHDOG_USEC` and none while the process is stopped, STOPPING=1
+//! MASTER, RELOADING=1 and READY=1 around a SIGHUP reload, WATCHDOG=1 at half `WATCHDOG_USEC` and none while the process is stopped, STOPPING=1
 //! on SIGTERM. And its log lines under journald (`JOURNAL_STREAM` naming its stderr). This is
 //! the protocol alone; `systemd_unit.rs` runs the packaged unit under a real systemd.
 
@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 use halb_test_support::{is_root, skip};
 use support::vrrp_lab::{seed_vrrp, wait_for, Daemon, Lab, VIP};
 
-/// What the listener received, in order.
+/// What the listener received, in order; `cursor`: how far [`Listener::wait`] has looked.
 struct Listener {
     socket: UnixDatagram,
     received: Vec<String>,
+    cursor: usize,
 }
 
 impl Listener {
@@ -28,11 +29,12 @@ impl Listener {
         Listener {
             socket,
             received: Vec::new(),
+            cursor: 0,
         }
     }
 
-    /// Reads what arrives for `period`.
-    fn read_for(&mut self, period: Duration) -> Vec<String> {
+    /// Reads what arrives for `period` into `received`; the messages.
+    fn receive(&mut self, period: Duration) -> Vec<String> {
         let start = Instant::now();
         let mut got = Vec::new();
         let mut buf = vec![0u8; 4096];
@@ -45,17 +47,30 @@ impl Listener {
         got
     }
 
-    /// Reads until a message satisfies `wanted`, for at most `timeout`; the message.
+    /// What arrives for `period`; a later [`Listener::wait`] looks only after it.
+    fn read_for(&mut self, period: Duration) -> Vec<String> {
+        let got = self.receive(period);
+        self.cursor = self.received.len();
+        got
+    }
+
+    /// The first message after the last one looked at that satisfies `wanted`, waiting for
+    /// it at most `timeout`.
     fn wait(&mut self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
         let start = Instant::now();
-        while start.elapsed() < timeout {
-            for m in self.read_for(Duration::from_millis(50)) {
+        loop {
+            while self.cursor < self.received.len() {
+                let m = self.received[self.cursor].clone();
+                self.cursor += 1;
                 if wanted(&m) {
                     return Some(m);
                 }
             }
+            if start.elapsed() >= timeout {
+                return None;
+            }
+            self.receive(Duration::from_millis(50));
         }
-        None
     }
 }
 
@@ -124,6 +139,26 @@ fn ready_status_watchdog_and_stopping_reach_the_notify_socket() {
         halb.log_text()
     );
     assert!(lab.a.has(VIP), "MASTER holds the VIP");
+
+    // SIGHUP reloads: RELOADING=1 with its CLOCK_MONOTONIC time, then READY=1.
+    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(halb.pid(), libc::SIGHUP) }, 0);
+    let reloading = listener.wait(Duration::from_secs(5), |m| {
+        m.starts_with("RELOADING=1\nMONOTONIC_USEC=")
+    });
+    assert!(
+        reloading.is_some(),
+        "no RELOADING=1 in {:?}",
+        listener.received
+    );
+    let reloaded = listener.wait(Duration::from_secs(10), |m| m.starts_with("READY=1\n"));
+    assert!(
+        reloaded
+            .as_deref()
+            .is_some_and(|m| m.contains("MASTER on INT")),
+        "no READY=1 after the reload: {:?}",
+        listener.received
+    );
 
     let running = listener.read_for(Duration::from_millis(1500));
     let n = pings(&running);

@@ -48,6 +48,8 @@ pub enum Reason {
     MasterReleased,
     /// We discarded a lower priority master's adverts until the timer ran out (MIB: preempted).
     Preempted,
+    /// The previous process on this host handed its MASTER role over (an upgrade).
+    HandedOver,
     /// A master yields to a higher priority advert.
     HigherPriority {
         from: IpAddr,
@@ -80,6 +82,7 @@ impl fmt::Display for Reason {
             Reason::MasterDown => f.write_str("no advert from the master"),
             Reason::MasterReleased => f.write_str("the master released with priority 0"),
             Reason::Preempted => f.write_str("preempted a lower priority master"),
+            Reason::HandedOver => f.write_str("handed over by the previous process"),
             Reason::HigherPriority { from, priority } => {
                 write!(f, "advert from {from} with higher priority {priority}")
             }

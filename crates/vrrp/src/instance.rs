@@ -229,6 +229,25 @@ impl Instance {
         }
     }
 
+    /// Takes over the MASTER role of the previous process on this host (an upgrade of the
+    /// daemon): the addresses are already here and peers see this host as master already, so
+    /// the instance advertises at once, with no Master_Down_Interval as BACKUP first and no
+    /// gratuitous ARPs. Does nothing unless the instance is BACKUP (a fault or a pending
+    /// tracker wins).
+    pub fn resume_master(&mut self, now: Instant) {
+        if self.state != State::Backup {
+            return;
+        }
+        self.want = Want::Master;
+        self.master_adver_int = self.config.advert_interval;
+        self.send_advert(self.effective_priority);
+        self.transition(State::Master, Reason::HandedOver);
+        self.stats.became_master += 1;
+        self.add_vips();
+        self.garp_refresh_at = self.config.garp.master_refresh.map(|every| now + every);
+        self.deadline = Some(now + self.config.advert_interval);
+    }
+
     /// Stops the instance; a MASTER first sends a priority 0 advert so that a backup takes over
     /// after Skew_Time rather than Master_Down_Interval, and removes its addresses
     /// (vrrp.c `restore_vrrp_interfaces`).

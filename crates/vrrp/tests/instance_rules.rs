@@ -588,3 +588,35 @@ fn state_change_log_lines_use_keepalived_wording() {
         .collect();
     assert_eq!(lines, ["Entering MASTER STATE"]);
 }
+
+/// An upgrade's hand-over: the new process's instance starts as BACKUP and, once the old one
+/// lets go, is MASTER at once: one advert now, the VIPs (already on the interface) claimed,
+/// no gratuitous ARPs (the MAC did not change), the next advert one interval later.
+#[test]
+fn a_handed_over_master_advertises_at_once_without_garps() {
+    let t0 = Instant::now();
+    let mut instance = Instance::new(config("VI_1", 51, addr(ME), 100), t0);
+    assert_eq!(instance.state(), State::Backup);
+    drain(&mut instance);
+    let now = t0 + Duration::from_millis(300);
+    instance.resume_master(now);
+    assert_eq!(instance.state(), State::Master);
+    let actions = drain(&mut instance);
+    assert!(
+        matches!(&actions[0], Action::SendAdvert { advert, .. } if advert.priority == 100),
+        "{actions:?}"
+    );
+    assert!(actions.iter().any(|a| matches!(a,
+        Action::StateChange(c) if c.to == State::Master && c.reason == Reason::HandedOver)));
+    assert!(actions.iter().any(|a| matches!(a, Action::AddVips { .. })));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::SendGratuitousArp { .. })),
+        "{actions:?}"
+    );
+    assert_eq!(instance.poll_timeout(), Some(now + Duration::from_secs(1)));
+    // Only a BACKUP takes over: a MASTER stays as it is.
+    instance.resume_master(now);
+    assert!(drain(&mut instance).is_empty());
+}

@@ -87,7 +87,7 @@ fn check_replaceable(path: &Path) -> Result<()> {
 /// Binds the socket in a fresh directory only root can enter, sets its mode to 0600 there and
 /// only then renames it to `path`: whatever the umask, nobody can connect while its mode is
 /// wider (a connection made then would outlive the chmod).
-fn bind_private(path: &Path) -> Result<UnixListener> {
+pub(crate) fn bind_private(path: &Path) -> Result<UnixListener> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

@@ -232,6 +232,7 @@ fn reason_label(reason: &halb_vrrp::Reason) -> &'static str {
         Reason::MasterDown => "master_down",
         Reason::MasterReleased => "master_released",
         Reason::Preempted => "preempted",
+        Reason::HandedOver => "handed_over",
         Reason::HigherPriority { .. } => "higher_priority",
         Reason::HigherAddress { .. } => "higher_address",
         Reason::InterfaceDown => "interface_down",

@@ -433,6 +433,7 @@ fn start_with(
         dataplane: halb_daemon::DataplaneChoice::Proxy,
         passive: false,
         dr_path_checks: false,
+        handover: Default::default(),
         dumps: halb_daemon::DumpRequests::new(dir.path().to_path_buf()),
         reload,
         http_listen: None,

@@ -21,6 +21,7 @@
 
 mod conn_table;
 mod dest;
+mod handoff;
 mod listener;
 mod log_limit;
 mod persist;
@@ -46,6 +47,7 @@ use crate::{
     partial, ApplyError, ConnectionEntry, Dataplane, DataplaneError, PassiveFailure, ServiceStats,
 };
 use conn_table::Timeouts;
+pub use handoff::{HandedSocket, Listeners};
 use log_limit::LogLimit;
 pub use service::NewScheduler;
 use service::{Choice, Service};
@@ -82,6 +84,9 @@ pub struct ProxyOptions {
     /// open files limit allows would fail later, at its connect to the real server. Clients
     /// beyond it are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// The listening sockets, shared with the daemon for an upgrade's hand-over: a service
+    /// serves on a socket inherited from the previous process when there is one.
+    pub listeners: Listeners,
 }
 
 impl Default for ProxyOptions {
@@ -97,6 +102,7 @@ impl Default for ProxyOptions {
             pipe_size: 1 << 20,
             new_scheduler: halb_lb::sched::new,
             max_connections: usize::MAX,
+            listeners: Listeners::default(),
         }
     }
 }
@@ -181,11 +187,12 @@ impl Proxy {
         let estimator = runtime
             .spawn(estimate(Arc::downgrade(&services)))
             .abort_handle();
+        let total = options.max_connections.min(Semaphore::MAX_PERMITS);
+        let slots = Arc::new(Semaphore::new(total));
+        options.listeners.count_slots(slots.clone(), total);
         Proxy {
             ctx: Arc::new(Ctx {
-                slots: Arc::new(Semaphore::new(
-                    options.max_connections.min(Semaphore::MAX_PERMITS),
-                )),
+                slots,
                 opts: options,
                 passive_tx,
                 epoch: Instant::now(),
@@ -242,20 +249,65 @@ impl Proxy {
             source,
         };
         let (svc, ctx) = (service.clone(), self.ctx.clone());
+        let listeners = &self.ctx.opts.listeners;
+        let inherited = listeners.take_inherited(service.protocol, service.vip);
+        let handed = inherited.is_some();
+        // Served until the service goes, or until the daemon hands its sockets over.
+        let closed = listeners.closed();
         let task = match service.protocol {
             ProtocolKey::Tcp => {
-                let socket =
-                    listener::tcp(service.vip, self.ctx.opts.listen_backlog).map_err(io)?;
+                let socket = match inherited {
+                    Some(fd) => {
+                        let socket = std::net::TcpListener::from(fd);
+                        socket.set_nonblocking(true).map_err(io)?;
+                        socket
+                    }
+                    None => listener::tcp(service.vip, self.ctx.opts.listen_backlog).map_err(io)?,
+                };
+                listeners.bound(
+                    service.protocol,
+                    service.vip,
+                    socket.try_clone().map_err(io)?.into(),
+                );
                 let socket = tokio::net::TcpListener::from_std(socket).map_err(io)?;
-                self.runtime.spawn(tcp::accept_loop(socket, svc, ctx))
+                self.runtime.spawn(async move {
+                    tokio::select! {
+                        () = tcp::accept_loop(socket, svc, ctx) => {}
+                        () = closed => {}
+                    }
+                })
             }
             ProtocolKey::Udp | ProtocolKey::Sctp => {
-                let socket = listener::udp(service.vip).map_err(io)?;
+                let socket = match inherited {
+                    Some(fd) => {
+                        let socket = std::net::UdpSocket::from(fd);
+                        socket.set_nonblocking(true).map_err(io)?;
+                        socket
+                    }
+                    None => listener::udp(service.vip).map_err(io)?,
+                };
+                listeners.bound(
+                    service.protocol,
+                    service.vip,
+                    socket.try_clone().map_err(io)?.into(),
+                );
                 let socket = tokio::net::UdpSocket::from_std(socket).map_err(io)?;
-                self.runtime.spawn(udp::serve(Arc::new(socket), svc, ctx))
+                self.runtime.spawn(async move {
+                    tokio::select! {
+                        () = udp::serve(Arc::new(socket), svc, ctx) => {}
+                        () = closed => {}
+                    }
+                })
             }
         };
-        tracing::info!("proxy: listening for {}", service.key);
+        if handed {
+            tracing::info!(
+                "proxy: listening for {} on the socket handed over by the previous process",
+                service.key
+            );
+        } else {
+            tracing::info!("proxy: listening for {}", service.key);
+        }
         Ok(task.abort_handle())
     }
 }
@@ -298,6 +350,10 @@ impl Dataplane for Proxy {
                         if let Some(listener) = live.listener {
                             listener.abort();
                         }
+                        self.ctx
+                            .opts
+                            .listeners
+                            .unbound(live.service.protocol, live.service.vip);
                         tracing::info!("proxy: no longer serving {key}");
                         if !live.service.conns.is_empty() {
                             services.retired.push(live.service);

@@ -1,8 +1,6 @@
 //! `halb run`: reads the configuration, reports its diagnostics, and runs `halb_daemon` on a
 //! tokio runtime.
 
-mod journal;
-
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,6 +36,16 @@ pub struct Args {
     /// through the real server's MAC, which finds a real server that lost its VIP on lo).
     #[arg(long)]
     no_dr_path_check: bool,
+    /// Take over from the halb running with the same --control-socket (an upgrade): its
+    /// listening sockets and VRRP MASTER role pass to this process over CONTROL.handover with
+    /// no failover, no priority 0 advert and no refused client; it then drains its
+    /// connections and exits, leaving VIPs and virtual servers in place.
+    #[arg(long)]
+    takeover: bool,
+    /// After handing over to a new halb, how long established connections may run before
+    /// this process exits anyway.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    drain_timeout: u64,
     /// The read-only HTTP endpoint: Prometheus metrics at /metrics, the status and events as
     /// JSON under /api/v1/, a dashboard at /. ADDRESS:PORT, or `none` to turn it off; an
     /// address other than loopback is allowed but logged as a warning.
@@ -75,7 +83,7 @@ impl From<DataplaneArg> for halb_daemon::DataplaneChoice {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let journal = journal::stderr_is_journal();
+    let journal = crate::journal::stderr_is_journal();
     init_logging(journal);
     let opts = args.config.load_options(true);
     let loaded = load(&args.config.file, &opts);
@@ -87,11 +95,11 @@ pub fn run(args: &Args) -> ExitCode {
     let rendered = if journal && !rendered.is_empty() {
         // The report's lines, each a journal record, at the priority of its worst finding.
         let priority = if loaded.diagnostics.has_errors() {
-            journal::priority(tracing::Level::ERROR)
+            crate::journal::priority(tracing::Level::ERROR)
         } else {
-            journal::priority(tracing::Level::WARN)
+            crate::journal::priority(tracing::Level::WARN)
         };
-        journal::prefixed(priority, &rendered)
+        crate::journal::prefixed(priority, &rendered)
     } else {
         rendered
     };
@@ -135,6 +143,10 @@ pub fn run(args: &Args) -> ExitCode {
         dataplane: args.dataplane.into(),
         passive: !args.no_passive,
         dr_path_checks: !args.no_dr_path_check,
+        handover: halb_daemon::HandOverOptions {
+            takeover: args.takeover,
+            drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
+        },
         dumps: halb_daemon::DumpRequests::default(),
         reload: Some(config_reader(&args.config)),
         http_listen: args.http_listen.0,
@@ -182,7 +194,7 @@ fn init_logging(journal: bool) {
     let _ = if journal {
         builder
             .with_ansi(false)
-            .event_format(journal::JournalFormat)
+            .event_format(crate::journal::JournalFormat)
             .try_init()
     } else {
         builder
