@@ -13,6 +13,7 @@ packages=(
     qemu-system-x86 # the IPVS VM (IPVS runs in a real kernel under TCG)
     mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
     mariadb-client  # the lab runs SQL on those servers through their sockets
+    zabbix-agent    # zabbix_agentd -t runs the UserParameters of contrib/zabbix
     dpkg-dev        # scripts/package.sh: dpkg-shlibdeps for the package's Depends
     lintian         # scripts/package.sh checks the .deb
     mmdebstrap      # systemd_unit: the Debian 12 tree the package is installed into

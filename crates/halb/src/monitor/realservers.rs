@@ -141,7 +141,14 @@ pub fn evaluate_one(vss: &[VirtualServerView], rs: SocketAddr, only: Option<&str
                 .checkers
                 .iter()
                 .filter(|c| !c.up)
-                .map(|c| format!("{} {}", c.kind, c.detail).trim().to_string())
+                // The detail usually names the checker already.
+                .map(|c| {
+                    if c.detail.is_empty() {
+                        c.kind.clone()
+                    } else {
+                        c.detail.clone()
+                    }
+                })
                 .collect();
             if server.alive {
                 parts.push(format!("{rs} up in {} (weight {})", vs.name, server.weight));
