@@ -222,9 +222,13 @@ impl Daemon {
     pub fn spawn(ns: &Netns, argv: &[&str], log: PathBuf, what: &str) -> Daemon {
         let out = File::create(&log).expect("create a log file");
         let err = out.try_clone().expect("clone a log file");
+        // halb and keepalived write their signal dumps to $TMPDIR: the lab's directory, not
+        // the machine's /tmp.
+        let tmpdir = log.parent().expect("a log file in the lab's directory");
         let process = ChildGuard::spawn(
             ns.command(argv[0])
                 .args(&argv[1..])
+                .env("TMPDIR", tmpdir)
                 .stdin(Stdio::null())
                 .stdout(out)
                 .stderr(err),
