@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -152,6 +153,8 @@ async def main():
     ap.add_argument("--reloads", type=int, default=100)
     ap.add_argument("--interval", type=float, default=0.3, help="seconds between reloads")
     ap.add_argument("--halb", default="target/debug/halb")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the working directory (the files, halb's and HAProxy's logs)")
     args = ap.parse_args()
     import resource
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -246,6 +249,10 @@ async def main():
                     p.kill()
         for s in servers:
             s.close()
+        if args.keep:
+            print(f"files and logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
