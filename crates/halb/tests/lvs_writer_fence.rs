@@ -60,9 +60,21 @@ fn start_db(lab: &LvsLab, ns: &halb_test_support::Netns, id: u32) -> MariaDb {
     db
 }
 
+/// The server's read_only. A fence kills every client session on the server it fences, and
+/// this probe's short session can be among them ("Server has gone away"): ask again then.
 fn read_only(db: &MariaDb) -> String {
-    db.value("SELECT @@global.read_only")
-        .expect("read read_only")
+    let mut tries = 0;
+    loop {
+        match db.value("SELECT @@global.read_only") {
+            Ok(v) => return v,
+            Err(e) if tries < 3 => {
+                tries += 1;
+                eprintln!("read_only, try {tries}: {e:#}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("read read_only: {e:#}"),
+        }
+    }
 }
 
 fn app(lab: &LvsLab, addr: SocketAddr) -> Result<Connection, SqlError> {
