@@ -12,11 +12,13 @@ The segment: network namespaces on a bridge in another one, nothing routed out o
   sorry  192.168.66.29  the sorry server :9009
   cli    192.168.66.100 the clients
 
-Each real server answers a connection with its own name, holds it 0.2-1 s, then writes END
-and closes; a client counts a connection served when it read both. A failed connection whose
-name line says it was on a real server the file had removed while it was open is counted
-apart (the proxy closes those by design, as keepalived's removal does); every other failure
-counts as failed.
+Each client sends a line with its connection's id; each real server writes that id with its
+own name to a shared file, answers with its name, holds the connection 0.2-1 s, then writes
+END and closes. A client counts a connection served when it read both. A failed connection
+whose real server (from the name line, or from that file when it was closed before the name
+reached the client) was removed by a reload while the connection was open is counted apart
+(the proxy closes those by design, as keepalived's removal does); every other failure counts
+as failed.
 
 halb's files cycle through: a weight changed, a real server added, the same removed, a virtual
 server added, a checker's timing changed, a VIP added (virtual_ipaddress_excluded, so the
@@ -196,19 +198,25 @@ def raise_nofile():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-async def role_server(host, ports):
-    """Answers each connection with its own name, holds it a little, then END."""
+async def role_server(host, ports, seen_log):
+    """Reads the client's id line and writes it to `seen_log` (so that a connection closed
+    before the client read the name can still be placed), answers with its own name, holds the
+    connection a little, then END."""
     raise_nofile()
+    seen = open(seen_log, "a", buffering=1)
 
     def serve_as(me):
         async def serve(reader, writer):
             try:
+                hello = await asyncio.wait_for(reader.readline(), 5)
+                if hello:
+                    seen.write(f"{hello.decode(errors='replace').strip()} {me}\n")
                 writer.write(f"{me}\n".encode())
                 await writer.drain()
                 await asyncio.sleep(random.uniform(0.2, 1.0))
                 writer.write(b"END\n")
                 await writer.drain()
-            except OSError:
+            except (OSError, asyncio.TimeoutError):
                 pass
             finally:
                 writer.close()
@@ -231,13 +239,17 @@ async def role_clients(host, port, count, out, stop_file):
             await asyncio.sleep(0.1)
         stop.set()
 
-    async def one():
+    async def one(me):
+        n = 0
         while not stop.is_set():
+            n += 1
+            cid = f"{me}-{n}"
             began, who, stage = time.time(), None, "connect"
             try:
                 reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
                 try:
                     stage = "name"
+                    writer.write(f"{cid}\n".encode())
                     line = await asyncio.wait_for(reader.readline(), 5)
                     if not line:
                         raise ConnectionError("closed before the server's name")
@@ -250,12 +262,12 @@ async def role_clients(host, port, count, out, stop_file):
                     writer.close()
                 served[who] = served.get(who, 0) + 1
             except (OSError, asyncio.TimeoutError) as e:
-                failures.append(dict(began=began, failed=time.time(), server=who, stage=stage,
+                failures.append(dict(id=cid, began=began, failed=time.time(), server=who, stage=stage,
                                      error=f"{type(e).__name__}: {e}"))
                 await asyncio.sleep(0.01)
 
     watcher = asyncio.create_task(watch())
-    await asyncio.gather(*(one() for _ in range(count)))
+    await asyncio.gather(*(one(f"{port}.{i}") for i in range(count)))
     watcher.cancel()
     with open(out, "w") as f:
         json.dump(dict(served=served, failures=failures), f)
@@ -386,9 +398,10 @@ def main_run(args):
     Path(tmp, "peer.conf").write_text(vrrp("BACKUP", 100))
     lab = Lab(tmp)
     try:
-        lab.role("rs1", "rs1.log", "server", RS1, A[1])
-        lab.role("rs2", "rs2.log", "server", RS2, B[1], C[1])
-        lab.role("sorry", "sorry.log", "server", SORRY, SORRY_SERVER[1])
+        seen_log = os.path.join(tmp, "seen.txt")
+        lab.role("rs1", "rs1.log", "server", seen_log, RS1, A[1])
+        lab.role("rs2", "rs2.log", "server", seen_log, RS2, B[1], C[1])
+        lab.role("sorry", "sorry.log", "server", seen_log, SORRY, SORRY_SERVER[1])
         d = lab.spawn("dir", [halb, "run", "-f", conf, "--dataplane", "proxy",
                               "--control-socket", sock, *args.halb_arg], "halb.log")
         end = time.time() + 15
@@ -457,6 +470,19 @@ def main_run(args):
 
         res = {k: json.loads(Path(tmp, f"clients-{k}.json").read_text())
                for k in ("halb", "haproxy")}
+        # A connection closed before its client read the name: the real server that got the
+        # client's id line, if one did.
+        wanted = {f["id"] for k in res for f in res[k]["failures"] if f["server"] is None}
+        placed = {}
+        with open(seen_log) as seen:
+            for line in seen:
+                cid, _, server = line.strip().partition(" ")
+                if cid in wanted:
+                    placed[cid] = server
+        for k in res:
+            for f in res[k]["failures"]:
+                if f["server"] is None and f["id"] in placed:
+                    f["server"], f["placed_by"] = placed[f["id"]], "the real server's log"
         vip = json.loads(Path(tmp, "vip.json").read_text())
         peer_text = Path(peer_log).read_text(errors="replace")
         entering = [l for l in peer_text.splitlines() if "Entering " in l and " STATE" in l]
@@ -475,6 +501,8 @@ def main_run(args):
             ("connections served", lambda k: sum(res[k]["served"].values())),
             ("connections failed (all)", lambda k: len(res[k]["failures"])),
             ("  on a real server removed while open", lambda k: len(split[k][0])),
+            ("    (placed by the real server's log)",
+             lambda k: sum("placed_by" in f for f in split[k][0])),
             ("  failed otherwise", lambda k: len(split[k][1])),
             ("served by the sorry server", lambda k: res[k]["served"].get(name(SORRY_SERVER), 0)),
         ]
@@ -507,7 +535,7 @@ def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--role":
         role, rest = sys.argv[2], sys.argv[3:]
         if role == "server":
-            asyncio.run(role_server(rest[0], [int(p) for p in rest[1:]]))
+            asyncio.run(role_server(rest[1], [int(p) for p in rest[2:]], rest[0]))
         elif role == "clients":
             asyncio.run(role_clients(rest[0], int(rest[1]), int(rest[2]), rest[3], rest[4]))
         elif role == "vip-sampler":
