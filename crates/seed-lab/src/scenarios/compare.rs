@@ -61,7 +61,7 @@ impl Comparison {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<19} {:<5} {:>13} {:>11} {:>8} {:>16} {:>9} {:>17}  {}",
+            "{:<19} {:<5} {:>13} {:>13} {:>8} {:>16} {:>9} {:>17}  writable after",
             "scenario",
             "mode",
             "missing(async)",
@@ -70,7 +70,6 @@ impl Comparison {
             "tables differing",
             "no write",
             "return→handback",
-            "writable after"
         );
         let names: Vec<String> = self
             .runs

@@ -1,7 +1,7 @@
 //! `early-failback`: the real server (A:3306) stops, the sorry server B takes the writes, then
 //! A starts again with its replication from B held back (started with `--skip-slave-start`,
-//! then only its IO thread: it receives B's changes but applies none) for `HOLD`; then its
-//! SQL thread starts and it catches up.
+//! then only its IO thread: it receives B's changes but applies none) for
+//! [`super::PlanOptions::replication_hold`] (40 s); then its SQL thread starts and it catches up.
 //!
 //! The seed's TCP_CHECK hands back as soon as A accepts connections: the application then
 //! writes to a master that lacks B's rows and counter updates, and they meet later in
@@ -12,10 +12,6 @@ use crate::topology::{server_label, Side};
 use crate::writer::Op;
 use anyhow::Result;
 use std::time::Duration;
-
-/// How long A's SQL thread stays stopped: two of the seed's `delay_loop`s, so its checkers
-/// see A back well within it.
-const HOLD: Duration = Duration::from_secs(40);
 
 pub(super) fn run(s: &mut Session) -> Result<()> {
     super::expect_start_state(s.lab)?;
@@ -31,9 +27,10 @@ pub(super) fn run(s: &mut Session) -> Result<()> {
     s.wait_writes(3306, &b, Duration::from_secs(60))?;
     s.pause(Duration::from_secs(5))?;
 
+    let hold = s.replication_hold();
     s.mark(&format!(
         "start MariaDB 253:3306 again, its replication from 254:3306 held back for {} s",
-        HOLD.as_secs()
+        hold.as_secs()
     ));
     {
         let db = s.lab.db_mut(Side::A, 3306)?;
@@ -41,7 +38,7 @@ pub(super) fn run(s: &mut Session) -> Result<()> {
         db.server.sql("START SLAVE IO_THREAD")?;
     }
     let returned = s.observe("mariadbd 253:3306 accepts connections, applies nothing from 254");
-    let early = s.watch_handback(3306, HOLD)?;
+    let early = s.watch_handback(3306, hold)?;
 
     s.mark("253:3306 applies 254:3306's changes (START SLAVE SQL_THREAD)");
     s.lab

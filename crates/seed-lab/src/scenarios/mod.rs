@@ -156,6 +156,9 @@ pub struct PlanOptions {
     /// How long to wait for halb's checkers (the seed's delay_loop is 20 s, with 3 retries 3 s
     /// apart and a 5 s connect timeout).
     pub checker_timeout: Duration,
+    /// `early-failback`: how long the returning server's replication stays held back (two of
+    /// the seed's `delay_loop`s, so its checkers see it back well within it).
+    pub replication_hold: Duration,
 }
 
 impl Default for PlanOptions {
@@ -165,6 +168,7 @@ impl Default for PlanOptions {
             live: false,
             linger_watch: Duration::from_secs(15),
             checker_timeout: Duration::from_secs(120),
+            replication_hold: Duration::from_secs(40),
         }
     }
 }
@@ -479,6 +483,10 @@ impl<'a> Session<'a> {
 
     pub fn checker_timeout(&self) -> Duration {
         self.plan.checker_timeout
+    }
+
+    pub fn replication_hold(&self) -> Duration {
+        self.plan.replication_hold
     }
 
     /// Something the lab does: an event of the timeline and the start of a window of figures.

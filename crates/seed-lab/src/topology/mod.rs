@@ -32,9 +32,9 @@ pub use director::Director;
 pub use network::{Host, Netns};
 pub use process::process_alive;
 pub use seed::{
-    instance_of_server_id, server_id, server_label, Account, DirectorConfig, Side, CLIENT_IP,
-    COUNTER, COUNTER_DDL, DATABASE, MONITOR, PORTS, READER, REPLICATION, TABLE, TABLE_DDL, VIP,
-    WRITER,
+    add_safety_keywords, instance_of_server_id, server_id, server_label, Account, DirectorConfig,
+    Side, CLIENT_IP, COUNTER, COUNTER_DDL, DATABASE, MONITOR, PORTS, READER, REPLICATION, TABLE,
+    TABLE_DDL, VIP, WRITER,
 };
 pub use state::{DatabaseInfo, DirectorInfo, HostInfo, LabProcess, LabState, TeardownReport};
 pub use wait::{wait_for, Cancel};
