@@ -197,6 +197,7 @@ pub async fn run<A: Addresses>(
     // held handback back for good.
     let mut fence_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
     let mut handback_retry_at = fence_retry_at;
+    let mut enforce_at = fence_retry_at;
     loop {
         let now = tokio::time::Instant::now();
         if !shell.writers.has_pending() {
@@ -220,6 +221,10 @@ pub async fn run<A: Addresses>(
                     shell.handle_report(report).await;
                 }
                 handback_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
+            }
+            _ = tokio::time::sleep_until(enforce_at), if !shell.writers.is_empty() => {
+                shell.writers.enforce(&shell.vs, &shell.vips).await;
+                enforce_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(failure) = passive.recv() => {
