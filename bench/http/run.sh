@@ -188,9 +188,9 @@ for ((r = 0; r < reps; r++)); do
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")')
     samples=$(curl -s 'http://127.0.0.1:29090/api/v1/query?query=scrape_samples_scraped' \
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")')
-    scrapes_ok=$(curl -s 'http://127.0.0.1:29090/api/v1/query?query=sum_over_time(up[1h])' \
+    scrapes_ok=$(curl -s -G --data-urlencode 'query=sum_over_time(up[1h])' http://127.0.0.1:29090/api/v1/query \
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")')
-    scrapes_all=$(curl -s 'http://127.0.0.1:29090/api/v1/query?query=count_over_time(up[1h])' \
+    scrapes_all=$(curl -s -G --data-urlencode 'query=count_over_time(up[1h])' http://127.0.0.1:29090/api/v1/query \
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")')
     stop_pid "$prom_pid"
 done
