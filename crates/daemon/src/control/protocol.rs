@@ -18,6 +18,20 @@ pub struct Request {
     /// [`ReloadAnswer`] instead of a snapshot.
     #[serde(default)]
     pub reload: bool,
+    /// `halb upgrade`: start the halb binary found on disk, which takes over from this
+    /// process (`halb run --takeover`); the answer is an [`UpgradeAnswer`].
+    #[serde(default)]
+    pub upgrade: bool,
+}
+
+/// How an upgrade asked for on the control socket began: the successor was started. Whether
+/// it took over shows when the control socket answers from its process id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeAnswer {
+    /// The process id of the new halb.
+    pub successor_pid: u32,
+    /// The program it runs, and its arguments.
+    pub command: Vec<String>,
 }
 
 /// How a reload asked for on the control socket ended.
