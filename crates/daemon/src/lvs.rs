@@ -191,20 +191,40 @@ pub async fn run<A: Addresses>(
     let _ = started.send(());
 
     let mut vrrp_running = true;
+    // Deadlines kept across turns of the loop: a sleep made anew each turn would start over
+    // whenever another branch fires first, and `halb status` asked more often than once a
+    // second (a dashboard, a monitoring loop) would then hold every fence retry and every
+    // held handback back for good.
+    let mut fence_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
+    let mut handback_retry_at = fence_retry_at;
+    let mut enforce_at = fence_retry_at;
     loop {
+        let now = tokio::time::Instant::now();
+        if !shell.writers.has_pending() {
+            fence_retry_at = now + FENCE_RETRY;
+        }
+        if shell.held_verdicts.is_empty() {
+            handback_retry_at = now + FENCE_RETRY;
+        }
         tokio::select! {
             _ = &mut stop => break,
             _ = tokio::time::sleep_until(shell.repair.due()), if shell.dataplane.is_some() => {
                 shell.repair().await
             }
-            _ = tokio::time::sleep(FENCE_RETRY), if shell.writers.has_pending() => {
-                shell.writers.retry().await
+            _ = tokio::time::sleep_until(fence_retry_at), if shell.writers.has_pending() => {
+                shell.writers.retry().await;
+                fence_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
-            _ = tokio::time::sleep(FENCE_RETRY), if !shell.held_verdicts.is_empty() => {
+            _ = tokio::time::sleep_until(handback_retry_at), if !shell.held_verdicts.is_empty() => {
                 let held: Vec<Report> = shell.held_verdicts.values().cloned().collect();
                 for report in held {
                     shell.handle_report(report).await;
                 }
+                handback_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
+            }
+            _ = tokio::time::sleep_until(enforce_at), if !shell.writers.is_empty() => {
+                shell.writers.enforce(&shell.vs, &shell.vips).await;
+                enforce_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(failure) = passive.recv() => {
