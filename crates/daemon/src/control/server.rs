@@ -217,6 +217,10 @@ async fn serve(
         Ok(Ok(request)) if request.upgrade => {
             tokio::time::timeout(EXCHANGE_TIMEOUT, upgrade(handlers.upgrades)).await?
         }
+        // A MySQL writer's failback waits for the returning server to catch up.
+        Ok(Ok(request)) if request.failback.is_some() => {
+            tokio::time::timeout(RELOAD_TIMEOUT, snapshot(queries, request)).await?
+        }
         Ok(Ok(request)) => {
             tokio::time::timeout(EXCHANGE_TIMEOUT, snapshot(queries, request)).await?
         }
