@@ -4,8 +4,11 @@
 # 1. Scrape time and size of /metrics with 1,000 virtual servers x 10 real servers (every real
 #    server up, served by the userspace proxy), against /api/v1/status (the same snapshot as
 #    JSON, without the connection table) scraped the same way in the same run.
-# 2. The proxy's throughput (iperf3 through one more virtual server) with a Prometheus scraping
-#    that halb every second, against the same without Prometheus, alternating.
+# 2. The proxy's throughput (iperf3 through one more virtual server) without scrapes, with a
+#    curl fetching /metrics every second (halb's own cost of being scraped), and with a
+#    Prometheus scraping that halb every second (halb's cost plus Prometheus ingesting every
+#    series on the same cores), the three interleaved in each repetition so that they see the
+#    same load; with the CPU time halb and Prometheus used during each run.
 #
 # Usage (root): bench/http/run.sh [options]
 #   -n N         repetitions of each throughput run; figures are medians (default 3)
@@ -148,25 +151,51 @@ iperf() {   # prints Gbit/s received
     iperf3 -c 127.79.200.1 -p 5201 -t "$run_time" -J 2>/dev/null \
         | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
-without=() with=()
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# One throughput run while PID (if any) runs beside: "Gbit/s halb_cpu_share other_cpu_share",
+# the shares in CPU seconds per second of the run.
+measured_run() {
+    local other=${1:-} hz h0 h1 o0=0 o1=0 t0 t1 gbit
+    hz=$(getconf CLK_TCK)
+    h0=$(cpu_ticks "$halb_pid"); [ -n "$other" ] && o0=$(cpu_ticks "$other")
+    t0=$(date +%s.%N)
+    gbit=$(iperf)
+    t1=$(date +%s.%N)
+    h1=$(cpu_ticks "$halb_pid"); [ -n "$other" ] && o1=$(cpu_ticks "$other")
+    python3 -c "d=$t1-$t0; print('$gbit', '%.3f' % (($h1-$h0)/$hz/d), '%.3f' % (($o1-$o0)/$hz/d))"
+}
+without=() curled=() with=() cpu_without=() cpu_curled=() cpu_with=() cpu_prom=()
 for ((r = 0; r < reps; r++)); do
-    log "throughput, repetition $((r + 1))/$reps: without Prometheus"
-    without+=("$(iperf)")
+    log "throughput, repetition $((r + 1))/$reps: without scrapes"
+    read -r g c _ < <(measured_run)
+    without+=("$g"); cpu_without+=("$c")
+    log "throughput, repetition $((r + 1))/$reps: with curl fetching /metrics every second"
+    spawn "$work/curl-loop.log" bash -c 'while :; do
+        curl -s -o /dev/null http://127.0.0.1:29165/metrics & sleep 1; wait; done'
+    curl_pid=$spawned
+    read -r g c _ < <(measured_run)
+    curled+=("$g"); cpu_curled+=("$c")
+    stop_pid "$curl_pid"
     log "throughput, repetition $((r + 1))/$reps: with Prometheus scraping every second"
     rm -rf "$work/tsdb"
     spawn "$work/prometheus.log" prometheus --config.file="$work/prometheus.yml" \
         --storage.tsdb.path="$work/tsdb" --web.listen-address=127.0.0.1:29090
     prom_pid=$spawned
     sleep 3
-    with+=("$(iperf)")
+    read -r g c p < <(measured_run "$prom_pid")
+    with+=("$g"); cpu_with+=("$c"); cpu_prom+=("$p")
     scrape_s=$(curl -s 'http://127.0.0.1:29090/api/v1/query?query=scrape_duration_seconds' \
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")')
     samples=$(curl -s 'http://127.0.0.1:29090/api/v1/query?query=scrape_samples_scraped' \
         | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")')
+    scrapes_ok=$(curl -s -G --data-urlencode 'query=sum_over_time(up[1h])' http://127.0.0.1:29090/api/v1/query \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")')
+    scrapes_all=$(curl -s -G --data-urlencode 'query=count_over_time(up[1h])' http://127.0.0.1:29090/api/v1/query \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "-")')
     stop_pid "$prom_pid"
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-w=$(median "${with[@]}") wo=$(median "${without[@]}")
+w=$(median "${with[@]}") wo=$(median "${without[@]}") cu=$(median "${curled[@]}")
 
 cat <<EOF
 
@@ -180,8 +209,13 @@ scrape                         median ms   p90 ms      bytes   ($scrapes scrapes
 halb RSS after the scrapes     $((rss_kb / 1024)) MiB
 Prometheus's own view          scrape_duration_seconds $scrape_s, scrape_samples_scraped $samples
 
-proxy throughput (iperf3 ${run_time}s, median of $reps, Gbit/s)
-without Prometheus             $wo    (runs: ${without[*]})
-with Prometheus every 1 s      $w    (runs: ${with[*]})
-with / without                 $(python3 -c "print('%.3f' % ($w / $wo))")
+Prometheus's last run           scrapes that succeeded: $scrapes_ok of $scrapes_all
+
+proxy throughput (iperf3 ${run_time}s, median of $reps, Gbit/s; CPU: seconds per second)
+without scrapes                $wo    (runs: ${without[*]}; halb CPU ${cpu_without[*]})
+with curl /metrics every 1 s   $cu    (runs: ${curled[*]}; halb CPU ${cpu_curled[*]})
+with Prometheus every 1 s      $w    (runs: ${with[*]}; halb CPU ${cpu_with[*]}; Prometheus CPU ${cpu_prom[*]})
+curl / without                 $(python3 -c "print('%.3f' % ($cu / $wo))")
+Prometheus / without           $(python3 -c "print('%.3f' % ($w / $wo))")
+load at the end                $(cut -d' ' -f1-3 /proc/loadavg)
 EOF
