@@ -509,8 +509,13 @@ def main_run(args):
         for label, f in rows:
             print(f"{label:<44} {f('halb'):>10} {f('haproxy'):>10}")
         for k in res:
+            removals = removals_halb if k == "halb" else removals_haproxy
             for f in split[k][1][:10]:
-                print(f"  {k} failure: {f}")
+                # How far from the nearest reload that removed a real server: a connection the
+                # proxy closed before any real server read its id would fail right then.
+                near = min((f["failed"] - end for _, end, _ in removals), key=abs, default=None)
+                when = f", {near * 1000:+.0f} ms from a removal" if near is not None else ""
+                print(f"  {k} failure ({f['stage']}{when}): {f['error']}")
         print(f"halb's log: {closed_in_log} connection(s) closed because their real server was removed")
         print(f"VIP absent in the director: {vip['absent']} of {vip['samples']} samples "
               f"(every 10 ms), longest {vip['longest_absent_samples']} in a row")
