@@ -523,6 +523,15 @@ fn failback_manual_waits_for_halb_failback_and_its_catch_up() {
         status.contains("failback held: failback manual"),
         "halb status says why: {status}"
     );
+    // The replica state, read every 5 s, shows the stopped SQL thread.
+    let shown = wait_for(Duration::from_secs(15), || {
+        halb_status(&lab).contains("replica of 192.168.66.254:3306: IO yes, SQL no")
+    });
+    assert!(
+        shown.is_some(),
+        "halb status shows .253's replication: {}",
+        halb_status(&lab)
+    );
 
     // Asked for while .253 lags: the catch-up rule refuses.
     let (code, text) = halb_failback(&lab, VS);
