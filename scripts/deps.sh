@@ -14,6 +14,8 @@ packages=(
     strace          # ipvs_reload traces the IPVS commands each daemon sends (inside the IPVS VM)
     mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
     mariadb-client  # the lab runs SQL on those servers through their sockets
+    percona-toolkit # the lab's unkind scenarios compare the masters with pt-table-checksum
+    nftables        # the lab's unkind scenarios drop SYNs and VRRP inside a namespace
     zabbix-agent    # zabbix_agentd -t runs the UserParameters of contrib/zabbix
     dpkg-dev        # scripts/package.sh: dpkg-shlibdeps for the package's Depends
     lintian         # scripts/package.sh checks the .deb

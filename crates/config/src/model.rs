@@ -14,9 +14,9 @@ pub use crate::sections::checker::model::{
 };
 pub use crate::sections::global_defs::{GlobalDefs, LvsSyncDaemon, LvsTimeouts, SmtpServer};
 pub use crate::sections::lvs::model::{
-    CheckerTiming, ConnectionFencing, Forwarding, GroupEntry, IpFamily, LvsConfig,
-    PersistenceGranularity, Protocol, RealServer, SchedFlags, Scheduler, SorryServer, Tunnel,
-    TunnelChecksum, TunnelType, VirtualServer, VirtualServerGroup, VirtualServerKey,
+    CheckerTiming, ConnectionFencing, Failback, FailbackLimit, Forwarding, GroupEntry, IpFamily,
+    LvsConfig, PersistenceGranularity, Protocol, RealServer, SchedFlags, Scheduler, SorryServer,
+    Tunnel, TunnelChecksum, TunnelType, VirtualServer, VirtualServerGroup, VirtualServerKey,
     DEFAULT_CONNECT_TIMEOUT_US, DEFAULT_DELAY_LOOP_US, DEFAULT_PERSISTENCE_TIMEOUT,
 };
 /// A script to run (notify scripts, `vrrp_script`, `MISC_CHECK`, …): the command split with

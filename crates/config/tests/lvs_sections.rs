@@ -1069,3 +1069,44 @@ fn mutated_files_never_panic() {
         }
     }
 }
+
+#[test]
+fn failback_keywords_are_read_and_bad_ones_located() {
+    let l = read(
+        "virtual_server 10.0.0.1 3306 {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    \
+         sorry_server 10.0.0.3 3306\n    failback manual\n    failback_limit 3 600\n    \
+         real_server 10.0.0.2 3306 {\n    }\n}\n",
+    );
+    assert!(problems(&l).is_empty(), "{:#?}", problems(&l));
+    let vs = &l.config.lvs.virtual_servers[0];
+    assert_eq!(vs.failback, Failback::Manual);
+    assert_eq!(
+        vs.failback_limit,
+        Some(FailbackLimit {
+            switches: 3,
+            within_secs: 600
+        })
+    );
+    let l = read(
+        "virtual_server 10.0.0.1 3306 {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    \
+         sorry_server 10.0.0.3 3306\n    failback sometimes\n    failback_limit 0 600\n    \
+         failback_limit 3\n    real_server 10.0.0.2 3306 {\n    }\n}\n",
+    );
+    assert_warns(&l, 6, "failback: unknown value 'sometimes'");
+    assert_warns(&l, 7, "failback_limit '0' outside range [1, 1000]");
+    assert_warns(&l, 8, "failback_limit");
+    let vs = &l.config.lvs.virtual_servers[0];
+    assert_eq!(
+        (vs.failback, vs.failback_limit),
+        (Failback::Automatic, None)
+    );
+    let l = read(
+        "virtual_server 10.0.0.1 3306 {\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n    \
+         failback manual\n    real_server 10.0.0.2 3306 {\n    }\n}\n",
+    );
+    assert_warns(
+        &l,
+        5,
+        "failback manual or failback_limit without a sorry_server",
+    );
+}

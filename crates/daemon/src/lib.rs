@@ -8,6 +8,7 @@ mod daemon;
 mod dr_path;
 pub mod dump;
 pub mod event;
+mod failback;
 mod fd_limit;
 mod handover;
 mod held;

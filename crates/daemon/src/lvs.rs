@@ -23,10 +23,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::control::protocol::{
-    CheckerView, DestView, LastReload, RealServerView, ServiceView, Snapshot, VirtualServerView,
+    CheckerView, DestView, FailbackAnswer, LastReload, RealServerView, ServiceView, Snapshot,
+    VirtualServerView,
 };
 use crate::control::server::Query;
 use crate::event::{EventBus, EventKind, InstanceStatus};
+use crate::failback::FailbackGate;
 use crate::held::{RepairClock, SharedDataplane};
 use crate::host::Addresses;
 use crate::process;
@@ -89,6 +91,10 @@ struct Shell {
     /// Up verdicts whose handback waits for the returning server to catch up; tried again
     /// every second.
     held_verdicts: BTreeMap<CheckerId, Report>,
+    /// `failback manual` and `failback_limit`: whether a handback may happen by itself.
+    failback: FailbackGate,
+    /// By virtual server: why a handback waits, for `halb status`.
+    held_why: BTreeMap<usize, String>,
     /// Where the checkers send every probe's sample (the metrics), when somewhere.
     probes: Option<mpsc::UnboundedSender<halb_check::ProbeSample>>,
 }
@@ -170,6 +176,8 @@ pub async fn run<A: Addresses>(
         last_reload,
         writers: WriterFencing::new(&config.lvs),
         held_verdicts: BTreeMap::new(),
+        failback: FailbackGate::new(&config.lvs),
+        held_why: BTreeMap::new(),
         probes: options.probes.clone(),
     };
     shell.follow_sync_daemon(&vrrp.borrow());
@@ -191,20 +199,40 @@ pub async fn run<A: Addresses>(
     let _ = started.send(());
 
     let mut vrrp_running = true;
+    // Deadlines kept across turns of the loop: a sleep made anew each turn would start over
+    // whenever another branch fires first, and `halb status` asked more often than once a
+    // second (a dashboard, a monitoring loop) would then hold every fence retry and every
+    // held handback back for good.
+    let mut fence_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
+    let mut handback_retry_at = fence_retry_at;
+    let mut enforce_at = fence_retry_at;
     loop {
+        let now = tokio::time::Instant::now();
+        if !shell.writers.has_pending() {
+            fence_retry_at = now + FENCE_RETRY;
+        }
+        if shell.held_verdicts.is_empty() {
+            handback_retry_at = now + FENCE_RETRY;
+        }
         tokio::select! {
             _ = &mut stop => break,
             _ = tokio::time::sleep_until(shell.repair.due()), if shell.dataplane.is_some() => {
                 shell.repair().await
             }
-            _ = tokio::time::sleep(FENCE_RETRY), if shell.writers.has_pending() => {
-                shell.writers.retry().await
+            _ = tokio::time::sleep_until(fence_retry_at), if shell.writers.has_pending() => {
+                shell.writers.retry().await;
+                fence_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
-            _ = tokio::time::sleep(FENCE_RETRY), if !shell.held_verdicts.is_empty() => {
+            _ = tokio::time::sleep_until(handback_retry_at), if !shell.held_verdicts.is_empty() => {
                 let held: Vec<Report> = shell.held_verdicts.values().cloned().collect();
                 for report in held {
                     shell.handle_report(report).await;
                 }
+                handback_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
+            }
+            _ = tokio::time::sleep_until(enforce_at), if !shell.writers.is_empty() => {
+                shell.writers.enforce(&shell.vs, &shell.vips).await;
+                enforce_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(failure) = passive.recv() => {
@@ -256,8 +284,13 @@ pub async fn run<A: Addresses>(
                 let _ = apply.done.send(Ok(lines));
             }
             Some((request, answer)) = queries.recv() => {
+                let failback = match &request.failback {
+                    Some(vs) => Some(shell.fail_back(vs).await),
+                    None => None,
+                };
                 let views = vrrp.borrow().clone();
-                let snapshot = shell.snapshot(request.connections, &views).await;
+                let mut snapshot = shell.snapshot(request.connections, &views).await;
+                snapshot.failback = failback;
                 let _ = answer.send(snapshot);
             }
         }
@@ -468,7 +501,9 @@ impl Shell {
         // Up verdicts held for a writer's catch-up are not carried: their checkers resume as
         // down (the virtual servers' verdict) and report up again, through the same gate.
         self.held_verdicts.clear();
+        self.held_why.clear();
         self.writers = WriterFencing::new(&config.lvs);
+        self.failback = FailbackGate::new(&config.lvs);
         self.sync_table().await;
         let mut lines: Vec<String> = before.diff(&self.held).iter().map(describe).collect();
         lines.extend(self.close_to_removed(&before));
@@ -520,25 +555,63 @@ impl Shell {
     }
 
     async fn handle_report(&mut self, report: Report) {
+        self.handle_report_as(report, false).await;
+    }
+
+    /// A checker's verdict. An up verdict that would hand a virtual server back from its
+    /// sorry server passes two gates first: `failback manual` / `failback_limit` (unless an
+    /// operator asked, `forced`), then a MySQL writer's catch-up. Held, it waits in
+    /// `held_verdicts` (tried again every second); returns why.
+    async fn handle_report_as(&mut self, report: Report, forced: bool) -> Option<String> {
         let before = self.writers.routed_now(&self.vs);
         let was_held = self.held_verdicts.remove(&report.id).is_some();
-        if !self.writers.is_empty() && report.up {
-            // A handback of a writer service waits until the returning server has caught up.
+        let vs_index = report.id.vs;
+        let on_sorry = sorry_active(&self.vs, vs_index);
+        let gated = self.failback.governs(vs_index) || !self.writers.is_empty();
+        if report.up && on_sorry && gated {
             let mut trial = self.vs.clone();
             let _ = trial.handle_check(report.id, report.up, report.weight);
-            if let Some(why) = self.writers.catch_up(&before, &trial, &self.vips).await {
-                if !was_held {
-                    warn!("Not handing back yet, the sorry server stays the writer: {why}");
+            let name = trial
+                .vs_status(vs_index)
+                .map(|v| v.name)
+                .unwrap_or_default();
+            let handback = !sorry_active(&trial, vs_index);
+            let mut why = None;
+            if handback && !forced {
+                if let Some(hold) = self.failback.hold(vs_index, std::time::Instant::now()) {
+                    let why_now = hold.describe(&name);
+                    // Said once per hold, not at every retry.
+                    if !was_held {
+                        warn!("VS {name}: not handing back to the real servers: {why_now}");
+                    }
+                    why = Some(why_now);
                 }
+            }
+            if why.is_none() {
+                if let Some(lag) = self.writers.catch_up(&before, &trial, &self.vips).await {
+                    if !was_held || forced {
+                        warn!("Not handing back yet, the sorry server stays the writer: {lag}");
+                    }
+                    why = Some(lag);
+                }
+            }
+            if let Some(why) = why {
                 self.details
                     .insert(report.id, format!("up, handback waits: {why}"));
                 self.held_verdicts.insert(report.id, report);
-                return;
+                self.held_why.insert(vs_index, why.clone());
+                return Some(why);
             }
+        }
+        if !self.held_verdicts.keys().any(|id| id.vs == vs_index) {
+            self.held_why.remove(&vs_index);
         }
         self.details.insert(report.id, report.detail.clone());
         let out = self.vs.handle_check(report.id, report.up, report.weight);
         self.events.publish(EventKind::CheckerVerdict(report));
+        if on_sorry != sorry_active(&self.vs, vs_index) {
+            self.failback.switched(vs_index, std::time::Instant::now());
+        }
         // The server left is fenced and the new one made writable before the table sends
         // anything to it.
         if !self.writers.is_empty() {
@@ -546,6 +619,72 @@ impl Shell {
         }
         self.sync_table().await;
         self.carry_out(out).await;
+        None
+    }
+
+    /// `halb failback VS`: hands virtual server `vs` back from its sorry server now, past
+    /// `failback manual` and `failback_limit`; a MySQL writer's catch-up still applies.
+    async fn fail_back(&mut self, vs: &str) -> FailbackAnswer {
+        let fail = |message: String| FailbackAnswer {
+            done: false,
+            message,
+        };
+        let statuses = self.vs.status();
+        let wanted: Option<std::net::SocketAddr> = vs.parse().ok();
+        let Some(status) = statuses.iter().find(|v| {
+            v.name == vs
+                || v.services.iter().any(|s| {
+                    matches!(s, halb_lb::table::ServiceKey::Addr { addr, .. } if Some(*addr) == wanted)
+                })
+        }) else {
+            let names: Vec<&str> = statuses.iter().map(|v| v.name.as_str()).collect();
+            return fail(format!(
+                "no virtual server {vs}; the virtual servers are: {}",
+                names.join(", ")
+            ));
+        };
+        let (index, name) = (status.index, status.name.clone());
+        if !sorry_active(&self.vs, index) {
+            return fail(format!(
+                "VS {name} is not on its sorry server: nothing to fail back"
+            ));
+        }
+        let ready: Vec<Report> = self
+            .held_verdicts
+            .values()
+            .filter(|r| r.id.vs == index)
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            return fail(format!(
+                "VS {name}: no real server is ready to take over (none has passed its checks)"
+            ));
+        }
+        info!("VS {name}: failback asked for over the control socket");
+        let mut last_why = None;
+        for report in ready {
+            last_why = self.handle_report_as(report, true).await;
+        }
+        if sorry_active(&self.vs, index) {
+            return fail(format!(
+                "VS {name}: not handed back: {}",
+                last_why.unwrap_or_else(
+                    || "the real servers ready are not enough for its quorum".into()
+                )
+            ));
+        }
+        let routed: Vec<String> = self
+            .vs
+            .vs_status(index)
+            .map(|v| crate::writer_fence::routed(&v))
+            .unwrap_or_default()
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        FailbackAnswer {
+            done: true,
+            message: format!("VS {name}: handed back to {}", routed.join(", ")),
+        }
     }
 
     /// Starts, swaps or keeps the IPVS sync daemon as the instance it follows changes state.
@@ -865,6 +1004,7 @@ impl Shell {
                 services: v.services,
                 quorum_up: v.quorum_up,
                 sorry_server_active: v.sorry_server.as_ref().is_some_and(|s| s.active),
+                failback_held: self.held_why.get(&v.index).cloned(),
                 real_servers: v
                     .real_servers
                     .iter()
@@ -899,6 +1039,7 @@ impl Shell {
             // Filled on the way out by `control::daemon_state`.
             daemon: Default::default(),
             last_reload: self.last_reload.borrow().clone(),
+            failback: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
             dataplane: self
                 .dataplane
@@ -911,6 +1052,13 @@ impl Shell {
             virtual_servers,
         }
     }
+}
+
+/// Whether virtual server `vs` routes to its sorry server now.
+fn sorry_active(vs: &VirtualServers, index: usize) -> bool {
+    vs.vs_status(index)
+        .and_then(|v| v.sorry_server)
+        .is_some_and(|s| s.active)
 }
 
 /// One data-plane change of a reload, for its outcome.

@@ -7,7 +7,10 @@
 //!
 //! Only the VRRP MASTER of the service's address acts: a BACKUP never writes to a database.
 //! When this director becomes MASTER, it brings the servers to the state the table says
-//! ([`WriterFencing::take_over`]).
+//! ([`WriterFencing::take_over`]), and while it is MASTER it keeps them so: a server it does not
+//! route to that is found writable (another director that believes itself MASTER made it the
+//! writer, or a person did) is fenced again ([`WriterFencing::enforce`]). Two directors that
+//! disagree then leave at most one server writable, or none, never two.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -207,6 +210,54 @@ impl WriterFencing {
         }
     }
 
+    /// Where this director is MASTER: each server of a writer service that it does not route
+    /// to, and whose fence is not already owed ([`WriterFencing::retry`] has those), must be
+    /// read-only; one found writable is fenced again. Each look is bounded by [`ENFORCE_PROBE`],
+    /// so a server that does not answer holds the daemon up briefly.
+    pub async fn enforce(&mut self, vs: &VirtualServers, vips: &BTreeSet<IpAddr>) {
+        for (&i, creds) in &self.writers.clone() {
+            let Some(status) = vs.vs_status(i) else {
+                continue;
+            };
+            if !master_of(&status, vips) {
+                continue;
+            }
+            for server in not_routed(&status, &self.pending) {
+                let mut probe = creds.clone();
+                probe.timeout = probe.timeout.min(ENFORCE_PROBE);
+                let looked =
+                    tokio::task::spawn_blocking(move || fence::is_read_only(server, &probe)).await;
+                let writable = match looked {
+                    Ok(Ok(read_only)) => !read_only,
+                    // Unreachable: nobody this director serves can write there either.
+                    Ok(Err(_)) => false,
+                    Err(e) => std::panic::resume_unwind(e.into_panic()),
+                };
+                if !writable {
+                    continue;
+                }
+                match run_fence(server, creds.clone()).await {
+                    Ok(done) => warn!(
+                        "[{}]:{} of VS {} was writable while the VS routes elsewhere (another                          director or a person made it so): fenced again, read_only ON, {}                          client session(s) killed",
+                        server.ip(),
+                        server.port(),
+                        status.name,
+                        done.killed.len()
+                    ),
+                    Err(e) => {
+                        warn!(
+                            "[{}]:{} of VS {} is writable while the VS routes elsewhere and                              cannot be fenced ({e}); trying again every second",
+                            server.ip(),
+                            server.port(),
+                            status.name
+                        );
+                        self.pending.insert(server, creds.clone());
+                    }
+                }
+            }
+        }
+    }
+
     /// Tries the fences that failed again.
     pub async fn retry(&mut self) {
         for (server, creds) in std::mem::take(&mut self.pending) {
@@ -269,6 +320,22 @@ impl WriterFencing {
             }
         }
     }
+}
+
+/// The limit of each look [`WriterFencing::enforce`] takes at a server's `read_only`.
+const ENFORCE_PROBE: Duration = Duration::from_millis(500);
+
+/// The servers of a writer service that must be read-only and that no owed fence covers: every
+/// one but those it routes to.
+fn not_routed(
+    status: &VirtualServerStatus,
+    pending: &BTreeMap<SocketAddr, Credentials>,
+) -> Vec<SocketAddr> {
+    all_servers(status)
+        .difference(&routed(status))
+        .filter(|s| !pending.contains_key(s))
+        .copied()
+        .collect()
 }
 
 /// How long the returning server may take to catch up before the sorry server is fenced.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Subcommand};
-use halb_seed_lab::scenarios::{run_plan, PlanOptions, Scenario};
+use halb_seed_lab::scenarios::{run_compare, run_plan, PlanOptions, Scenario};
 use halb_seed_lab::topology::{Cancel, DirectorConfig, LabState, Topology, TopologyOptions, VIP};
 use halb_seed_lab::writer::LoadOptions;
 
@@ -30,6 +30,13 @@ enum LabCommand {
     /// Scenarios, by name or the seed's section: forwarding (4.2), real-server (4.3.1),
     /// director (5), mysql-failure (6.2), crash (6.3). Exit status 0 when every scenario ended
     /// with writes succeeding and replication running and the teardown left nothing behind.
+    ///
+    /// The scenarios that break the seed's setup: slow-master (U1), early-failback (U2), flap
+    /// (U3), director-partition (U4); `unkind` names all four. Each runs twice, on the seed's
+    /// files and on the same files with halb's safety keywords, and the report puts the two
+    /// side by side (missing rows, rows on both masters, lost counter updates, tables
+    /// pt-table-checksum finds differing, the longest time without a write, return to
+    /// handback).
     Run(RunArgs),
     /// Build the topology and leave it running (namespaces halb-lab-*), for `halb status` on a
     /// director and `mariadb` on the client.
@@ -145,12 +152,15 @@ fn topology_options(seed: &SeedArgs, cancel: Cancel) -> Result<TopologyOptions> 
 fn run_plan_command(args: &RunArgs) -> Result<ExitCode> {
     let scenarios = if args.scenarios.is_empty() {
         Scenario::ALL.to_vec()
+    } else if args.scenarios.iter().any(|s| s == "unkind") {
+        Scenario::UNKIND.to_vec()
     } else {
         args.scenarios
             .iter()
             .map(|s| Scenario::parse(s))
             .collect::<Result<Vec<_>>>()?
     };
+    let unkind = scenarios.iter().any(|s| s.is_unkind());
     if !(args.rate > 0.0 && args.rate <= 100.0) {
         bail!("--rate must be above 0 and at most 100 per second");
     }
@@ -166,6 +176,23 @@ fn run_plan_command(args: &RunArgs) -> Result<ExitCode> {
         live: !args.quiet,
         ..PlanOptions::default()
     };
+    if unkind {
+        let comparison = run_compare(&topology, &plan, &scenarios)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&comparison)?);
+        } else {
+            print!("{}", comparison.render());
+        }
+        if INTERRUPTED.load(Ordering::Relaxed) {
+            eprintln!("halb lab: interrupted; everything the lab started was stopped");
+            return Ok(ExitCode::from(130));
+        }
+        return Ok(if comparison.ok() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     let report = run_plan(&topology, &plan, &scenarios)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -4,6 +4,7 @@ mod check_config;
 mod config_args;
 mod control;
 mod dist_files;
+mod failback;
 mod ipvs_tool;
 mod journal;
 mod lab;
@@ -52,6 +53,14 @@ enum Command {
     /// Exit status: 0 applied, 4 when the file has errors (refused: the running configuration
     /// stays, the diagnostics are printed), 1 when the daemon cannot be reached.
     Reload(reload::Args),
+    /// Hand a virtual server back from its sorry server to its real servers now, past
+    /// `failback manual` and `failback_limit`; a `mysql_writer`'s returning server must still
+    /// have caught up with the sorry server.
+    ///
+    /// Exit status: 0 handed back, 2 not (an unknown virtual server, nothing to fail back, no
+    /// real server ready, a writer that has not caught up: the reason is printed), 1 when the
+    /// daemon cannot be reached.
+    Failback(failback::Args),
     /// Put VIPs on lo for a DR real server and keep it from answering ARP for them, or undo it.
     Realserver(realserver::Args),
     /// Monitoring-plugins checks for Nagios, Icinga and Zabbix: `halb monitor daemon`, `vrrp`,
@@ -83,6 +92,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Reload(args) => reload::run(&args),
+        Command::Failback(args) => failback::run(&args),
         Command::Realserver(args) => realserver::run(&args),
         Command::Ipvs(args) => ipvs_tool::run(&args),
         Command::Lab(args) => lab::run(&args),

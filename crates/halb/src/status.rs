@@ -134,6 +134,9 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
                     format!(" ({})", notes.join(", "))
                 }
             );
+            if let Some(why) = &vs.failback_held {
+                let _ = writeln!(out, "    failback held: {why}");
+            }
             for rs in &vs.real_servers {
                 let _ = writeln!(
                     out,

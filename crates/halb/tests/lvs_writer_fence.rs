@@ -32,6 +32,11 @@ const SETUP: &str = "CREATE DATABASE lab;
 /// The seed's file with the 3306 service as a writer: MYSQL_CHECK on short timings instead of
 /// the TCP_CHECK.
 fn config() -> String {
+    config_with("")
+}
+
+/// [`config`] with more keywords in the writer's virtual server.
+fn config_with(extra: &str) -> String {
     let seed = halb_test_support::seed_text("keepalived-master.conf");
     let start = seed.find("TCP_CHECK {").expect("the seed's TCP_CHECK");
     let end = start + seed[start..].find('}').expect("its end") + 1;
@@ -44,7 +49,11 @@ fn config() -> String {
             delay_before_retry 1
         }";
     let text = format!("{}{check}{}", &seed[..start], &seed[end..]);
-    text.replacen("delay_loop 20", "delay_loop 1\n    mysql_writer", 1)
+    text.replacen(
+        "delay_loop 20",
+        &format!("delay_loop 1\n    mysql_writer\n    {extra}"),
+        1,
+    )
 }
 
 fn start_db(lab: &LvsLab, ns: &halb_test_support::Netns, id: u32) -> MariaDb {
@@ -213,6 +222,22 @@ fn start_master(ns: &halb_test_support::Netns, id: u32) -> MariaDb {
     db
 }
 
+/// Two masters replicating from each other, the lab's schema on both.
+fn dual_master(lab: &LvsLab) -> (MariaDb, MariaDb) {
+    let a = start_master(&lab.rs_a.ns, 1);
+    let b = start_master(&lab.rs_b.ns, 2);
+    replicate(&a, "192.168.66.254");
+    replicate(&b, "192.168.66.253");
+    a.sql(SETUP)
+        .expect("the lab's tables and users, replicated to .254");
+    let replicated = wait_for(Duration::from_secs(20), || {
+        b.value("SELECT COUNT(*) FROM lab.health")
+            .is_ok_and(|n| n == "1")
+    });
+    assert!(replicated.is_some(), "the schema never reached .254");
+    (a, b)
+}
+
 fn count(db: &MariaDb) -> u64 {
     db.value("SELECT COUNT(*) FROM lab.t")
         .expect("count rows")
@@ -226,17 +251,7 @@ fn count(db: &MariaDb) -> u64 {
 #[test]
 fn a_returning_master_gets_the_writes_back_only_after_it_has_caught_up() {
     let lab = LvsLab::new("wcatch");
-    let a = start_master(&lab.rs_a.ns, 1);
-    let b = start_master(&lab.rs_b.ns, 2);
-    replicate(&a, "192.168.66.254");
-    replicate(&b, "192.168.66.253");
-    a.sql(SETUP)
-        .expect("the lab's tables and users, replicated to .254");
-    let replicated = wait_for(Duration::from_secs(20), || {
-        b.value("SELECT COUNT(*) FROM lab.health")
-            .is_ok_and(|n| n == "1")
-    });
-    assert!(replicated.is_some(), "the schema never reached .254");
+    let (a, b) = dual_master(&lab);
     let conf = lab.write("keepalived.conf", &config());
     let mut halb = Daemon::halb_with(
         &lab.director.ns,
@@ -383,5 +398,221 @@ fn an_unreachable_old_master_is_fenced_as_soon_as_it_answers() {
         back.elapsed()
     );
     assert_eq!(read_only(&b), "0");
+    halb.terminate(Duration::from_secs(10));
+}
+
+/// `halb failback ARGS` against the daemon whose log is `halb.log` in the lab's directory:
+/// (exit code, stdout and stderr).
+fn halb_failback(lab: &LvsLab, vs: &str) -> (i32, String) {
+    let socket = lab.dir.path().join("halb.sock");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_halb"))
+        .args(["failback", vs, "--control-socket"])
+        .arg(&socket)
+        .output()
+        .expect("run halb failback");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "halb failback {vs}: exit {:?}: {}",
+        out.status.code(),
+        text.trim()
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn halb_status(lab: &LvsLab) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_halb"))
+        .args(["status", "--control-socket"])
+        .arg(lab.dir.path().join("halb.sock"))
+        .output()
+        .expect("run halb status");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The check's table on .253: dropped, the server fails its check while it lives; back, it
+/// passes. Not written to the binary log, so .254 keeps its own.
+fn health_on(db: &MariaDb, present: bool) {
+    let sql = if present {
+        "SET sql_log_bin=0; CREATE TABLE lab.health (ok INT); INSERT INTO lab.health VALUES (1)"
+    } else {
+        "SET sql_log_bin=0; DROP TABLE lab.health"
+    };
+    db.sql(sql).expect("change the check's table on .253");
+}
+
+const VS: &str = "[192.168.66.251]:tcp:3306";
+
+/// `failback manual`: the returning master stays out until `halb failback`, which still
+/// waits for its catch-up; the command's errors say what is wrong.
+#[test]
+fn failback_manual_waits_for_halb_failback_and_its_catch_up() {
+    let lab = LvsLab::new("wmanual");
+    let (a, b) = dual_master(&lab);
+    let conf = lab.write("keepalived.conf", &config_with("failback manual"));
+    let mut halb = Daemon::halb_with(
+        &lab.director.ns,
+        &conf,
+        lab.dir.path().join("halb.log"),
+        &[],
+    );
+    let ready = wait_for(Duration::from_secs(30), || read_only(&b) == "1");
+    assert!(ready.is_some(), ".254 never fenced:\n{}", halb.log_text());
+
+    let (code, text) = halb_failback(&lab, VS);
+    assert_eq!(code, 2, "nothing to fail back yet: {text}");
+    assert!(text.contains("is not on its sorry server"), "{text}");
+    let (code, text) = halb_failback(&lab, "192.168.66.251:80");
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("no virtual server 192.168.66.251:80") && text.contains(VS),
+        "an unknown virtual server is named with the known ones: {text}"
+    );
+
+    health_on(&a, false);
+    let switched = wait_for(Duration::from_secs(30), || {
+        read_only(&b) == "0" && read_only(&a) == "1"
+    });
+    assert!(
+        switched.is_some(),
+        "no switch to .254:\n{}",
+        halb.log_text()
+    );
+    let (code, text) = halb_failback(&lab, VS);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("no real server is ready"), "{text}");
+
+    a.sql("STOP SLAVE SQL_THREAD")
+        .expect("hold back .253's replication");
+    let mut acknowledged = 0u64;
+    for v in 0..3 {
+        let mut c = app(&lab, vip()).expect("connect through the VIP");
+        c.query(&format!("INSERT INTO t (v) VALUES ({v})"))
+            .expect("a write on .254");
+        acknowledged += 1;
+    }
+    health_on(&a, true);
+    let held = wait_for(Duration::from_secs(30), || {
+        halb.log_text().contains(&format!(
+            "VS {VS}: not handing back to the real servers: failback manual: the sorry server \
+             stays until `halb failback {VS}`"
+        ))
+    });
+    assert!(
+        held.is_some(),
+        "the manual hold should be said:\n{}",
+        halb.log_text()
+    );
+    // Well past the check's one-second loop: nothing moves by itself.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        (read_only(&a).as_str(), read_only(&b).as_str()),
+        ("1", "0"),
+        "failback manual keeps .254 the writer:\n{}",
+        halb.log_text()
+    );
+    let status = halb_status(&lab);
+    assert!(
+        status.contains("failback held: failback manual"),
+        "halb status says why: {status}"
+    );
+
+    // Asked for while .253 lags: the catch-up rule refuses.
+    let (code, text) = halb_failback(&lab, VS);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("not handed back") && text.contains("has not applied"),
+        "{text}"
+    );
+    assert_eq!(read_only(&b), "0", ".254 stays the writer");
+
+    a.sql("START SLAVE SQL_THREAD").expect("let .253 catch up");
+    let (code, text) = halb_failback(&lab, "192.168.66.251:3306");
+    assert_eq!(code, 0, "{text}\n{}", halb.log_text());
+    assert!(
+        text.contains("handed back to 192.168.66.253:3306"),
+        "{text}"
+    );
+    assert_eq!(
+        (read_only(&a).as_str(), read_only(&b).as_str()),
+        ("0", "1"),
+        "after the failback .253 is the one writer:\n{}",
+        halb.log_text()
+    );
+    assert!(count(&a) >= acknowledged, "{} of {acknowledged}", count(&a));
+    assert!(!halb_status(&lab).contains("failback held"));
+    halb.terminate(Duration::from_secs(10));
+}
+
+/// `failback_limit 2 600`: the first failure is handed back by itself; the second switch
+/// within the window stops the automatic failback (said in the log and in `halb status`), and
+/// `halb failback` still hands back.
+#[test]
+fn failback_limit_stops_a_flapping_server_coming_back_by_itself() {
+    let lab = LvsLab::new("wlimit");
+    let a = start_db(&lab, &lab.rs_a.ns, 1);
+    let b = start_db(&lab, &lab.rs_b.ns, 2);
+    let conf = lab.write("keepalived.conf", &config_with("failback_limit 2 600"));
+    let mut halb = Daemon::halb_with(
+        &lab.director.ns,
+        &conf,
+        lab.dir.path().join("halb.log"),
+        &[],
+    );
+    let ready = wait_for(Duration::from_secs(30), || read_only(&b) == "1");
+    assert!(ready.is_some(), ".254 never fenced:\n{}", halb.log_text());
+    let handbacks = |halb: &Daemon| {
+        halb.log_text()
+            .matches("Removing sorry server [192.168.66.254]:tcp:3306")
+            .count()
+    };
+
+    // Switch 1 (out) and 2 (back, automatic).
+    health_on(&a, false);
+    let out = wait_for(Duration::from_secs(30), || read_only(&a) == "1");
+    assert!(out.is_some(), "no switch:\n{}", halb.log_text());
+    health_on(&a, true);
+    let back = wait_for(Duration::from_secs(30), || handbacks(&halb) == 1);
+    assert!(
+        back.is_some(),
+        "the first failback is automatic:\n{}",
+        halb.log_text()
+    );
+    assert_eq!(read_only(&a), "0");
+
+    // Switch 3 (out): now 3 within 600 s, no automatic failback.
+    health_on(&a, false);
+    let out = wait_for(Duration::from_secs(30), || read_only(&a) == "1");
+    assert!(out.is_some(), "no second switch:\n{}", halb.log_text());
+    health_on(&a, true);
+    let held = wait_for(Duration::from_secs(30), || {
+        halb.log_text()
+            .contains("switches within 600 s (failback_limit 2 600): no automatic failback")
+    });
+    assert!(
+        held.is_some(),
+        "the limit should be said:\n{}",
+        halb.log_text()
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        handbacks(&halb),
+        1,
+        "held by the limit:\n{}",
+        halb.log_text()
+    );
+    assert_eq!((read_only(&a).as_str(), read_only(&b).as_str()), ("1", "0"));
+    let status = halb_status(&lab);
+    assert!(
+        status.contains("failback held: 3 switches within 600 s"),
+        "halb status says why: {status}"
+    );
+
+    let (code, text) = halb_failback(&lab, VS);
+    assert_eq!(code, 0, "{text}\n{}", halb.log_text());
+    assert_eq!(handbacks(&halb), 2);
+    assert_eq!((read_only(&a).as_str(), read_only(&b).as_str()), ("0", "1"));
     halb.terminate(Duration::from_secs(10));
 }

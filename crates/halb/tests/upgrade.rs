@@ -23,7 +23,7 @@ const SERVICE_PORT: u16 = 3307;
 /// The real server's echo port on director B's address (any host on the segment would do).
 const ECHO_PORT: u16 = 3310;
 /// How many times the running halb is replaced.
-const UPGRADES: usize = 5;
+const UPGRADES: usize = 10;
 /// Long connections held across every upgrade.
 const LONG: usize = 4;
 

@@ -176,6 +176,19 @@ impl MariaDb {
         self.launch()
     }
 
+    /// Starts the server again as [`MariaDb::restart`] does, with `flags` (`--NAME[=VALUE]`)
+    /// added for this start only.
+    pub fn restart_with(&mut self, flags: &[&str]) -> Result<()> {
+        self.stop()?;
+        let kept = self.options.extra.len();
+        self.options
+            .extra
+            .extend(flags.iter().map(|f| f.to_string()));
+        let launched = self.launch();
+        self.options.extra.truncate(kept);
+        launched
+    }
+
     /// The server's TCP address.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.options.bind_address, self.port)

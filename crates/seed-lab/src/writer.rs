@@ -2,7 +2,10 @@
 //!
 //! A [`Load`] runs streams of attempts from the client's namespace through the VIP: a writer
 //! inserts one row per tick into `vip_wealth_log`, a reader counts the rows and reads the
-//! highest id. Each stream has a small connection pool that behaves as a typical application
+//! highest id, and an updater increments the counter row of `counter` with a read-modify-write
+//! transaction (`SELECT … FOR UPDATE`, then `UPDATE` to the value read plus one, `COMMIT`): two
+//! masters taking such updates at once, or a master that has not applied the other's, lose
+//! increments, which the final value shows. Each stream has a small connection pool that behaves as a typical application
 //! pool does: a connection is reused until a statement on it fails, then it is thrown away and
 //! the next attempt that needs it opens a new one; a failed statement is not retried (the
 //! application sees the exception, as the seed's Java program did).
@@ -12,7 +15,9 @@
 //! timeline is printed to stderr while it grows (failures, changes of server, and events).
 
 use crate::mysql_client::{ConnectOptions, Connection, SqlError};
-use crate::topology::{instance_of_server_id, server_label, DATABASE, READER, TABLE, VIP, WRITER};
+use crate::topology::{
+    instance_of_server_id, server_label, COUNTER, DATABASE, READER, TABLE, VIP, WRITER,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +33,8 @@ use std::time::{Duration, Instant};
 pub enum Op {
     Write,
     Read,
+    /// The counter's read-modify-write transaction.
+    Update,
 }
 
 impl Op {
@@ -35,7 +42,13 @@ impl Op {
         match self {
             Op::Write => "write",
             Op::Read => "read",
+            Op::Update => "update",
         }
+    }
+
+    /// Whether the attempt changes data (an insert or a counter update).
+    pub fn writes(self) -> bool {
+        matches!(self, Op::Write | Op::Update)
     }
 }
 
@@ -51,7 +64,7 @@ pub struct Attempt {
     pub at: f64,
     pub took_ms: f64,
     pub ok: bool,
-    /// A write's new row id; a read's highest id.
+    /// A write's new row id; a read's highest id; an update's new counter value.
     pub id: Option<u64>,
     /// The instance that answered (`253:3306`), from its `server_id`.
     pub server: Option<String>,
@@ -185,6 +198,7 @@ pub fn describe_attempt(a: &Attempt) -> String {
             s.push_str(&match a.op {
                 Op::Write => format!(", id {id}"),
                 Op::Read => format!(", max id {id}"),
+                Op::Update => format!(", counter {id}"),
             });
         }
         if a.new_connection {
@@ -244,6 +258,13 @@ impl Stream {
 
     pub fn read(port: u16) -> Stream {
         Stream { op: Op::Read, port }
+    }
+
+    pub fn update(port: u16) -> Stream {
+        Stream {
+            op: Op::Update,
+            port,
+        }
     }
 }
 
@@ -317,7 +338,7 @@ impl StreamThread {
             return;
         }
         let account = match op {
-            Op::Write => WRITER,
+            Op::Write | Op::Update => WRITER,
             Op::Read => READER,
         };
         let mut connect = ConnectOptions::new(
@@ -346,20 +367,20 @@ impl StreamThread {
                         "INSERT INTO {DATABASE}.{TABLE} (account, cert_no, name) \
                          VALUES ('{tag}', 'demo', 'test')"
                     );
-                    let mut a = pool.attempt(&self.timeline, op, port, seq, &sql, |r| {
-                        Some(r.last_insert_id)
+                    let mut a = pool.attempt(&self.timeline, op, port, seq, |c| {
+                        Ok(Some(c.query(&sql)?.last_insert_id))
                     });
                     a.tag = Some(tag);
                     a
                 }
-                Op::Read => pool.attempt(
-                    &self.timeline,
-                    op,
-                    port,
-                    seq,
-                    &format!("SELECT COUNT(*), MAX(id) FROM {DATABASE}.{TABLE}"),
-                    |r| r.rows.first()?.get(1)?.as_deref()?.parse().ok(),
-                ),
+                Op::Read => pool.attempt(&self.timeline, op, port, seq, |c| {
+                    let r =
+                        c.query(&format!("SELECT COUNT(*), MAX(id) FROM {DATABASE}.{TABLE}"))?;
+                    Ok(r.rows
+                        .first()
+                        .and_then(|row| row.get(1)?.as_deref()?.parse().ok()))
+                }),
+                Op::Update => pool.attempt(&self.timeline, op, port, seq, increment_counter),
             };
             self.timeline.record(attempt);
             // A late attempt does not make the next ones come in a burst.
@@ -401,8 +422,7 @@ impl Pool {
         op: Op,
         port: u16,
         seq: u64,
-        sql: &str,
-        id_of: impl Fn(&crate::mysql_client::QueryResult) -> Option<u64>,
+        run: impl FnOnce(&mut Connection) -> Result<Option<u64>, SqlError>,
     ) -> Attempt {
         let started = Instant::now();
         let at = timeline.at(started);
@@ -439,10 +459,10 @@ impl Pool {
         };
         attempt.server = pooled.server.clone();
         attempt.connection = Some(pooled.conn.connection_id);
-        match pooled.conn.query(sql) {
-            Ok(result) => {
+        match run(&mut pooled.conn) {
+            Ok(id) => {
                 attempt.ok = true;
-                attempt.id = id_of(&result);
+                attempt.id = id;
             }
             Err(e) => {
                 attempt.error = Some(e.to_string());
@@ -461,6 +481,22 @@ impl Pool {
             }
         }
     }
+}
+
+/// The counter's read-modify-write: reads the value under a row lock and writes it back plus
+/// one, as an application that computes the new value itself does. Returns the value written.
+fn increment_counter(c: &mut Connection) -> Result<Option<u64>, SqlError> {
+    c.query("BEGIN")?;
+    let read = c.query(&format!(
+        "SELECT n FROM {DATABASE}.{COUNTER} WHERE id = 1 FOR UPDATE"
+    ))?;
+    let n: u64 = read.first().and_then(|v| v.parse().ok()).unwrap_or(0);
+    c.query(&format!(
+        "UPDATE {DATABASE}.{COUNTER} SET n = {} WHERE id = 1",
+        n + 1
+    ))?;
+    c.query("COMMIT")?;
+    Ok(Some(n + 1))
 }
 
 /// Connects and asks which instance answered.

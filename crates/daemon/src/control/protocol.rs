@@ -18,6 +18,21 @@ pub struct Request {
     /// [`ReloadAnswer`] instead of a snapshot.
     #[serde(default)]
     pub reload: bool,
+    /// `halb failback VS`: hand virtual server VS (its name in `halb status`, or its
+    /// `IP:PORT`) back from its sorry server now; the answer is a snapshot with
+    /// [`Snapshot::failback`] set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<String>,
+}
+
+/// How a `halb failback` ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailbackAnswer {
+    /// The virtual server routes to its real servers again.
+    pub done: bool,
+    /// What happened, or why not (an unknown virtual server, nothing to fail back, a
+    /// returning MySQL writer that has not caught up).
+    pub message: String,
 }
 
 /// How a reload asked for on the control socket ended.
@@ -54,6 +69,9 @@ pub struct Snapshot {
     /// The last reload (SIGHUP or `halb reload`) since the daemon started, if any.
     #[serde(default)]
     pub last_reload: Option<LastReload>,
+    /// The answer to a `halb failback` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<FailbackAnswer>,
 }
 
 /// The daemon's own life, from its typed events.
@@ -160,6 +178,10 @@ pub struct VirtualServerView {
     pub services: Vec<ServiceKey>,
     pub quorum_up: bool,
     pub sorry_server_active: bool,
+    /// Why a real server that is ready stays out while the sorry server stands in
+    /// (`failback manual`, `failback_limit`, a MySQL writer's catch-up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_held: Option<String>,
     pub real_servers: Vec<RealServerView>,
 }
 

@@ -192,6 +192,10 @@ async fn serve(
         Ok(Ok(request)) if request.reload => {
             tokio::time::timeout(RELOAD_TIMEOUT, reload(reloads)).await?
         }
+        // A MySQL writer's failback waits for the returning server to catch up.
+        Ok(Ok(request)) if request.failback.is_some() => {
+            tokio::time::timeout(RELOAD_TIMEOUT, snapshot(queries, request)).await?
+        }
         Ok(Ok(request)) => {
             tokio::time::timeout(EXCHANGE_TIMEOUT, snapshot(queries, request)).await?
         }

@@ -641,6 +641,7 @@ mod tests {
                 services: vec![key],
                 quorum_up: true,
                 sorry_server_active: false,
+                failback_held: None,
                 real_servers: vec![RealServerView {
                     addr: rs,
                     alive: true,

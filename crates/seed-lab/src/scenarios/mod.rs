@@ -13,13 +13,21 @@
 //! fixed sleeps, and leaves the topology as it found it: every instance up, d1 MASTER, the
 //! sorry servers out, replication running. [`run_plan`] turns all of it into a [`Report`].
 
+mod compare;
 mod crash;
 mod director;
+mod director_partition;
+mod early_failback;
+mod flap;
 mod forwarding;
 mod mysql_failure;
 mod real_server;
 pub mod report;
+pub mod safety;
+mod slow_master;
 mod watch;
+
+pub use compare::{run_compare, Comparison, Mode};
 
 use crate::topology::{
     process_alive, server_label, wait_for, Cancel, Side, Topology, TopologyOptions, PORTS,
@@ -43,9 +51,26 @@ pub enum Scenario {
     Director,
     MysqlFailure,
     Crash,
+    SlowMaster,
+    EarlyFailback,
+    Flap,
+    DirectorPartition,
 }
 
 impl Scenario {
+    /// The scenarios that break the seed's setup, each run with the seed's files and with
+    /// halb's safety keywords ([`run_compare`]).
+    pub const UNKIND: [Scenario; 4] = [
+        Scenario::SlowMaster,
+        Scenario::EarlyFailback,
+        Scenario::Flap,
+        Scenario::DirectorPartition,
+    ];
+
+    pub fn is_unkind(self) -> bool {
+        Scenario::UNKIND.contains(&self)
+    }
+
     pub const ALL: [Scenario; 5] = [
         Scenario::Forwarding,
         Scenario::RealServer,
@@ -62,6 +87,10 @@ impl Scenario {
             Scenario::Director => "5",
             Scenario::MysqlFailure => "6.2",
             Scenario::Crash => "6.3",
+            Scenario::SlowMaster => "U1",
+            Scenario::EarlyFailback => "U2",
+            Scenario::Flap => "U3",
+            Scenario::DirectorPartition => "U4",
         }
     }
 
@@ -72,6 +101,10 @@ impl Scenario {
             Scenario::Director => "director",
             Scenario::MysqlFailure => "mysql-failure",
             Scenario::Crash => "crash",
+            Scenario::SlowMaster => "slow-master",
+            Scenario::EarlyFailback => "early-failback",
+            Scenario::Flap => "flap",
+            Scenario::DirectorPartition => "director-partition",
         }
     }
 
@@ -82,6 +115,16 @@ impl Scenario {
             Scenario::Director => "MASTER director stopped and restarted",
             Scenario::MysqlFailure => "The writer's MySQL instance fails, then comes back",
             Scenario::Crash => "One instance killed while the others keep serving",
+            Scenario::SlowMaster => {
+                "The real server stops answering new connections in time while old ones write"
+            }
+            Scenario::EarlyFailback => {
+                "The real server returns while its replication from the sorry server is held back"
+            }
+            Scenario::Flap => "The real server fails and returns five times, 25 s apart",
+            Scenario::DirectorPartition => {
+                "Both directors MASTER while they disagree about the real server's health"
+            }
         }
     }
 
@@ -89,10 +132,12 @@ impl Scenario {
     pub fn parse(text: &str) -> Result<Scenario> {
         Scenario::ALL
             .into_iter()
+            .chain(Scenario::UNKIND)
             .find(|s| s.id() == text || s.name() == text)
             .ok_or_else(|| {
                 let known: Vec<String> = Scenario::ALL
                     .iter()
+                    .chain(Scenario::UNKIND.iter())
                     .map(|s| format!("{} ({})", s.name(), s.id()))
                     .collect();
                 anyhow::anyhow!("no scenario {text:?}; there are: {}", known.join(", "))
@@ -111,6 +156,9 @@ pub struct PlanOptions {
     /// How long to wait for halb's checkers (the seed's delay_loop is 20 s, with 3 retries 3 s
     /// apart and a 5 s connect timeout).
     pub checker_timeout: Duration,
+    /// `early-failback`: how long the returning server's replication stays held back (two of
+    /// the seed's `delay_loop`s, so its checkers see it back well within it).
+    pub replication_hold: Duration,
 }
 
 impl Default for PlanOptions {
@@ -120,6 +168,7 @@ impl Default for PlanOptions {
             live: false,
             linger_watch: Duration::from_secs(15),
             checker_timeout: Duration::from_secs(120),
+            replication_hold: Duration::from_secs(40),
         }
     }
 }
@@ -195,6 +244,7 @@ fn not_run(scenario: Scenario, why: &str) -> ScenarioReport {
         notes: Vec::new(),
         statuses: Vec::new(),
         records: Default::default(),
+        safety: None,
     }
 }
 
@@ -218,6 +268,10 @@ pub fn run_scenario(lab: &mut Topology, plan: &PlanOptions, scenario: Scenario) 
         | Scenario::MysqlFailure => application(&[3306]),
         // Writers on both ports, so that the killed instance's own traffic is seen.
         Scenario::Crash => application(&[3306, 3308]),
+        Scenario::SlowMaster
+        | Scenario::EarlyFailback
+        | Scenario::Flap
+        | Scenario::DirectorPartition => unkind_application(),
     };
     let mut session = match Session::start(lab, plan, scenario, &streams) {
         Ok(s) => s,
@@ -229,8 +283,17 @@ pub fn run_scenario(lab: &mut Topology, plan: &PlanOptions, scenario: Scenario) 
         Scenario::Director => director::run(&mut session),
         Scenario::MysqlFailure => mysql_failure::run(&mut session),
         Scenario::Crash => crash::run(&mut session),
+        Scenario::SlowMaster => slow_master::run(&mut session),
+        Scenario::EarlyFailback => early_failback::run(&mut session),
+        Scenario::Flap => flap::run(&mut session),
+        Scenario::DirectorPartition => director_partition::run(&mut session),
     };
     session.finish(outcome.err())
+}
+
+/// The application of the unkind scenarios: inserts and counter updates on :3306.
+fn unkind_application() -> Vec<Stream> {
+    vec![Stream::write(3306), Stream::update(3306)]
 }
 
 /// A scenario while it runs: the application, the watchers, the marks and what was seen.
@@ -241,6 +304,10 @@ pub(crate) struct Session<'a> {
     scenario: Scenario,
     streams: Vec<Stream>,
     load: Option<Load>,
+    /// Further instances of the application ([`Session::start_another_application`]).
+    other_loads: Vec<Load>,
+    /// The real server's returns and the handbacks that followed.
+    returns: Vec<safety::Return>,
     watchers: Vec<watch::Watcher>,
     marks: Vec<Mark>,
     observations: Vec<Observation>,
@@ -284,6 +351,8 @@ impl<'a> Session<'a> {
             scenario,
             streams: streams.to_vec(),
             load: None,
+            other_loads: Vec::new(),
+            returns: Vec::new(),
             watchers,
             marks: Vec::new(),
             observations: Vec::new(),
@@ -343,12 +412,81 @@ impl<'a> Session<'a> {
         self.start_application()
     }
 
+    /// Starts another instance of the application, with its own pools, from `host`'s
+    /// namespace (its rows tagged `tag`), beside the running one.
+    pub fn start_another_application(&mut self, host: &str, tag: &str) -> Result<()> {
+        let netns = self.lab.host(host)?.ns.path();
+        self.mark(&format!(
+            "another instance of the application starts on {host} (new pools)"
+        ));
+        self.other_loads.push(Load::start(
+            &netns,
+            &self.timeline,
+            &self.streams,
+            tag,
+            &self.plan.load,
+        ));
+        Ok(())
+    }
+
+    /// Stops the instances [`Session::start_another_application`] started.
+    pub fn stop_other_applications(&mut self) {
+        for load in self.other_loads.drain(..) {
+            load.stop();
+        }
+    }
+
+    /// Records a return of the real server and the handback that followed it.
+    pub fn returned(&mut self, returned_at: f64, handback_at: Option<f64>) {
+        self.returns.push(safety::Return {
+            returned_at,
+            handback_at,
+        });
+    }
+
+    /// Waits `d` (or until the run is cancelled).
+    pub fn pause(&self, d: Duration) -> Result<()> {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.cancel().check()?;
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Watches d1 for up to `d`: the first time its virtual server on `port` leaves the sorry
+    /// server (an observation), or `None`.
+    pub fn watch_handback(&mut self, port: u16, d: Duration) -> Result<Option<f64>> {
+        let until = Instant::now() + d;
+        let mut seen = None;
+        while Instant::now() < until {
+            self.cancel().check()?;
+            if seen.is_none() && !self.lab.director("d1")?.sorry_server_active(port)? {
+                seen = Some(self.observe(&format!(
+                    "halb: {} back in for :{port} (sorry server out)",
+                    server_label(Side::A, port)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(seen)
+    }
+
     pub fn cancel(&self) -> Cancel {
         self.lab.cancel
     }
 
+    /// The scenario's id (`U1`), for tags.
+    pub fn scenario_id(&self) -> &'static str {
+        self.scenario.id()
+    }
+
     pub fn checker_timeout(&self) -> Duration {
         self.plan.checker_timeout
+    }
+
+    pub fn replication_hold(&self) -> Duration {
+        self.plan.replication_hold
     }
 
     /// Something the lab does: an event of the timeline and the start of a window of figures.
@@ -460,9 +598,14 @@ impl<'a> Session<'a> {
     /// Waits until d1 (the MASTER) has its virtual server on `port` on the sorry server
     /// (`active`) or back on the real server; records the observation.
     pub fn wait_sorry_server(&mut self, port: u16, active: bool) -> Result<f64> {
+        self.wait_sorry_server_on("d1", port, active)
+    }
+
+    /// [`Session::wait_sorry_server`] on `director`.
+    pub fn wait_sorry_server_on(&mut self, director: &str, port: u16, active: bool) -> Result<f64> {
         let timeout = self.checker_timeout();
         let cancel = self.cancel();
-        let d1 = self.lab.director("d1")?;
+        let d1 = self.lab.director(director)?;
         let what = if active {
             format!(
                 "halb: sorry server {} in for :{port}",
@@ -474,6 +617,7 @@ impl<'a> Session<'a> {
                 server_label(Side::A, port)
             )
         };
+        let what = format!("{what} on {director}");
         wait_for(&what, timeout, cancel, || {
             d1.sorry_server_active(port).map(|a| a == active)
         })?;
@@ -545,6 +689,7 @@ impl<'a> Session<'a> {
         if let Some(load) = self.load.take() {
             load.stop();
         }
+        self.stop_other_applications();
         self.watchers.clear();
         let stopped = Instant::now();
         let records = self.timeline.records();
@@ -614,6 +759,19 @@ impl<'a> Session<'a> {
             );
         }
 
+        let safety = self.scenario.is_unkind().then(|| {
+            let rows = final_rows.get(&3306).cloned().unwrap_or_default();
+            let after = self.pair_after(3306);
+            safety::figures(
+                3306,
+                &records,
+                &self.marks,
+                end,
+                &rows,
+                &self.returns,
+                after,
+            )
+        });
         let events: Vec<EventFigures> = report::event_figures(
             &records,
             &self.marks,
@@ -650,7 +808,38 @@ impl<'a> Session<'a> {
             notes: self.notes,
             statuses: self.statuses,
             records,
+            safety,
         }
+    }
+
+    /// Once the application stopped: waits (bounded) until each master applied what the other
+    /// wrote, then reads the counters, which are writable, and runs pt-table-checksum.
+    fn pair_after(&self, port: u16) -> safety::PairAfter {
+        let mut after = safety::PairAfter::default();
+        let (Ok(a), Ok(b)) = (self.lab.db(Side::A, port), self.lab.db(Side::B, port)) else {
+            return after;
+        };
+        for (x, y) in [(a, b), (b, a)] {
+            if let Err(e) = x.applied_all_of(y, 30) {
+                after.checksum_error = Some(format!("{e:#}"));
+            }
+        }
+        after.counter_a = a.counter().ok();
+        after.counter_b = b.counter().ok();
+        after.writable = [a, b]
+            .iter()
+            .filter(|d| {
+                d.server
+                    .value("SELECT @@global.read_only")
+                    .is_ok_and(|v| v == "0")
+            })
+            .map(|d| d.label())
+            .collect();
+        match self.lab.checksum(port) {
+            Ok(c) => after.checksum = Some(c),
+            Err(e) => after.checksum_error = Some(format!("{e:#}")),
+        }
+        after
     }
 
     /// Waits (up to 60 s) for A and B of `port` to hold the same rows; their state and rows.

@@ -161,6 +161,9 @@ pub struct ScenarioReport {
     pub statuses: Vec<(String, String)>,
     /// Every attempt, event and connection sample.
     pub records: Records,
+    /// The unkind scenarios' figures (one writer or two, lost rows and updates, divergence).
+    #[serde(default)]
+    pub safety: Option<super::safety::SafetyFigures>,
 }
 
 /// What was left after the topology was taken down.
@@ -192,6 +195,15 @@ pub struct Report {
 impl Report {
     pub fn ok(&self) -> bool {
         self.teardown.clean() && self.scenarios.iter().all(|s| s.ok)
+    }
+}
+
+/// " (unchanged)" after one of the seed's own files.
+fn unchanged(config: &str) -> &'static str {
+    if config.starts_with("the seed's") && !config.contains(" with ") {
+        " (unchanged)"
+    } else {
+        ""
     }
 }
 
@@ -656,8 +668,11 @@ impl Report {
         out.push_str("halb lab: the seed's test plan on the seed's configuration\n");
         let _ = writeln!(
             out,
-            "  d1 192.168.66.6  runs {} (unchanged)\n  d2 192.168.66.12 runs {} (unchanged)",
-            self.master_config, self.backup_config
+            "  d1 192.168.66.6  runs {}{}\n  d2 192.168.66.12 runs {}{}",
+            self.master_config,
+            unchanged(&self.master_config),
+            self.backup_config,
+            unchanged(&self.backup_config)
         );
         let _ = writeln!(
             out,

@@ -3,8 +3,8 @@
 
 use super::process::process_alive;
 use super::{
-    server_id, server_label, wait_for, Side, Topology, DATABASE, MONITOR, PORTS, READER,
-    REPLICATION, TABLE, TABLE_DDL, WRITER,
+    server_id, server_label, wait_for, Side, Topology, COUNTER, COUNTER_DDL, DATABASE, MONITOR,
+    PORTS, READER, REPLICATION, TABLE, TABLE_DDL, WRITER,
 };
 use crate::mariadb::{MariaDb, MariaDbOptions};
 use anyhow::{anyhow, bail, Context, Result};
@@ -107,6 +107,39 @@ impl Database {
                 Ok((id, r.get(1).cloned().unwrap_or_default()))
             })
             .collect()
+    }
+}
+
+impl Database {
+    /// The counter's value (`counter` row 1).
+    pub fn counter(&self) -> Result<u64> {
+        let v = self
+            .server
+            .value(&format!("SELECT n FROM {DATABASE}.{COUNTER} WHERE id = 1"))?;
+        v.parse()
+            .with_context(|| format!("the counter on {} is {v:?}", self.label()))
+    }
+
+    /// Waits (up to `timeout_s`) until this instance has applied everything `peer` wrote so
+    /// far (`MASTER_GTID_WAIT` on the peer's `@@gtid_binlog_pos`); whether it has.
+    pub fn applied_all_of(&self, peer: &Database, timeout_s: u32) -> Result<bool> {
+        // Only the peer's own domain: what this instance wrote itself is never in its
+        // replica position.
+        let domain = format!("{}-", server_id(peer.side, peer.port));
+        let pos = peer.server.value("SELECT @@gtid_binlog_pos")?;
+        let own: Vec<&str> = pos
+            .split(',')
+            .map(str::trim)
+            .filter(|p| p.starts_with(&domain))
+            .collect();
+        if own.is_empty() {
+            return Ok(true);
+        }
+        let waited = self.server.value(&format!(
+            "SELECT MASTER_GTID_WAIT('{}', {timeout_s})",
+            own.join(",")
+        ))?;
+        Ok(waited == "0")
     }
 }
 
@@ -233,9 +266,9 @@ impl Topology {
         // The schema and the application's accounts on A; replication brings them to B.
         for port in PORTS {
             self.db(Side::A, port)?.server.sql(&format!(
-                "CREATE DATABASE {DATABASE}; USE {DATABASE}; {TABLE_DDL};\
+                "CREATE DATABASE {DATABASE}; USE {DATABASE}; {TABLE_DDL}; {COUNTER_DDL};\
                  CREATE USER '{w}'@'%' IDENTIFIED BY '{wp}';\
-                 GRANT SELECT, INSERT ON {DATABASE}.* TO '{w}'@'%';\
+                 GRANT SELECT, INSERT, UPDATE ON {DATABASE}.* TO '{w}'@'%';\
                  CREATE USER '{r}'@'%' IDENTIFIED BY '{rp}';\
                  GRANT SELECT ON {DATABASE}.* TO '{r}'@'%';",
                 w = WRITER.user,

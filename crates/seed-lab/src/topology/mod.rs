@@ -16,21 +16,25 @@
 //! `database.rs` (MariaDB and replication), `director.rs` (`halb run`), `state.rs` (`up` and
 //! `down`), `wait.rs` (waits and Ctrl-C), `process.rs` (processes seen from outside).
 
+mod checksum;
 mod database;
 mod director;
+mod faults;
 mod network;
 mod process;
 mod seed;
 mod state;
 mod wait;
 
+pub use checksum::{parse_checksum_report, Checksum, TableChecksum};
 pub use database::{Database, ReplicaStatus};
 pub use director::Director;
 pub use network::{Host, Netns};
 pub use process::process_alive;
 pub use seed::{
-    instance_of_server_id, server_id, server_label, Account, DirectorConfig, Side, CLIENT_IP,
-    DATABASE, MONITOR, PORTS, READER, REPLICATION, TABLE, TABLE_DDL, VIP, WRITER,
+    add_safety_keywords, instance_of_server_id, server_id, server_label, Account, DirectorConfig,
+    Side, CLIENT_IP, COUNTER, COUNTER_DDL, DATABASE, MONITOR, PORTS, READER, REPLICATION, TABLE,
+    TABLE_DDL, VIP, WRITER,
 };
 pub use state::{DatabaseInfo, DirectorInfo, HostInfo, LabProcess, LabState, TeardownReport};
 pub use wait::{wait_for, Cancel};

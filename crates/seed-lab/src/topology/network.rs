@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 /// The bridge's name in its namespace.
-const BRIDGE: &str = "br0";
+pub(super) const BRIDGE: &str = "br0";
 
 /// A network namespace; removed on drop unless disowned (for `halb lab up`).
 #[derive(Debug)]

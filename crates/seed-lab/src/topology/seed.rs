@@ -20,6 +20,13 @@ pub enum DirectorConfig {
     },
     /// A file of the user's, used where it is.
     File(PathBuf),
+    /// A text made by the lab (the seed's file with halb's safety keywords), written into the
+    /// lab's directory as `file_name`; `described` says what it is.
+    Made {
+        file_name: String,
+        text: String,
+        described: String,
+    },
 }
 
 impl DirectorConfig {
@@ -44,8 +51,72 @@ impl DirectorConfig {
                 Ok(path)
             }
             DirectorConfig::File(path) => Ok(path.clone()),
+            DirectorConfig::Made {
+                file_name, text, ..
+            } => {
+                let path = dir.join(file_name);
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                Ok(path)
+            }
         }
     }
+
+    /// The seed's file with halb's safety keywords: every virtual server a `mysql_writer` with
+    /// `connection_fencing close`, and each TCP_CHECK a MYSQL_CHECK with the same timings (as
+    /// the lab's `monitor` account, which may set `read_only` and end sessions). Everything else
+    /// is left as it is, so the two runs differ only in what halb is asked to guard.
+    pub fn with_safety_keywords(&self) -> Result<DirectorConfig> {
+        let (file_name, text) = match self {
+            DirectorConfig::Seed { file_name, text } => (file_name.to_string(), text.to_string()),
+            DirectorConfig::File(path) => (
+                path.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "keepalived.conf".into()),
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+            ),
+            DirectorConfig::Made { .. } => return Ok(self.clone()),
+        };
+        Ok(DirectorConfig::Made {
+            file_name: format!("safe-{file_name}"),
+            text: add_safety_keywords(&text),
+            described: format!("{self} with halb's safety keywords"),
+        })
+    }
+}
+
+/// See [`DirectorConfig::with_safety_keywords`]. Works line by line on the seed's layout: a
+/// `delay_loop` line inside a `virtual_server` gets the two keywords after it, and a
+/// `TCP_CHECK {` line becomes `MYSQL_CHECK {` followed by the account.
+pub fn add_safety_keywords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 512);
+    let mut in_virtual_server = false;
+    for line in text.lines() {
+        let code = line.split('#').next().unwrap_or("").trim();
+        let indent: String = line.chars().take_while(|c| c.is_whitespace()).collect();
+        if code.starts_with("virtual_server ") {
+            in_virtual_server = true;
+        }
+        if let Some(rest) = code.strip_prefix("TCP_CHECK") {
+            if rest.trim_start().starts_with('{') {
+                out.push_str(&format!("{indent}MYSQL_CHECK {{\n"));
+                out.push_str(&format!(
+                    "{indent}    user {}\n{indent}    password {}\n",
+                    MONITOR.user, MONITOR.password
+                ));
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+        if in_virtual_server && code.starts_with("delay_loop") {
+            out.push_str(&format!(
+                "{indent}mysql_writer\n{indent}connection_fencing close\n"
+            ));
+        }
+    }
+    out
 }
 
 impl fmt::Display for DirectorConfig {
@@ -53,6 +124,7 @@ impl fmt::Display for DirectorConfig {
         match self {
             DirectorConfig::Seed { file_name, .. } => write!(f, "the seed's {file_name}"),
             DirectorConfig::File(path) => write!(f, "{}", path.display()),
+            DirectorConfig::Made { described, .. } => f.write_str(described),
         }
     }
 }
@@ -74,6 +146,15 @@ pub const TABLE_DDL: &str = "CREATE TABLE `vip_wealth_log` (\
  KEY `vip_user_wealth_index` (`cert_no`,`name`)\
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8";
 
+/// The application's counter: one row (`id` 1) that the updater increments with a
+/// read-modify-write transaction, so that lost updates show in its final value.
+pub const COUNTER: &str = "counter";
+pub const COUNTER_DDL: &str = "CREATE TABLE `counter` (\
+ `id` int NOT NULL,\
+ `n` bigint NOT NULL,\
+ PRIMARY KEY (`id`)\
+) ENGINE=InnoDB; INSERT INTO `counter` VALUES (1, 0)";
+
 /// A MariaDB account the lab creates.
 #[derive(Debug, Clone, Copy)]
 pub struct Account {
@@ -81,7 +162,7 @@ pub struct Account {
     pub password: &'static str,
 }
 
-/// The application's writer: INSERT and SELECT on the lab database.
+/// The application's writer: INSERT, UPDATE and SELECT on the lab database.
 pub const WRITER: Account = Account {
     user: "writer",
     password: "writer",
@@ -193,6 +274,31 @@ mod tests {
                 path.display()
             );
         }
+    }
+
+    #[test]
+    fn safety_keywords_go_into_every_virtual_server() {
+        let DirectorConfig::Seed { text, .. } = DirectorConfig::SEED_MASTER else {
+            unreachable!("a seed configuration")
+        };
+        let safe = add_safety_keywords(text);
+        assert_eq!(safe.matches("mysql_writer").count(), 2, "{safe}");
+        assert_eq!(safe.matches("connection_fencing close").count(), 2);
+        assert_eq!(safe.matches("MYSQL_CHECK {").count(), 2);
+        assert!(!safe.contains("TCP_CHECK"));
+        assert_eq!(safe.matches("user monitor").count(), 2);
+        // The seed's timings stay.
+        assert_eq!(safe.matches("connect_timeout 5").count(), 2);
+        assert_eq!(safe.matches("delay_loop 20").count(), 2);
+        // Only lines were added: every line of the seed's but the checkers' is still there.
+        for line in text.lines().filter(|l| !l.contains("TCP_CHECK")) {
+            assert!(safe.contains(line), "{line:?} lost");
+        }
+        let config = DirectorConfig::SEED_BACKUP.with_safety_keywords().unwrap();
+        assert_eq!(
+            config.to_string(),
+            "the seed's keepalived-backup.conf with halb's safety keywords"
+        );
     }
 
     #[test]

@@ -316,6 +316,11 @@ pub struct VirtualServer {
     /// server (server fencing). Only set with a MYSQL_CHECK to log in with
     /// ([`VirtualServer::writer_check`]).
     pub mysql_writer: bool,
+    /// halb's `failback`: whether a returning real server takes the traffic back from the
+    /// sorry server by itself (default) or only on `halb failback`.
+    pub failback: Failback,
+    /// halb's `failback_limit N T`: no automatic failback after N switches within T seconds.
+    pub failback_limit: Option<FailbackLimit>,
     /// Keywords kept as written (`snmp_name`).
     pub other: Vec<Setting>,
 }
@@ -332,6 +337,37 @@ pub enum ConnectionFencing {
     /// Leave them to finish on their own, as keepalived does: for stateless services, where
     /// a request in flight should complete.
     Drain,
+}
+
+/// When a real server that returns takes the traffic back from the sorry server: halb's
+/// `failback` keyword. For a MySQL writer the catch-up rule applies either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Failback {
+    /// As soon as its checkers pass (keepalived's behaviour).
+    #[default]
+    Automatic,
+    /// Only when an operator asks (`halb failback VS` over the control socket): the sorry
+    /// server stays meanwhile. For a master-master pair, where a handback is a second switch
+    /// of the writer.
+    Manual,
+}
+
+impl Failback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failback::Automatic => "automatic",
+            Failback::Manual => "manual",
+        }
+    }
+}
+
+/// halb's `failback_limit N T`: after `switches` switches between the real servers and the
+/// sorry server within `within_secs` seconds, the automatic failback stops until the window
+/// has moved on (a flapping server keeps the sorry server); `halb failback` still works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailbackLimit {
+    pub switches: u32,
+    pub within_secs: u64,
 }
 
 impl ConnectionFencing {
@@ -415,6 +451,8 @@ impl VirtualServer {
             real_servers: Vec::new(),
             connection_fencing: None,
             mysql_writer: false,
+            failback: Failback::Automatic,
+            failback_limit: None,
             other: Vec::new(),
         }
     }

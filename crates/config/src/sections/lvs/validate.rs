@@ -11,8 +11,8 @@
 
 use super::addr::format_addr;
 use super::model::{
-    Forwarding, GroupEntry, IpFamily, Protocol, Scheduler, VirtualServer, VirtualServerGroup,
-    VirtualServerKey, DEFAULT_PERSISTENCE_TIMEOUT,
+    Failback, Forwarding, GroupEntry, IpFamily, Protocol, Scheduler, VirtualServer,
+    VirtualServerGroup, VirtualServerKey, DEFAULT_PERSISTENCE_TIMEOUT,
 };
 use super::real_server::RsDraft;
 use super::virtual_server::VsDraft;
@@ -123,6 +123,7 @@ pub fn finish(
     weights(&mut d, &name, ctx);
     let rs_spans = d.real_servers.iter().map(|r| r.span).collect();
     let mysql_writer = d.at.mysql_writer;
+    let failback = d.at.failback;
     let mut vs = into_model(d);
     let at = At {
         real_servers: rs_spans,
@@ -140,6 +141,21 @@ pub fn finish(
                  a user that may set read_only and kill sessions",
             );
         vs.mysql_writer = false;
+    }
+    let holds_failback = vs.failback == Failback::Manual || vs.failback_limit.is_some();
+    if holds_failback && vs.sorry_server.is_none() {
+        ctx.diags
+            .warn(
+                failback.unwrap_or(at.vs),
+                format!(
+                    "Virtual server {name}: failback manual or failback_limit without a \
+                     sorry_server - nothing to hold"
+                ),
+            )
+            .set_help(
+                "failback decides when a returning real server takes the traffic back from \
+                 the sorry server: add a sorry_server",
+            );
     }
     // Reading grew these lists by doubling; a file of 100,000 real servers keeps them for the
     // daemon's whole life.

@@ -7,8 +7,9 @@
 use super::addr::{parse_server_ip, parse_server_port};
 use super::forwarding;
 use super::model::{
-    ConnectionFencing, Forwarding, IpFamily, PersistenceGranularity, Protocol, Scheduler,
-    SorryServer, VirtualServer, VirtualServerGroup, VirtualServerKey, DEFAULT_PERSISTENCE_TIMEOUT,
+    ConnectionFencing, Failback, FailbackLimit, Forwarding, IpFamily, PersistenceGranularity,
+    Protocol, Scheduler, SorryServer, VirtualServer, VirtualServerGroup, VirtualServerKey,
+    DEFAULT_PERSISTENCE_TIMEOUT,
 };
 use super::real_server::{self, read_server_timing, RsDraft, ServerTiming};
 use super::validate;
@@ -49,6 +50,8 @@ pub struct KeywordSpans {
     pub quorum: Option<Span>,
     pub hysteresis: Option<Span>,
     pub mysql_writer: Option<Span>,
+    /// `failback` or `failback_limit`, whichever came last.
+    pub failback: Option<Span>,
 }
 
 pub struct SorryDraft {
@@ -312,6 +315,27 @@ fn read_keyword(n: &Node, ctx: &mut Ctx, d: &mut VsDraft) {
         "mysql_writer" => {
             vs.mysql_writer = true;
             d.at.mysql_writer = Some(n.span());
+        }
+        "failback" => {
+            vs.failback = match ctx.choice(n, 0, &["automatic", "manual"]) {
+                Some(0) => Failback::Automatic,
+                Some(_) => Failback::Manual,
+                None => return,
+            };
+            d.at.failback = Some(n.span());
+        }
+        "failback_limit" => {
+            let Some(switches) = ctx.unsigned(n, 0, 1, 1000) else {
+                return;
+            };
+            let Some(within_secs) = ctx.unsigned(n, 1, 1, 7 * 24 * 3600) else {
+                return;
+            };
+            vs.failback_limit = Some(FailbackLimit {
+                switches: switches as u32,
+                within_secs,
+            });
+            d.at.failback = Some(n.span());
         }
         "connection_fencing" => {
             vs.connection_fencing = match ctx.choice(n, 0, &["close", "drain"]) {

@@ -6,7 +6,7 @@
 use super::addr::addr_words;
 use super::forwarding;
 use super::model::{
-    PersistenceGranularity, RealServer, Scheduler, VirtualServer, VirtualServerKey,
+    Failback, PersistenceGranularity, RealServer, Scheduler, VirtualServer, VirtualServerKey,
     DEFAULT_CONNECT_TIMEOUT_US, DEFAULT_DELAY_LOOP_US,
 };
 use crate::read::format_us;
@@ -58,6 +58,12 @@ pub fn write_virtual_server(vs: &VirtualServer, w: &mut ConfWriter) {
     w.flag("mysql_writer", vs.mysql_writer);
     if let Some(f) = vs.connection_fencing {
         w.kv("connection_fencing", f.as_str());
+    }
+    if vs.failback != Failback::Automatic {
+        w.kv("failback", vs.failback.as_str());
+    }
+    if let Some(l) = vs.failback_limit {
+        w.line(&format!("failback_limit {} {}", l.switches, l.within_secs));
     }
     if vs.quorum != 1 {
         w.kv("quorum", vs.quorum);
