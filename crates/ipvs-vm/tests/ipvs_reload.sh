@@ -267,6 +267,9 @@ while read -r file name; do
     done
 done </payload/steps
 
+# What the daemons send from here on is their shutdown, no step's.
+section "stopping"
+echo "at $EPOCHREALTIME"
 for p in $PREFIXES; do
     touch "/tmp/$p.stop"
 done
