@@ -558,6 +558,7 @@ fn halb_reloads_edit_only_what_changed_and_keep_a_connection_keepalived_beside_i
     }
     eprintln!("tables differing after a step: {differing_tables} of {reloads}");
     if !failures.is_empty() {
+        eprintln!("the machine's whole output:\n{}", output.stdout);
         for (_, daemon) in DAEMONS {
             let log = out
                 .get(&format!("log {daemon}"))

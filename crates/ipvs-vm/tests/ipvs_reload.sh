@@ -128,8 +128,8 @@ ready() {
         ! echo "$t" | grep -q -- "-r $DEAD:"
 }
 
-# settle: both tables unchanged over three polls 500 ms apart, 1 s after the change at the
-# earliest (keepalived applies a SIGHUP in the background), 60 s at most.
+# settle: both tables and both directors' addresses unchanged over three polls 500 ms apart, 1 s
+# after the change at the earliest (keepalived applies a SIGHUP in the background), 60 s at most.
 settle() {
     local prev="" cur same=0 polls=0 started limit p
     started="$(now_ms)"
@@ -139,7 +139,7 @@ settle() {
         cur=""
         for p in $PREFIXES; do
             signature "${PIDS[$p]}"
-            cur+="$SIG|"
+            cur+="$SIG|$(ip -n "$p-d1" -4 -o addr show dev eth0)|"
         done
         polls=$((polls + 1))
         if [ "$cur" = "$prev" ]; then
