@@ -17,8 +17,7 @@ own name to a shared file, answers with its name, holds the connection 0.2-1 s, 
 END and closes. A client counts a connection served when it read both. A failed connection
 whose real server (from the name line, or from that file when it was closed before the name
 reached the client) was removed by a reload while the connection was open is counted apart
-(the proxy closes those by design, as keepalived's removal does); every other failure counts
-as failed.
+(the proxy closes those by design and logs how many); every other failure counts as failed.
 
 halb's files cycle through: a weight changed, a real server added, the same removed, a virtual
 server added, a checker's timing changed, a VIP added (virtual_ipaddress_excluded, so the
@@ -509,8 +508,13 @@ def main_run(args):
         for label, f in rows:
             print(f"{label:<44} {f('halb'):>10} {f('haproxy'):>10}")
         for k in res:
+            removals = removals_halb if k == "halb" else removals_haproxy
             for f in split[k][1][:10]:
-                print(f"  {k} failure: {f}")
+                # How far from the nearest reload that removed a real server: a connection the
+                # proxy closed before any real server read its id would fail right then.
+                near = min((f["failed"] - end for _, end, _ in removals), key=abs, default=None)
+                when = f", {near * 1000:+.0f} ms from a removal" if near is not None else ""
+                print(f"  {k} failure ({f['stage']}{when}): {f['error']}")
         print(f"halb's log: {closed_in_log} connection(s) closed because their real server was removed")
         print(f"VIP absent in the director: {vip['absent']} of {vip['samples']} samples "
               f"(every 10 ms), longest {vip['longest_absent_samples']} in a row")

@@ -220,7 +220,7 @@ pub async fn run<A: Addresses>(
                 shell.repair().await
             }
             _ = tokio::time::sleep_until(fence_retry_at), if shell.writers.has_pending() => {
-                shell.writers.retry().await;
+                shell.writers.retry(&shell.vs, &shell.vips).await;
                 fence_retry_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
             _ = tokio::time::sleep_until(handback_retry_at), if !shell.held_verdicts.is_empty() => {

@@ -238,7 +238,9 @@ impl WriterFencing {
                 }
                 match run_fence(server, creds.clone()).await {
                     Ok(done) => warn!(
-                        "[{}]:{} of VS {} was writable while the VS routes elsewhere (another                          director or a person made it so): fenced again, read_only ON, {}                          client session(s) killed",
+                        "[{}]:{} of VS {} was writable while the VS routes elsewhere (another \
+                         director or a person made it so): fenced again, read_only ON, {} \
+                         client session(s) killed",
                         server.ip(),
                         server.port(),
                         status.name,
@@ -246,7 +248,8 @@ impl WriterFencing {
                     ),
                     Err(e) => {
                         warn!(
-                            "[{}]:{} of VS {} is writable while the VS routes elsewhere and                              cannot be fenced ({e}); trying again every second",
+                            "[{}]:{} of VS {} is writable while the VS routes elsewhere and \
+                             cannot be fenced ({e}); trying again every second",
                             server.ip(),
                             server.port(),
                             status.name
@@ -258,9 +261,26 @@ impl WriterFencing {
         }
     }
 
-    /// Tries the fences that failed again.
-    pub async fn retry(&mut self) {
+    /// Tries the fences that failed again, where this director is still MASTER of a writer
+    /// service the server belongs to; the others are dropped: a director that went BACKUP
+    /// while a fence was owed must not fence the server its peer now routes to.
+    pub async fn retry(&mut self, vs: &VirtualServers, vips: &BTreeSet<IpAddr>) {
+        let mastered: BTreeSet<SocketAddr> = self
+            .writers
+            .keys()
+            .filter_map(|&i| vs.vs_status(i))
+            .filter(|status| master_of(status, vips))
+            .flat_map(|status| all_servers(&status))
+            .collect();
         for (server, creds) in std::mem::take(&mut self.pending) {
+            if !mastered.contains(&server) {
+                info!(
+                    "No longer MASTER of a writer service of [{}]:{}: its owed fence is dropped",
+                    server.ip(),
+                    server.port()
+                );
+                continue;
+            }
             match run_fence(server, creds.clone()).await {
                 Ok(done) => info!(
                     "Fenced [{}]:{} now that it answers: read_only ON, {} session(s) killed",

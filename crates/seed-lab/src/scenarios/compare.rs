@@ -61,12 +61,12 @@ impl Comparison {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<19} {:<5} {:>13} {:>13} {:>8} {:>16} {:>9} {:>17}  writable after",
+            "{:<19} {:<5} {:>13} {:>13} {:>10} {:>16} {:>9} {:>17}  writable after",
             "scenario",
             "mode",
             "missing(async)",
             "2-writer rows",
-            "lost upd",
+            "lost/upd",
             "tables differing",
             "no write",
             "return→handback",
@@ -125,14 +125,14 @@ fn row(name: &str, mode: Mode, f: &SafetyFigures, ok: bool) -> String {
         format!("{} s", handbacks.join("/"))
     };
     format!(
-        "{name:<19} {:<5} {:>13} {:>13} {:>8} {:>16} {:>8.1}s {:>17}  {}{}",
+        "{name:<19} {:<5} {:>13} {:>13} {:>10} {:>16} {:>8.1}s {:>17}  {}{}",
         mode.name(),
         format!("{} ({})", f.missing.len(), f.missing_async.len()),
         format!(
             "{} in {} s",
             f.rows_in_two_writer_seconds, f.two_writer_seconds
         ),
-        f.lost_updates,
+        format!("{}/{}", f.lost_updates, f.acknowledged_updates),
         differing,
         f.longest_without_write_s,
         handback,

@@ -1,9 +1,9 @@
 //! `director-partition`: the two directors disagree about the real server (d2's new
 //! connections to A:3306 get no answer, so d2's checkers take A out and put the sorry server B
-//! in, while d1 still sees A healthy), then lose sight of each other (VRRP dropped on d2): both
-//! are MASTER. The client follows d2's gratuitous ARPs to d2 and B; a second application host
+//! in, while d1 still sees A healthy), then lose sight of each other: both are MASTER. The client follows d2's gratuitous ARPs to d2 and B; a second application host
 //! (client2, .101) whose ARP cache still names d1 goes on through d1 to A. After 30 s VRRP
 //! comes back, d2 returns to BACKUP, and only then does d2 reach A again.
+//! VRRP is dropped on the way into both directors.
 
 use super::Session;
 use crate::topology::{server_label, Side, VIP};
@@ -26,7 +26,8 @@ pub(super) fn run(s: &mut Session) -> Result<()> {
     s.lab.refuse_new_connections("d2", Side::A.ip())?;
     s.wait_sorry_server_on("d2", 3306, true)?;
 
-    s.mark("the directors lose sight of each other (VRRP dropped on d2)");
+    s.mark("the directors lose sight of each other (VRRP dropped on the way into each)");
+    s.lab.cut_vrrp("d1")?;
     s.lab.cut_vrrp("d2")?;
     s.wait_vrrp("d2", "MASTER", Duration::from_secs(30))?;
     s.start_another_application("client2", &format!("{}c2", s.scenario_id()))?;
@@ -35,7 +36,7 @@ pub(super) fn run(s: &mut Session) -> Result<()> {
         crate::writer::Op::Write,
         3306,
         Some(&b),
-        2,
+        1,
         since,
         Duration::from_secs(60),
     );
@@ -45,6 +46,7 @@ pub(super) fn run(s: &mut Session) -> Result<()> {
     s.pause(BOTH_MASTER)?;
 
     s.mark("VRRP between the directors again");
+    s.lab.restore_vrrp("d1")?;
     s.lab.restore_vrrp("d2")?;
     s.wait_vrrp("d2", "BACKUP", Duration::from_secs(30))?;
     s.stop_other_applications();

@@ -273,6 +273,20 @@ pub fn run_scenario(lab: &mut Topology, plan: &PlanOptions, scenario: Scenario) 
         | Scenario::Flap
         | Scenario::DirectorPartition => unkind_application(),
     };
+    if scenario.is_unkind() {
+        // The counter starts at 0 on both masters, whatever the scenario before left.
+        let reset = lab.db(Side::A, 3306).and_then(|a| {
+            a.reset_counter()?;
+            let b = lab.db(Side::B, 3306)?;
+            if !b.applied_all_of(a, 30)? {
+                bail!("254:3306 did not apply the counter's reset within 30 s");
+            }
+            Ok(())
+        });
+        if let Err(e) = reset {
+            return not_run(scenario, &format!("{e:#}"));
+        }
+    }
     let mut session = match Session::start(lab, plan, scenario, &streams) {
         Ok(s) => s,
         Err(e) => return not_run(scenario, &format!("{e:#}")),

@@ -6,7 +6,8 @@
 //! - rows written to both masters within the same second: the acknowledged inserts and
 //!   counter updates of every wall-clock second in which both masters acknowledged one;
 //! - lost counter updates: acknowledged increments the final counter does not hold (the lower
-//!   of the two masters' values counts, as either may serve next);
+//!   of the two masters' values counts, as either may serve next; the counter starts each
+//!   scenario at 0);
 //! - tables differing, as pt-table-checksum sees them;
 //! - the longest time without an acknowledged insert;
 //! - per return of the real server, how long until halb handed traffic back to it.

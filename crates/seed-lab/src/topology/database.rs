@@ -120,6 +120,15 @@ impl Database {
             .with_context(|| format!("the counter on {} is {v:?}", self.label()))
     }
 
+    /// Sets the counter back to 0 here (replicated to the peer), so that a scenario's
+    /// increments are the counter's whole value afterwards.
+    pub fn reset_counter(&self) -> Result<()> {
+        self.server.sql(&format!(
+            "UPDATE {DATABASE}.{COUNTER} SET n = 0 WHERE id = 1"
+        ))?;
+        Ok(())
+    }
+
     /// Waits (up to `timeout_s`) until this instance has applied everything `peer` wrote so
     /// far (`MASTER_GTID_WAIT` on the peer's `@@gtid_binlog_pos`); whether it has.
     pub fn applied_all_of(&self, peer: &Database, timeout_s: u32) -> Result<bool> {

@@ -6,8 +6,8 @@
 //!   connections from it never complete while established ones go on working: what an
 //!   overloaded master whose listen queue overflows looks like from a director, and a check's
 //!   connect runs into its `connect_timeout`.
-//! - [`Topology::cut_vrrp`]: a director neither sends nor receives VRRP adverts, so each
-//!   director believes the other gone.
+//! - [`Topology::cut_vrrp`]: a director hears no VRRP adverts; done on both, each director
+//!   believes the other gone.
 
 use super::{Host, Netns, Topology};
 use anyhow::{Context, Result};
@@ -29,10 +29,10 @@ impl Topology {
         )
     }
 
-    /// Drops VRRP (IP protocol 112) into and out of `role`'s namespace.
+    /// Drops VRRP (IP protocol 112) coming into `role`'s namespace (on the way in, so the
+    /// director's own adverts still leave without an error).
     pub fn cut_vrrp(&self, role: &str) -> Result<()> {
-        self.nft_rule(role, NO_VRRP, "input", "ip protocol vrrp drop")?;
-        self.nft_rule(role, NO_VRRP, "output", "ip protocol vrrp drop")
+        self.nft_rule(role, NO_VRRP, "input", "ip protocol vrrp drop")
     }
 
     /// Lets VRRP through `role`'s namespace again.

@@ -238,6 +238,11 @@ impl Topology {
     /// with d1 MASTER, replication running on every instance. Used after a scenario that
     /// failed half-way.
     pub fn heal(&mut self, timeout: Duration) -> Result<()> {
+        // What an unkind scenario stopped half-way may have left: its faults and its extra host.
+        for role in ["d1", "d2"] {
+            self.clear_faults(role)?;
+        }
+        self.hosts.retain(|h| h.role != "client2");
         for db in &mut self.databases {
             if !db.is_running() {
                 let label = db.label();
