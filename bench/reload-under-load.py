@@ -17,8 +17,7 @@ own name to a shared file, answers with its name, holds the connection 0.2-1 s, 
 END and closes. A client counts a connection served when it read both. A failed connection
 whose real server (from the name line, or from that file when it was closed before the name
 reached the client) was removed by a reload while the connection was open is counted apart
-(the proxy closes those by design, as keepalived's removal does); every other failure counts
-as failed.
+(the proxy closes those by design and logs how many); every other failure counts as failed.
 
 halb's files cycle through: a weight changed, a real server added, the same removed, a virtual
 server added, a checker's timing changed, a VIP added (virtual_ipaddress_excluded, so the

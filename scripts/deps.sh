@@ -11,6 +11,7 @@ packages=(
     cpio            # the IPVS VM's initramfs
     busybox-static  # the IPVS VM's userland
     qemu-system-x86 # the IPVS VM (IPVS runs in a real kernel under TCG)
+    strace          # ipvs_reload traces the IPVS commands each daemon sends (inside the IPVS VM)
     mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
     mariadb-client  # the lab runs SQL on those servers through their sockets
     percona-toolkit # the lab's unkind scenarios compare the masters with pt-table-checksum
@@ -23,6 +24,12 @@ packages=(
     prometheus      # scrapes halb's /metrics in a test; promtool checks the text
     chromium        # loads the dashboard in a test (headless)
     chromium-driver # drives that Chromium over WebDriver
+    postgresql      # contrib/zabbix/verify-import.sh: the Zabbix server's database (its own cluster)
+    zabbix-server-pgsql # ... Zabbix 6.0's schema and data for PostgreSQL
+    zabbix-frontend-php # ... Zabbix 6.0's API, which imports the template
+    php8.2-cli      # ... runs that frontend (PHP's built-in server) with the CGI flavour below
+    php8.2-cgi      #     named so that php8.2's web-server dependency needs no Apache
+    php8.2-pgsql    # ... the frontend's PostgreSQL driver
 )
 
 missing=()
@@ -44,9 +51,9 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages' services are not wanted: tests start their own processes (mariadbd with its own
-# datadir and port). A system mariadb left running would hold 127.0.0.1:3306 in the root
+# datadir and port, PostgreSQL its own cluster). A system mariadb left running would hold 127.0.0.1:3306 in the root
 # namespace, where a test or the lab may want that port, and take memory from the test run.
-for svc in keepalived mariadb prometheus; do
+for svc in keepalived mariadb prometheus postgresql zabbix-server; do
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi
@@ -54,4 +61,9 @@ done
 # Without systemd (a container), the package's init script may have started it instead.
 if [ -x /etc/init.d/mariadb ] && [ -e /run/mysqld/mysqld.pid ]; then
     /etc/init.d/mariadb stop >/dev/null 2>&1 || true
+fi
+# PostgreSQL's package creates and starts a cluster (port 5432) when it can; the Zabbix check
+# runs a cluster of its own in a temporary directory.
+if [ -x /etc/init.d/postgresql ] && ls /run/postgresql/*.pid >/dev/null 2>&1; then
+    /etc/init.d/postgresql stop >/dev/null 2>&1 || true
 fi

@@ -225,7 +225,14 @@ pub async fn run<H: Addresses + VrrpSockets>(
     };
     shell.settle(host::now()).await;
     let _ = started.send(());
-    let mut watchdog = Watchdog::from_env();
+    // A process taking over pings once it is the main process (systemd would refuse the pings
+    // of another one); the one it replaces pings until it lets go.
+    let mut watchdog = if taking_over {
+        Watchdog::off()
+    } else {
+        Watchdog::from_env()
+    };
+    let mut took_over = false;
 
     loop {
         let deadline = shell
@@ -250,7 +257,13 @@ pub async fn run<H: Addresses + VrrpSockets>(
                 info!("Stopping");
                 break;
             }
-            Some(names) = resume.recv() => shell.resume_masters(&names),
+            Some(names) = resume.recv() => {
+                shell.resume_masters(&names);
+                watchdog = Watchdog::from_env();
+                // Once the transitions are out (settled below): systemd's first STATUS=
+                // from this process shows the MASTER it now is.
+                took_over = true;
+            }
             // Here rather than on a task of its own: a wedged VRRP loop must stop the pings.
             () = watchdog.due() => { watchdog.ping(); continue; }
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
@@ -283,6 +296,11 @@ pub async fn run<H: Addresses + VrrpSockets>(
             }
         }
         shell.settle(host::now()).await;
+        if std::mem::take(&mut took_over) {
+            shell
+                .events
+                .publish(EventKind::Daemon(crate::event::DaemonEvent::TookOver));
+        }
     }
 
     let now = host::now();

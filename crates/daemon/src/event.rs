@@ -45,6 +45,12 @@ pub enum DaemonEvent {
     ReloadFinished(ReloadOutcome),
     /// A stop was asked for (SIGTERM, SIGINT); systemd's STOPPING=1.
     Stopping,
+    /// This process handed over to a new halb (an upgrade): it stops serving and drains.
+    /// `successor` is the new process's id when known (systemd's MAINPID= goes to it).
+    HandedOver { successor: Option<u32> },
+    /// This process took over from the previous halb: it now holds the sockets and the VRRP
+    /// role (systemd's MAINPID= and READY=1 from it).
+    TookOver,
 }
 
 /// How a reload ended.

@@ -103,8 +103,13 @@ pub(crate) struct VrrpHandOver {
 }
 
 /// A release the running daemon was asked for: the VRRP part stops, then the names of the
-/// instances that were MASTER go back through the sender.
-pub(crate) type ReleaseRequest = oneshot::Sender<Vec<String>>;
+/// instances that were MASTER go back through `reply`.
+pub(crate) struct ReleaseRequest {
+    /// The process id of the new halb, from the hand-over socket's peer credentials: under
+    /// systemd it becomes the service's main process.
+    pub(crate) successor: Option<u32>,
+    pub(crate) reply: oneshot::Sender<Vec<String>>,
+}
 
 /// The names of the instances that are MASTER in `views`.
 pub(crate) fn masters(views: &[InstanceStatus]) -> Vec<String> {
@@ -183,6 +188,7 @@ fn hand_over(
     release: &mpsc::Sender<ReleaseRequest>,
 ) -> Result<bool> {
     stream.set_read_timeout(Some(EXCHANGE_TIMEOUT))?;
+    let successor = peer_pid(&stream);
     let mut reader = BufReader::new(stream.try_clone()?);
     if read_line(&mut reader)? != "takeover" {
         return Ok(false);
@@ -228,7 +234,7 @@ fn hand_over(
     }
     let (reply, masters) = oneshot::channel();
     release
-        .blocking_send(reply)
+        .blocking_send(ReleaseRequest { successor, reply })
         .context("the daemon is stopping")?;
     let masters = masters.blocking_recv().context("the daemon is stopping")?;
     let mut line = serde_json::to_vec(&Released { masters })?;
@@ -237,6 +243,13 @@ fn hand_over(
         .write_all(&line)
         .context("answering the release")?;
     Ok(true)
+}
+
+/// The process at the other end of `stream` (`SO_PEERCRED`), when the kernel says.
+fn peer_pid(stream: &UnixStream) -> Option<u32> {
+    let credentials =
+        nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    u32::try_from(credentials.pid()).ok().filter(|&pid| pid > 0)
 }
 
 fn read_line(reader: &mut impl BufRead) -> Result<String> {
@@ -419,8 +432,13 @@ mod tests {
         assert_eq!(inherited.local_addr().unwrap(), addr);
 
         let releasing = tokio::task::spawn_blocking(move || predecessor.release());
-        let reply = release_rx.recv().await.unwrap();
-        reply.send(vec!["VI_1".into()]).unwrap();
+        let request = release_rx.recv().await.unwrap();
+        assert_eq!(
+            request.successor,
+            Some(std::process::id()),
+            "the successor is the process at the other end"
+        );
+        request.reply.send(vec!["VI_1".into()]).unwrap();
         assert_eq!(releasing.await.unwrap().unwrap(), ["VI_1"]);
     }
 }

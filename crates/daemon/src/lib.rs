@@ -22,6 +22,7 @@ pub mod reload_plan;
 mod sd_notify;
 mod service_status;
 mod track_script;
+mod upgrade;
 mod vip_lease;
 pub mod vrrp_map;
 mod writer_fence;
@@ -38,6 +39,7 @@ pub use event::{
 pub use handover::{socket_path as handover_socket_path, HandOverOptions};
 pub use lvs::DataplaneChoice;
 pub use reload::{ConfigReader, Reread};
+pub use upgrade::SuccessorCommand;
 
 /// How `halb run` was asked to run, beyond the configuration itself.
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ pub struct Options {
     pub reload: Option<ConfigReader>,
     /// Where the read-only HTTP endpoint (metrics, JSON API, dashboard) listens; none: off.
     pub http_listen: Option<std::net::SocketAddr>,
+    /// How `halb upgrade` starts the successor that takes over; `None`: upgrades are refused.
+    pub successor: Option<SuccessorCommand>,
 }
 
 /// Requests for keepalived's dump files, and the directory they go to. [`run`] turns SIGUSR1,
@@ -126,7 +130,12 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     fd_limit::raise_soft_limit();
     let host = std::sync::Arc::new(host::SystemHost::connect()?);
     let events = EventBus::new();
-    sd_notify::spawn(&events, config, options.reload.clone());
+    sd_notify::spawn(
+        &events,
+        config,
+        options.reload.clone(),
+        options.handover.takeover,
+    );
     run_with(config, options, host, None, events, stop, Some(hangups)).await
 }
 
@@ -221,6 +230,8 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         }
     };
     let (reload_tx, reload_requests) = tokio::sync::mpsc::channel(4);
+    let (upgrade_tx, upgrade_requests) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(upgrade::serve(options.successor.clone(), upgrade_requests));
     let (vrrp_reloads_tx, vrrp_reloads) = tokio::sync::mpsc::channel(1);
     let (lvs_reloads_tx, lvs_reloads) = tokio::sync::mpsc::channel(1);
     let (last_reload_tx, last_reload) = tokio::sync::watch::channel(None);
@@ -239,10 +250,13 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         let (views, listeners, path) = (views.clone(), listeners.clone(), handover_path.clone());
         let (control_path, query_tx) = (options.control_socket.clone(), query_tx.clone());
         move || -> anyhow::Result<(control::server::ControlServer, handover::Server)> {
-            let control = control::server::ControlServer::start_with_reload(
+            let control = control::server::ControlServer::start_with(
                 &control_path,
                 query_tx.clone(),
-                Some(reload_tx.clone()),
+                control::server::Handlers {
+                    reloads: Some(reload_tx.clone()),
+                    upgrades: Some(upgrade_tx.clone()),
+                },
             )?;
             let handover = handover::Server::start(
                 &path,
@@ -276,6 +290,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         tokio::spawn(async move {
             match handover::release_when_ready(predecessor, &listeners).await {
                 Ok(masters) => {
+                    // The VRRP part resumes them and says it took over (TookOver).
                     let _ = resume_tx.send(masters).await;
                     match serve() {
                         Ok(s) => {
@@ -307,8 +322,8 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         async move {
             tokio::select! {
                 () = stop => bus.publish(EventKind::Daemon(DaemonEvent::Stopping)),
-                Some(reply) = release_rx.recv() => {
-                    *released.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
+                Some(request) = release_rx.recv() => {
+                    *released.lock().unwrap_or_else(|e| e.into_inner()) = Some(request);
                     handed_over.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
             }
@@ -345,6 +360,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         resume,
         handed_over: handed_over.clone(),
     };
+    let events_on_handover = events.clone();
     let vrrp = daemon::run(
         config,
         host,
@@ -359,17 +375,30 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     )
     .await;
     reloads.abort();
-    let reply = released.lock().unwrap_or_else(|e| e.into_inner()).take();
-    if let Some(reply) = reply {
+    let request = released.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(handover::ReleaseRequest { successor, reply }) = request {
         // Handed over: the sockets go to the new process, which the reply lets go on; this
         // one lets its connections finish and leaves the data plane as it is.
+        events_on_handover.publish(EventKind::Daemon(DaemonEvent::HandedOver { successor }));
         drop(serving.lock().unwrap_or_else(|e| e.into_inner()).take());
         listeners.close();
         // The HTTP endpoint's task lets go of its port when next polled; the new process
         // binds it as soon as it has the answer.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Under systemd the new process is the service's main process from here: said
+        // before it goes on, so that its READY=1 comes from the main process.
+        if let Some(pid) = successor {
+            sd_notify::hand_main_pid(pid);
+        }
         let _ = reply.send(handover::masters(&views.borrow()));
-        handover::drain(&listeners, options.handover.drain_timeout).await;
+        // A stop asked for while draining (`systemctl stop` signals every process of the
+        // service) ends the drain.
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            () = handover::drain(&listeners, options.handover.drain_timeout) => {}
+            _ = sigterm.recv() => tracing::info!("Stopped while draining; closing the remaining connections"),
+        }
         return vrrp;
     }
     let _ = stop_tx.send(());

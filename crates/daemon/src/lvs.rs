@@ -539,7 +539,11 @@ impl Shell {
         self.writers = WriterFencing::new(&config.lvs, self.writers.fenced());
         self.failback = FailbackGate::new(&config.lvs);
         self.sync_table().await;
-        let mut lines: Vec<String> = before.diff(&self.held).iter().map(describe).collect();
+        let mut lines: Vec<String> = self
+            .table_diff(&before, &self.held)
+            .iter()
+            .map(describe)
+            .collect();
         lines.extend(self.close_to_removed(&before));
         self.carry_out(out).await;
         let kept = seeds.len();
@@ -892,8 +896,9 @@ impl Shell {
             return;
         };
         let desired = self.vs.table();
-        let changes = self.held.diff(&desired);
+        let changes = self.table_diff(&self.held, &desired);
         if changes.is_empty() {
+            self.held = desired;
             return;
         }
         if let Some(ctl) = self.ipvs.as_mut() {
@@ -902,6 +907,16 @@ impl Shell {
         let result = dataplane.apply(changes).await;
         let before = std::mem::take(&mut self.held);
         self.record(&before, desired, result);
+    }
+
+    /// The changes the data plane needs from `from` to `to`: IPVS holds no fallback, so a
+    /// sorry server added or removed while it does not serve changes nothing there.
+    fn table_diff(&self, from: &Table, to: &Table) -> Vec<Change> {
+        if self.ipvs.is_some() {
+            from.diff_without_fallback(to)
+        } else {
+            from.diff(to)
+        }
     }
 
     /// Records as held what landed of the changes from `before` to `desired`, logs each change

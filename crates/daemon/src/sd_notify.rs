@@ -85,6 +85,33 @@ pub fn status(status: &str) -> String {
 
 pub const WATCHDOG: &str = "WATCHDOG=1";
 
+/// From the process that hands over: `pid` is the service's main process from now on (the
+/// unit's default `NotifyAccess=main` accepts this from the main process only, so the old one
+/// says it before the new one speaks).
+pub fn main_pid(pid: u32) -> String {
+    format!("MAINPID={pid}")
+}
+
+/// From the process that took over: it is the main process, and ready.
+pub fn took_over(pid: u32, status: &str) -> String {
+    format!("MAINPID={pid}\nREADY=1\nSTATUS={}", one_line(status))
+}
+
+/// Tells systemd, when it runs this process, that `successor` is the service's main process
+/// now. Sent from here rather than from the event task so that it leaves before the successor
+/// is told to go on.
+pub fn hand_main_pid(successor: u32) {
+    match NotifySocket::from_env() {
+        Ok(Some(socket)) => {
+            if let Err(e) = socket.send(&main_pid(successor)) {
+                warn!("{e:#}");
+            }
+        }
+        Ok(None) => {}
+        Err(e) => warn!("no notifications to systemd: {e:#}"),
+    }
+}
+
 /// CLOCK_MONOTONIC now, in microseconds.
 fn monotonic_usec() -> u64 {
     use nix::time::{clock_gettime, ClockId};
@@ -142,8 +169,10 @@ impl NotifySocket {
 
 /// Sends the daemon's life and a one-line status to systemd as the events come, when
 /// `NOTIFY_SOCKET` is set; does nothing otherwise. `reader` reads the file a reload applied,
-/// for the summary's list of instances and virtual servers.
-pub fn spawn(bus: &EventBus, config: &Config, reader: Option<ConfigReader>) {
+/// for the summary's list of instances and virtual servers. A process `taking_over` says
+/// nothing until it has taken over: until then the running one is the service's main process,
+/// and systemd would refuse (and log) what another process sends.
+pub fn spawn(bus: &EventBus, config: &Config, reader: Option<ConfigReader>, taking_over: bool) {
     let socket = match NotifySocket::from_env() {
         Ok(Some(s)) => s,
         Ok(None) => return,
@@ -161,6 +190,7 @@ pub fn spawn(bus: &EventBus, config: &Config, reader: Option<ConfigReader>) {
             }
         };
         let mut ready = false;
+        let mut main = !taking_over;
         let mut shown = String::new();
         loop {
             let event = match events.recv().await {
@@ -176,9 +206,18 @@ pub fn spawn(bus: &EventBus, config: &Config, reader: Option<ConfigReader>) {
                 EventKind::Daemon(DaemonEvent::Ready) => {
                     ready = true;
                     shown = summary.line();
-                    send(self::ready(&shown));
+                    if main {
+                        send(self::ready(&shown));
+                    }
                 }
-                EventKind::Daemon(DaemonEvent::ReloadStarted) => {
+                EventKind::Daemon(DaemonEvent::TookOver) => {
+                    main = true;
+                    shown = summary.line();
+                    send(took_over(std::process::id(), &shown));
+                }
+                // The successor is the main process now (see [`hand_main_pid`]).
+                EventKind::Daemon(DaemonEvent::HandedOver { .. }) => return,
+                EventKind::Daemon(DaemonEvent::ReloadStarted) if main => {
                     send(reloading(monotonic_usec()));
                 }
                 EventKind::Daemon(DaemonEvent::ReloadFinished(outcome)) => {
@@ -193,16 +232,20 @@ pub fn spawn(bus: &EventBus, config: &Config, reader: Option<ConfigReader>) {
                         }
                     }
                     shown = summary.line();
-                    send(self::ready(&shown));
+                    if main {
+                        send(self::ready(&shown));
+                    }
                 }
                 EventKind::Daemon(DaemonEvent::Stopping) => {
-                    send(stopping());
+                    if main {
+                        send(stopping());
+                    }
                     return;
                 }
                 kind => {
                     summary.apply(kind);
                     let line = summary.line();
-                    if ready && line != shown {
+                    if ready && main && line != shown {
                         shown = line;
                         send(status(&shown));
                     }
@@ -241,6 +284,11 @@ impl Watchdog {
             _ => None,
         };
         Watchdog { ping }
+    }
+
+    /// No pings: a process that is taking over is not the service's main process yet.
+    pub fn off() -> Watchdog {
+        Watchdog { ping: None }
     }
 
     /// Completes when a ping is due.
@@ -312,6 +360,11 @@ mod tests {
             "RELOADING=1\nMONOTONIC_USEC=1234567\nSTATUS=Reloading the configuration"
         );
         assert!(stopping().starts_with("STOPPING=1\n"));
+        assert_eq!(main_pid(42), "MAINPID=42");
+        assert_eq!(
+            took_over(42, "MASTER on VI_1"),
+            "MAINPID=42\nREADY=1\nSTATUS=MASTER on VI_1"
+        );
     }
 
     #[test]

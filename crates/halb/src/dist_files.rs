@@ -35,6 +35,12 @@ The seed's two directors' configurations.
 .SH SYSTEMD
 halb.service is \fBType=notify\fR: halb sends READY=1 once its first configuration is applied, RELOADING=1 and READY=1 around a reload, STOPPING=1 when it stops, a one-line STATUS= (for example "MASTER on VI_1, 2/2 virtual servers up") and, with \fBWatchdogSec=\fR, WATCHDOG=1 from its VRRP loop, so that a wedged daemon is restarted.
 When its standard error is the journal (\fBJOURNAL_STREAM\fR), its lines carry syslog priorities (<3> error, <4> warning, <6> info, <7> debug) and no timestamp.
+.SH UPGRADE
+Upgrading halb is not a failover. \fBhalb upgrade\fR (which the package's postinst runs when halb.service is active) asks the running daemon to start the halb binary now on disk with its own arguments and \fB--takeover\fR.
+The daemon starts it itself, so that the new process belongs to the same service: its cgroup, notification socket, watchdog, journal stream, capabilities and sandbox.
+The new process takes the listening sockets (passed over CONTROL.handover) and the MASTER role without a priority 0 advert; the old one tells systemd that the new one is the service's main process (MAINPID=, accepted from the main process under the default NotifyAccess=main), stops its VRRP part, and drains its established connections (at most \fB--drain-timeout\fR) before it exits.
+The new process then sends READY=1 and its STATUS=, and pings the watchdog.
+\fBsystemctl restart\fR, by contrast, stops the MASTER (priority 0 advert, VIPs removed), so the peer takes over for the moment of the restart.
 .SH SEE ALSO
 \fBhalb-keepalived.conf\fR(5), \fBkeepalived.conf\fR(5), \fBkeepalived\fR(8), \fBipvsadm\fR(8), \fBsystemd.service\fR(5)
 "#;

@@ -14,6 +14,7 @@ mod realserver;
 mod reload;
 mod run;
 mod status;
+mod upgrade;
 
 // Reading a large configuration is dominated by many small allocations; mimalloc makes them
 // (and freeing them) several times cheaper than glibc's malloc. Built without its transparent
@@ -54,6 +55,14 @@ enum Command {
     /// Exit status: 0 applied, 4 when the file has errors (refused: the running configuration
     /// stays, the diagnostics are printed), 1 when the daemon cannot be reached.
     Reload(reload::Args),
+    /// Replace the running daemon by the halb binary now on disk without a failover (after a
+    /// package upgrade): the daemon starts it with its own arguments and `--takeover`, the new
+    /// process takes the listening sockets and the VRRP role, the old one drains and exits.
+    ///
+    /// Under systemd the new process becomes the service's main process (MAINPID=) in the same
+    /// service. Exit status: 0 taken over, 1 failed (the running daemon carries on), 3 the
+    /// running daemon predates `halb upgrade` (only a restart, a failover, replaces it).
+    Upgrade(upgrade::Args),
     /// Hand a virtual server back from its sorry server to its real servers now, past
     /// `failback manual` and `failback_limit`; a `mysql_writer`'s returning server must still
     /// have caught up with the sorry server.
@@ -96,6 +105,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status::run(&args),
         Command::Reload(args) => reload::run(&args),
+        Command::Upgrade(args) => upgrade::run(&args),
         Command::Failback(args) => failback::run(&args),
         Command::Realserver(args) => realserver::run(&args),
         Command::Ipvs(args) => ipvs_tool::run(&args),

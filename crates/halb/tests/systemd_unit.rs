@@ -5,21 +5,30 @@
 //! `systemd-analyze verify` on the unit, `systemctl start` with the example as
 //! /etc/keepalived/keepalived.conf (the VIP comes up, `systemctl status` shows the STATUS= line,
 //! the journal has the lines at their priorities), `systemctl reload` (and one with a broken file,
-//! which fails while halb keeps serving), a SIGSTOPped halb restarted by the watchdog,
-//! `systemctl stop` taking the VIP away, and `dpkg --purge` leaving nothing.
+//! which fails while halb keeps serving), a SIGSTOPped halb restarted by the watchdog, an
+//! upgrade of the package while a client connects through the VIP every 10 ms (`halb upgrade`
+//! from the postinst: a new main process, no failed connection, the VIP never gone),
+//! `systemctl stop` taking the VIP away, `halb lab run forwarding` from the installed files
+//! (the tree has MariaDB), and `dpkg --purge` leaving nothing.
 //!
 //! Needs root, mmdebstrap, systemd-container (systemd-nspawn), dpkg-dev and, for the package's
 //! check, lintian (`scripts/deps.sh`). Prints how long each step took.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use halb_test_support::{installed, is_root, skip, ChildGuard, Netns};
 
 /// What the cached tree holds besides the `apt` variant's packages. Part of the cache's name:
 /// changing the list makes a new tree.
-const TREE_PACKAGES: &str = "systemd,systemd-sysv,dbus,iproute2,man-db,keepalived";
+/// (MariaDB: what `halb lab` needs, as the package's Recommends and Suggests name it.)
+const TREE_PACKAGES: &str =
+    "systemd,systemd-sysv,dbus,iproute2,man-db,keepalived,mariadb-server,mariadb-client";
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -85,6 +94,97 @@ fn build_package(dir: &Path) -> PathBuf {
             .expect("package.sh prints the .deb")
             .trim(),
     )
+}
+
+/// The same package as a later version (its control file's `Version:` raised): what an upgrade
+/// installs. dpkg replaces /usr/sbin/halb with a new file, so the running halb's binary is the
+/// old, deleted one.
+fn later_version(deb: &Path, dir: &Path) -> (PathBuf, String) {
+    let root = dir.join("later");
+    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&root));
+    let control_path = root.join("DEBIAN/control");
+    let control = std::fs::read_to_string(&control_path).expect("read the control file");
+    let version = control
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .expect("a Version: line")
+        .to_string();
+    let later = format!("{version}+upgrade1");
+    std::fs::write(
+        &control_path,
+        control.replace(
+            &format!("Version: {version}\n"),
+            &format!("Version: {later}\n"),
+        ),
+    )
+    .expect("write the control file");
+    let out = dir.join("halb-later.deb");
+    run(Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zgzip", "--build"])
+        .arg(&root)
+        .arg(&out));
+    (out, later)
+}
+
+/// An echo server on `addr` in the namespace `path`, a thread per connection, until `stop`.
+fn echo_server(path: PathBuf, addr: SocketAddr, stop: Arc<AtomicBool>) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        halb_sys::netns::enter(&path).expect("enter the real server's namespace");
+        let listener = TcpListener::bind(addr).expect("bind the echo port");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let _ = ready_tx.send(());
+        while !stop.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    std::thread::spawn(move || {
+                        let mut reader = stream.try_clone().expect("clone");
+                        let _ = std::io::copy(&mut reader, &mut stream);
+                    });
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the echo server started");
+}
+
+/// One short exchange through the VIP: connect, send, read the echo, close.
+fn exchange(to: SocketAddr) -> std::io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&to, Duration::from_secs(1))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream.write_all(b"ping\n")?;
+    let mut echo = [0u8; 5];
+    stream.read_exact(&mut echo)?;
+    if &echo != b"ping\n" {
+        return Err(std::io::Error::other("wrong echo"));
+    }
+    Ok(())
+}
+
+/// A client in the namespace `path`: an exchange with `to` every 10 ms until `stop`; the
+/// attempts, and the errors of those that failed.
+fn client_loop(
+    path: PathBuf,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+    attempts: Arc<AtomicU32>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        halb_sys::netns::enter(&path).expect("enter the client's namespace");
+        let mut errors = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = exchange(to) {
+                errors.push(e.to_string());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        errors
+    })
 }
 
 /// `/run/systemd/nspawn` must be writable for nspawn; a tmpfs there, unmounted on drop when
@@ -300,6 +400,11 @@ fn the_package_under_systemd() {
         .arg("-xf")
         .arg(&tarball));
     std::fs::copy(&deb, tree.join("root/halb.deb")).expect("copy the .deb into the tree");
+    let (later_deb, later) = later_version(&deb, work.path());
+    std::fs::copy(&later_deb, tree.join("root/halb-later.deb")).expect("copy the later .deb");
+    // The tree's own MariaDB service is not what the lab runs: it would only slow the boot.
+    std::os::unix::fs::symlink("/dev/null", tree.join("etc/systemd/system/mariadb.service"))
+        .expect("mask mariadb.service");
     eprintln!(
         "timing: tree ready (cached tarball unpacked): {}",
         secs(t.elapsed())
@@ -453,11 +558,179 @@ fn the_package_under_systemd() {
         ct.show("StatusText").starts_with("MASTER on INT")
     });
 
+    // Upgrade: dpkg -i of a later version while a client on the segment connects through the
+    // VIP every 10 ms to a real server on the segment. The postinst runs `halb upgrade`: the
+    // running halb starts the new binary in the service, which takes over and becomes the
+    // main process; the old one drains and exits. Not a failover: no client fails, the VIP
+    // stays, the unit stays active without a restart.
+    peer.ip(&["addr", "add", "192.168.66.253/24", "dev", "sdp0"]);
+    let stop_echo = Arc::new(AtomicBool::new(false));
+    echo_server(
+        peer.path(),
+        "192.168.66.253:3306".parse().unwrap(),
+        stop_echo.clone(),
+    );
+    let to: SocketAddr = "192.168.66.251:3306".parse().unwrap();
+    let through = ct.wait("an echo through the VIP", Duration::from_secs(15), || {
+        peer.run_in(move || exchange(to).is_ok())
+    });
+    eprintln!("timing: first echo through the VIP: {}", secs(through));
+    let old_pid = ct.show("MainPID");
+    let restarts = ct.show("NRestarts");
+    let stop_client = Arc::new(AtomicBool::new(false));
+    let attempts = Arc::new(AtomicU32::new(0));
+    let client = client_loop(peer.path(), to, stop_client.clone(), attempts.clone());
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let upgraded = ct.run(&["dpkg", "-i", "/root/halb-later.deb"]);
+    eprintln!(
+        "timing: dpkg -i of the later version (postinst: halb upgrade): {}",
+        secs(t.elapsed())
+    );
+    assert!(upgraded.contains("took over from pid"), "{upgraded}");
+    eprintln!("{}", upgraded.trim());
+    let new_pid = ct.show("MainPID");
+    assert_ne!(new_pid, old_pid, "the main process is the new halb");
+    assert_eq!(ct.show("ActiveState"), "active");
+    assert_eq!(ct.show("SubState"), "running");
+    assert_eq!(
+        ct.show("NRestarts"),
+        restarts,
+        "an upgrade is not a restart"
+    );
+    assert_eq!(
+        ct.run(&["dpkg-query", "-W", "-f", "${Version}", "halb"]),
+        later
+    );
+    assert_eq!(
+        ct.run(&["readlink", &format!("/proc/{new_pid}/exe")])
+            .trim(),
+        "/usr/sbin/halb",
+        "the new main process runs the new binary"
+    );
+    let drained = ct.wait("the old halb's exit", Duration::from_secs(15), || {
+        !ct.try_run(&["test", "-e", &format!("/proc/{old_pid}")])
+            .status
+            .success()
+    });
+    eprintln!(
+        "timing: the old halb drained and exited {} after the upgrade",
+        secs(drained)
+    );
+    // Past the 2 s watchdog: the new main process pings (else systemd would restart it).
+    std::thread::sleep(Duration::from_millis(3000));
+    stop_client.store(true, Ordering::Relaxed);
+    let errors = client.join().expect("the client");
+    let attempts = attempts.load(Ordering::Relaxed);
+    eprintln!(
+        "upgrade under systemd: {} of {attempts} client connections failed, main PID {old_pid} -> {new_pid}",
+        errors.len()
+    );
+    assert!(errors.is_empty(), "failed connections: {errors:?}");
+    assert!(attempts > 100, "the client ran ({attempts} attempts)");
+    assert_eq!(ct.show("MainPID"), new_pid, "no restart after the upgrade");
+    assert_eq!(ct.show("NRestarts"), restarts);
+    assert!(ct.has_vip(), "the VIP stays through the upgrade");
+    assert!(ct.show("StatusText").starts_with("MASTER on INT"));
+    let status = ct.try_run(&["systemctl", "status", "halb", "--no-pager"]);
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains("Active: active (running)")
+            && status.contains(&format!("Main PID: {new_pid} (halb)")),
+        "{status}"
+    );
+    eprintln!("systemctl status halb after the upgrade:\n{status}");
+    let journal = ct.run(&["journalctl", "-u", "halb", "--no-pager"]);
+    for line in [
+        "Upgrade: started the new halb",
+        "The previous halb let go",
+        "Drained; exiting",
+    ] {
+        assert!(
+            journal.contains(line),
+            "the journal lacks {line:?}\n{journal}"
+        );
+    }
+    for line in ["reception only permitted for main PID", "sent 0 priority"] {
+        let since_upgrade = journal
+            .rsplit_once("Upgrade: started the new halb")
+            .map_or("", |(_, after)| after);
+        assert!(
+            !since_upgrade.contains(line),
+            "after the upgrade the journal has {line:?}\n{journal}"
+        );
+    }
+    // The new main process reloads as the old one did.
+    ct.run(&["systemctl", "reload", "halb"]);
+    assert_eq!(ct.show("ActiveState"), "active");
+    stop_echo.store(true, Ordering::Relaxed);
+    // systemd supervises it though it is not systemd's child (it was the old halb's, and is
+    // PID 1's since the old one exited): a crash is seen and restarted (Restart=on-failure).
+    ct.sh(&format!("kill -KILL {new_pid}"));
+    let restarted = ct.wait(
+        "a restart of the upgraded halb after SIGKILL",
+        Duration::from_secs(30),
+        || {
+            let now = ct.show("MainPID");
+            now != new_pid && now != "0" && ct.show("ActiveState") == "active"
+        },
+    );
+    eprintln!(
+        "timing: SIGKILL of the upgraded halb to a restarted one: {}",
+        secs(restarted)
+    );
+    let restarts: u32 = restarts.parse().expect("NRestarts is a number");
+    assert_eq!(ct.show("NRestarts"), (restarts + 1).to_string());
+    ct.wait("MASTER after the restart", Duration::from_secs(15), || {
+        ct.show("StatusText").starts_with("MASTER on INT")
+    });
+
     // Stop: the VIP goes with it.
     let t = Instant::now();
     ct.run(&["systemctl", "stop", "halb"]);
     eprintln!("timing: systemctl stop: {}", secs(t.elapsed()));
     assert!(!ct.has_vip(), "systemctl stop left the VIP");
+    let left =
+        ct.sh("cat /sys/fs/cgroup/system.slice/halb.service/cgroup.procs 2>/dev/null || true");
+    assert_eq!(
+        left.trim(),
+        "",
+        "processes left in halb.service after systemctl stop"
+    );
+
+    // The seed's lab from the installed files: its namespaces inside the container, MariaDB
+    // from the tree, the directors run by /usr/sbin/halb. mariadb-install-db resolves the
+    // host's name: the /etc/hosts Debian's installer writes (mmdebstrap writes none).
+    ct.sh("printf '127.0.0.1\\tlocalhost\\n127.0.1.1\\t%s\\n' \"$(hostname)\" >/etc/hosts");
+    let t = Instant::now();
+    let lab = ct.try_run(&["halb", "lab", "run", "forwarding", "--quiet"]);
+    let lab_out = String::from_utf8_lossy(&lab.stdout);
+    eprintln!(
+        "timing: halb lab run forwarding in the container: {}",
+        secs(t.elapsed())
+    );
+    assert!(
+        lab.status.success(),
+        "halb lab run forwarding: {}\n{lab_out}{}",
+        lab.status,
+        String::from_utf8_lossy(&lab.stderr)
+    );
+    let summary = lab_out
+        .lines()
+        .skip_while(|l| !l.starts_with("== summary"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    eprintln!("{summary}");
+    assert!(
+        summary.contains("forwarding     ok")
+            && summary.contains("teardown: every namespace removed, every process stopped"),
+        "{lab_out}"
+    );
+    assert_eq!(
+        ct.run(&["ip", "netns", "list"]).trim(),
+        "",
+        "the lab left namespaces"
+    );
 
     // Purge, also of an enabled unit: nothing of halb stays. man-db's cache of formatted
     // pages (made by `man` above) is man-db's, which cleans it itself.

@@ -33,6 +33,7 @@ pub fn apply(view: &mut DaemonView, event: &Event) {
             });
         }
         DaemonEvent::Stopping => view.stopping = true,
+        DaemonEvent::HandedOver { .. } | DaemonEvent::TookOver => {}
     }
 }
 

@@ -18,11 +18,25 @@ pub struct Request {
     /// [`ReloadAnswer`] instead of a snapshot.
     #[serde(default)]
     pub reload: bool,
+    /// `halb upgrade`: start the halb binary found on disk, which takes over from this
+    /// process (`halb run --takeover`); the answer is an [`UpgradeAnswer`].
+    #[serde(default)]
+    pub upgrade: bool,
     /// `halb failback VS`: hand virtual server VS (its name in `halb status`, or its
     /// `IP:PORT`) back from its sorry server now; the answer is a snapshot with
     /// [`Snapshot::failback`] set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback: Option<String>,
+}
+
+/// How an upgrade asked for on the control socket began: the successor was started. Whether
+/// it took over shows when the control socket answers from its process id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeAnswer {
+    /// The process id of the new halb.
+    pub successor_pid: u32,
+    /// The program it runs, and its arguments.
+    pub command: Vec<String>,
 }
 
 /// How a `halb failback` ended.

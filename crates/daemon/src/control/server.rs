@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::{debug, warn};
 
 use super::protocol::{ReloadAnswer, Request, Snapshot};
+pub use crate::upgrade::UpgradeQuery;
 
 /// A request handed to the daemon, with where to send the answer.
 pub type Query = (Request, oneshot::Sender<Snapshot>);
@@ -33,6 +34,15 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// plane and VRRP need.
 const MAX_CONNECTIONS: usize = 32;
 
+/// Where the requests that are not status requests go; a missing one is refused.
+#[derive(Debug, Clone, Default)]
+pub struct Handlers {
+    /// `halb reload`.
+    pub reloads: Option<mpsc::Sender<ReloadQuery>>,
+    /// `halb upgrade`.
+    pub upgrades: Option<mpsc::Sender<UpgradeQuery>>,
+}
+
 /// The listening socket; removed from the file system when dropped.
 pub struct ControlServer {
     path: PathBuf,
@@ -52,8 +62,24 @@ impl ControlServer {
         queries: mpsc::Sender<Query>,
         reloads: Option<mpsc::Sender<ReloadQuery>>,
     ) -> Result<ControlServer> {
+        Self::start_with(
+            path,
+            queries,
+            Handlers {
+                reloads,
+                upgrades: None,
+            },
+        )
+    }
+
+    /// As [`ControlServer::start`], with reload and upgrade requests going to `handlers`.
+    pub fn start_with(
+        path: &Path,
+        queries: mpsc::Sender<Query>,
+        handlers: Handlers,
+    ) -> Result<ControlServer> {
         let listener = bind_private(path)?;
-        tokio::spawn(accept_loop(listener, queries, reloads));
+        tokio::spawn(accept_loop(listener, queries, handlers));
         Ok(ControlServer {
             path: path.to_path_buf(),
         })
@@ -118,11 +144,7 @@ pub(crate) fn bind_private(path: &Path) -> Result<UnixListener> {
     bound
 }
 
-async fn accept_loop(
-    listener: UnixListener,
-    queries: mpsc::Sender<Query>,
-    reloads: Option<mpsc::Sender<ReloadQuery>>,
-) {
+async fn accept_loop(listener: UnixListener, queries: mpsc::Sender<Query>, handlers: Handlers) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     // Logged when the cap is reached, not once per refused client.
     let mut full = false;
@@ -142,10 +164,10 @@ async fn accept_loop(
                 };
                 full = false;
                 let queries = queries.clone();
-                let reloads = reloads.clone();
+                let handlers = handlers.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    match serve(stream, queries, reloads).await {
+                    match serve(stream, queries, handlers).await {
                         Ok(()) => {}
                         Err(_) => debug!(
                             "control socket client: closed after {} s without a complete exchange",
@@ -176,7 +198,7 @@ const MAX_REQUEST: usize = 4096;
 async fn serve(
     stream: UnixStream,
     queries: mpsc::Sender<Query>,
-    reloads: Option<mpsc::Sender<ReloadQuery>>,
+    handlers: Handlers,
 ) -> Result<(), Elapsed> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -190,7 +212,10 @@ async fn serve(
         Err(e) => Ok(serde_json::json!({ "error": format!("{e}") }).to_string()),
         Ok(Err(e)) => Ok(serde_json::json!({ "error": format!("bad request: {e}") }).to_string()),
         Ok(Ok(request)) if request.reload => {
-            tokio::time::timeout(RELOAD_TIMEOUT, reload(reloads)).await?
+            tokio::time::timeout(RELOAD_TIMEOUT, reload(handlers.reloads)).await?
+        }
+        Ok(Ok(request)) if request.upgrade => {
+            tokio::time::timeout(EXCHANGE_TIMEOUT, upgrade(handlers.upgrades)).await?
         }
         // A MySQL writer's failback waits for the returning server to catch up.
         Ok(Ok(request)) if request.failback.is_some() => {
@@ -232,6 +257,19 @@ async fn reload(reloads: Option<mpsc::Sender<ReloadQuery>>) -> Result<String, ()
     reloads.send(tx).await.map_err(|_| ())?;
     let answer = rx.await.map_err(|_| ())?;
     serde_json::to_string(&answer).map_err(|_| ())
+}
+
+/// Asks the daemon to start its successor; answers with its pid.
+async fn upgrade(upgrades: Option<mpsc::Sender<UpgradeQuery>>) -> Result<String, ()> {
+    let Some(upgrades) = upgrades else {
+        return Ok(serde_json::json!({ "error": "this daemon cannot upgrade" }).to_string());
+    };
+    let (tx, rx) = oneshot::channel();
+    upgrades.send(tx).await.map_err(|_| ())?;
+    match rx.await.map_err(|_| ())? {
+        Ok(answer) => serde_json::to_string(&answer).map_err(|_| ()),
+        Err(e) => Ok(serde_json::json!({ "error": e }).to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -159,6 +159,17 @@ fn daemon_data(event: &DaemonEvent) -> (String, Value) {
             }),
         ),
         DaemonEvent::Stopping => ("Stopping".into(), json!({"event": "stopping"})),
+        DaemonEvent::HandedOver { successor } => (
+            match successor {
+                Some(pid) => format!("Handed over to the new halb (pid {pid}); draining"),
+                None => "Handed over to the new halb; draining".into(),
+            },
+            json!({"event": "handed_over", "successor": successor}),
+        ),
+        DaemonEvent::TookOver => (
+            "Took over from the previous halb".into(),
+            json!({"event": "took_over"}),
+        ),
     }
 }
 

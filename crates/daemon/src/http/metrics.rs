@@ -1,21 +1,28 @@
 //! `/metrics`: Prometheus's text format, from two typed sources. Counters of things that happen
 //! (reloads, VRRP transitions, checker failures, probe durations) are counted from the event
 //! bus as events arrive; levels (states, weights, connection counts, the data plane's counters)
-//! are read from a fresh snapshot at each scrape and written straight out, without a registry
-//! of their own, so that 10,000 real servers cost one pass over the snapshot.
+//! are read from a fresh snapshot at each scrape, without a registry of their own.
+//!
+//! The levels of 10,000 real servers are about 100,000 series and 16 MB of text, nearly all of
+//! it names and labels that change only with the configuration. The first scrape (and any
+//! scrape after the set of series changed) writes them with prometheus-client's encoder and
+//! keeps that text as a template; the scrapes after it only put the new values into the
+//! template. A hash of everything the labels are made of says whether the template still
+//! fits.
 //!
 //! Address labels are node_exporter's IPVS collector's (`local_address`, `local_port`,
 //! `local_mark`, `proto`, `remote_address`, `remote_port`); every name starts with `halb_`.
 
 use std::collections::HashMap;
 use std::fmt::Error as FmtError;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::UNIX_EPOCH;
 
 use halb_check::{CheckerId, ProbeSample};
 use halb_lb::table::ServiceKey;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -45,6 +52,11 @@ pub struct EventMetrics {
     probe_seconds: Family<Labels, Histogram>,
     /// MYSQL_CHECK's last `read_only` per checker.
     read_only: Mutex<HashMap<CheckerId, bool>>,
+    /// The length of the last scrape's text: the next one is written into a buffer that
+    /// size (growing a 16 MB text by doubling copied it several times over).
+    last_len: AtomicUsize,
+    /// The levels' text of the last scrape, cut at its values.
+    template: Mutex<Option<Template>>,
 }
 
 fn probe_histogram() -> Histogram {
@@ -122,6 +134,8 @@ impl EventMetrics {
             probe_failures,
             probe_seconds,
             read_only: Mutex::new(HashMap::new()),
+            last_len: AtomicUsize::new(0),
+            template: Mutex::new(None),
         }
     }
 
@@ -210,15 +224,37 @@ impl EventMetrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        let mut levels = Registry::default();
-        levels.register_collector(Box::new(Levels {
+        let levels = Levels {
             snapshot,
             vrrp,
             read_only,
-        }));
-        let mut text = String::with_capacity(64 * 1024);
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &levels)?;
+        };
+        let shape = levels.shape();
+        let last = self.last_len.load(Ordering::Relaxed);
+        let mut text = String::with_capacity((last + last / 16).max(64 * 1024));
+        let mut template = self
+            .template
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let filled = match template.as_ref() {
+            Some(t) if t.shape == shape => {
+                let mut values = Values(Vec::with_capacity(t.before.len()));
+                levels.visit(&mut values)?;
+                t.fill(&values.0, &mut text)
+            }
+            _ => false,
+        };
+        if !filled {
+            let mut registry = Registry::default();
+            registry.register_collector(Box::new(levels));
+            let mut written = String::with_capacity(text.capacity());
+            prometheus_client::encoding::prometheus_text::encode(&mut written, &registry)?;
+            text.push_str(&written);
+            *template = Some(Template::new(shape, written));
+        }
+        drop(template);
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
+        self.last_len.store(text.len(), Ordering::Relaxed);
         Ok(text)
     }
 }
@@ -263,124 +299,302 @@ struct Levels {
     read_only: HashMap<CheckerId, bool>,
 }
 
-/// node_exporter's labels for a service.
-fn service_labels(key: &ServiceKey) -> Labels {
-    match key {
-        ServiceKey::Addr { protocol, addr } => vec![
-            ("local_address", addr.ip().to_string()),
-            ("local_port", addr.port().to_string()),
-            ("local_mark", String::new()),
-            ("proto", protocol.as_str().to_string()),
-        ],
-        ServiceKey::Fwmark { mark, .. } => vec![
-            ("local_address", String::new()),
-            ("local_port", "0".to_string()),
-            ("local_mark", mark.to_string()),
-            ("proto", "FWM".to_string()),
-        ],
-    }
+/// node_exporter's labels of a service, formatted once per scrape and borrowed by every
+/// series of the service and its real servers (a scrape of 10,000 real servers writes about
+/// 100,000 series: formatting the addresses per series was most of its time).
+struct ServiceLabels {
+    address: String,
+    port: String,
+    mark: String,
+    proto: &'static str,
 }
 
-fn with_remote(mut labels: Labels, remote: std::net::SocketAddr) -> Labels {
-    labels.push(("remote_address", remote.ip().to_string()));
-    labels.push(("remote_port", remote.port().to_string()));
-    labels
-}
-
-/// Writes one family: its descriptor, then each `(labels, value)`.
-fn family<V, I>(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    metric_type: MetricType,
-    series: I,
-) -> Result<(), FmtError>
-where
-    I: IntoIterator<Item = (Labels, V)>,
-    V: prometheus_client::encoding::EncodeGaugeValue
-        + prometheus_client::encoding::EncodeCounterValue,
-{
-    let mut metric = encoder.encode_descriptor(name, help, None, metric_type)?;
-    for (labels, value) in series {
-        let mut one = metric.encode_family(&labels)?;
-        match metric_type {
-            MetricType::Counter => one.encode_counter::<NoLabelSet, V, u64>(&value, None)?,
-            _ => one.encode_gauge(&value)?,
+impl ServiceLabels {
+    fn new(key: &ServiceKey) -> ServiceLabels {
+        match key {
+            ServiceKey::Addr { protocol, addr } => ServiceLabels {
+                address: addr.ip().to_string(),
+                port: addr.port().to_string(),
+                mark: String::new(),
+                proto: protocol.as_str(),
+            },
+            ServiceKey::Fwmark { mark, .. } => ServiceLabels {
+                address: String::new(),
+                port: "0".to_string(),
+                mark: mark.to_string(),
+                proto: "FWM",
+            },
         }
     }
-    Ok(())
+
+    fn set(&self) -> [(&'static str, &str); 4] {
+        [
+            ("local_address", &self.address),
+            ("local_port", &self.port),
+            ("local_mark", &self.mark),
+            ("proto", self.proto),
+        ]
+    }
+}
+
+/// A real server's `remote_address` and `remote_port`, formatted once per scrape.
+struct RemoteLabels {
+    address: String,
+    port: String,
+}
+
+impl RemoteLabels {
+    fn new(addr: std::net::SocketAddr) -> RemoteLabels {
+        RemoteLabels {
+            address: addr.ip().to_string(),
+            port: addr.port().to_string(),
+        }
+    }
+
+    fn set(&self) -> [(&'static str, &str); 2] {
+        [
+            ("remote_address", &self.address),
+            ("remote_port", &self.port),
+        ]
+    }
+}
+
+/// Where the levels' families go: prometheus-client's encoder (the whole text), or a list of
+/// values (to fill a kept template).
+trait Families {
+    fn family<L, I>(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric_type: MetricType,
+        series: I,
+    ) -> Result<(), FmtError>
+    where
+        I: IntoIterator<Item = (L, u64)>,
+        L: EncodeLabelSet;
+}
+
+/// Writes each family: its descriptor, then each `(labels, value)`.
+impl Families for DescriptorEncoder<'_> {
+    fn family<L, I>(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric_type: MetricType,
+        series: I,
+    ) -> Result<(), FmtError>
+    where
+        I: IntoIterator<Item = (L, u64)>,
+        L: EncodeLabelSet,
+    {
+        let mut metric = self.encode_descriptor(name, help, None, metric_type)?;
+        for (labels, value) in series {
+            let mut one = metric.encode_family(&labels)?;
+            match metric_type {
+                MetricType::Counter => one.encode_counter::<NoLabelSet, u64, u64>(&value, None)?,
+                _ => one.encode_gauge(&value)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The values alone, in the order the encoder writes their series.
+struct Values(Vec<u64>);
+
+impl Families for Values {
+    fn family<L, I>(&mut self, _: &str, _: &str, _: MetricType, series: I) -> Result<(), FmtError>
+    where
+        I: IntoIterator<Item = (L, u64)>,
+        L: EncodeLabelSet,
+    {
+        self.0.extend(series.into_iter().map(|(_, value)| value));
+        Ok(())
+    }
+}
+
+/// The text of the levels with a hole where each value goes.
+struct Template {
+    /// The [`Levels::shape`] the text was written for.
+    shape: u64,
+    text: String,
+    /// For each series: the text before its value (the descriptors before it, its name and
+    /// labels and the space), as a range of `text`. Its value and a newline follow.
+    before: Vec<std::ops::Range<usize>>,
+    /// What follows the last value (descriptors of families without series).
+    tail: std::ops::Range<usize>,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("shape", &self.shape)
+            .field("bytes", &self.text.len())
+            .field("series", &self.before.len())
+            .finish()
+    }
+}
+
+impl Template {
+    /// Cuts the encoder's text of the levels at each value.
+    fn new(shape: u64, text: String) -> Template {
+        let mut before = Vec::new();
+        let (mut start, mut at) = (0, 0);
+        for line in text.split_inclusive('\n') {
+            if !line.starts_with('#') {
+                // `name{labels} value`: label values may hold spaces, the value does not.
+                if let Some(space) = line.rfind(' ') {
+                    before.push(start..at + space + 1);
+                    start = at + line.len();
+                }
+            }
+            at += line.len();
+        }
+        Template {
+            shape,
+            tail: start..text.len(),
+            text,
+            before,
+        }
+    }
+
+    /// Writes the template with `values` into `out`; false (nothing written) when the
+    /// number of values is not the template's.
+    fn fill(&self, values: &[u64], out: &mut String) -> bool {
+        if values.len() != self.before.len() {
+            return false;
+        }
+        let mut number = itoa::Buffer::new();
+        for (range, value) in self.before.iter().zip(values) {
+            out.push_str(&self.text[range.clone()]);
+            out.push_str(number.format(*value));
+            out.push('\n');
+        }
+        out.push_str(&self.text[self.tail.clone()]);
+        true
+    }
+}
+
+/// A real server of a virtual server's service, as the checkers see it.
+struct CheckedServer<'a> {
+    service: &'a ServiceLabels,
+    remote: RemoteLabels,
+    vs_index: usize,
+    rs_index: usize,
+    rs: &'a crate::control::protocol::RealServerView,
 }
 
 impl Collector for Levels {
     fn encode(&self, mut e: DescriptorEncoder) -> Result<(), FmtError> {
+        self.visit(&mut e)
+    }
+}
+
+impl Levels {
+    /// A hash of everything the levels' names and labels are made of, and of which series
+    /// there are: equal shapes give equal text but for the values.
+    fn shape(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let s = &self.snapshot;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&s.version, &s.dataplane).hash(&mut h);
+        for v in &s.vrrp {
+            (&v.name, &v.interface, v.vrid).hash(&mut h);
+        }
+        for c in &self.vrrp {
+            c.name.hash(&mut h);
+        }
+        for sv in &s.services {
+            sv.key.hash(&mut h);
+            for d in &sv.dests {
+                d.addr.hash(&mut h);
+            }
+            sv.dests.len().hash(&mut h);
+        }
+        s.services.len().hash(&mut h);
+        for v in &s.virtual_servers {
+            (&v.name, v.index, &v.services).hash(&mut h);
+            for (rs_index, rs) in v.real_servers.iter().enumerate() {
+                rs.addr.hash(&mut h);
+                for (index, c) in rs.checkers.iter().enumerate() {
+                    c.kind.hash(&mut h);
+                    let id = CheckerId::new(v.index, rs_index, index);
+                    self.read_only.contains_key(&id).hash(&mut h);
+                }
+                rs.checkers.len().hash(&mut h);
+            }
+            v.real_servers.len().hash(&mut h);
+        }
+        s.virtual_servers.len().hash(&mut h);
+        h.finish()
+    }
+
+    /// Hands each family of the levels to `f`, in the order of the text.
+    fn visit<F: Families>(&self, f: &mut F) -> Result<(), FmtError> {
         use MetricType::{Counter as C, Gauge as G};
         let s = &self.snapshot;
-        family(
-            &mut e,
+        let none: [(&str, &str); 0] = [];
+        f.family(
             "halb_build_info",
             "halb's version, always 1",
             G,
-            [(vec![("version", s.version.clone())], 1u64)],
+            [([("version", s.version.as_str())], 1u64)],
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_config_loaded",
             "Whether a configuration is applied (always 1 while the daemon runs)",
             G,
-            [(Labels::new(), 1u64)],
+            [(none, 1u64)],
         )?;
-        family(
-            &mut e,
+        let kind = if s.dataplane.is_empty() {
+            "none"
+        } else {
+            s.dataplane.as_str()
+        };
+        f.family(
             "halb_dataplane_info",
             "The data plane in use (ipvs, proxy; none without virtual servers), always 1",
             G,
-            [(
-                vec![(
-                    "kind",
-                    if s.dataplane.is_empty() {
-                        "none".to_string()
-                    } else {
-                        s.dataplane.clone()
-                    },
-                )],
-                1u64,
-            )],
+            [([("kind", kind)], 1u64)],
         )?;
 
         // VRRP.
-        let instance = |v: &crate::control::protocol::VrrpView| -> Labels {
-            vec![
-                ("vrrp_instance", v.name.clone()),
-                ("interface", v.interface.clone()),
-                ("vrid", v.vrid.to_string()),
+        let vrids: Vec<String> = s.vrrp.iter().map(|v| v.vrid.to_string()).collect();
+        let instance = |i: usize| -> [(&str, &str); 3] {
+            let v = &s.vrrp[i];
+            [
+                ("vrrp_instance", v.name.as_str()),
+                ("interface", v.interface.as_str()),
+                ("vrid", vrids[i].as_str()),
             ]
         };
-        family(
-            &mut e,
+        f.family(
             "halb_vrrp_state",
             "VRRP instance state: 0 INIT, 1 BACKUP, 2 MASTER, 3 FAULT, 4 STOP (as keepalived-exporter)",
             G,
             s.vrrp
                 .iter()
-                .map(|v| (instance(v), state_number(&v.state) as u64)),
+                .enumerate()
+                .map(|(i, v)| (instance(i), state_number(&v.state) as u64)),
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_vrrp_priority",
             "Configured VRRP priority",
             G,
-            s.vrrp.iter().map(|v| (instance(v), u64::from(v.priority))),
+            s.vrrp
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (instance(i), u64::from(v.priority))),
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_vrrp_effective_priority",
             "VRRP priority with the trackers' weights",
             G,
             s.vrrp
                 .iter()
-                .map(|v| (instance(v), u64::from(v.effective_priority))),
+                .enumerate()
+                .map(|(i, v)| (instance(i), u64::from(v.effective_priority))),
         )?;
-        let named = |name: &str| vec![("vrrp_instance", name.to_string())];
         type Field = fn(&halb_vrrp::Stats) -> u64;
         let counters: [(&str, &str, Field); 5] = [
             ("halb_vrrp_adverts_sent", "VRRP adverts sent", |s| {
@@ -408,12 +622,13 @@ impl Collector for Levels {
             ),
         ];
         for (name, help, field) in counters {
-            family(
-                &mut e,
+            f.family(
                 name,
                 help,
                 C,
-                self.vrrp.iter().map(|c| (named(&c.name), field(&c.stats))),
+                self.vrrp
+                    .iter()
+                    .map(|c| ([("vrrp_instance", c.name.as_str())], field(&c.stats))),
             )?;
         }
         let causes: [(&str, Field); 11] = [
@@ -429,18 +644,14 @@ impl Collector for Levels {
             ("version", |s| s.version_errors),
             ("vrid", |s| s.vrid_errors),
         ];
-        family(
-            &mut e,
+        f.family(
             "halb_vrrp_receive_errors",
             "VRRP adverts dropped, by cause",
             C,
             self.vrrp.iter().flat_map(|c| {
                 causes.iter().map(move |(cause, field)| {
                     (
-                        vec![
-                            ("vrrp_instance", c.name.clone()),
-                            ("cause", cause.to_string()),
-                        ],
+                        [("vrrp_instance", c.name.as_str()), ("cause", *cause)],
                         field(&c.stats),
                     )
                 })
@@ -448,27 +659,48 @@ impl Collector for Levels {
         )?;
 
         // Virtual servers.
-        let vs = |v: &crate::control::protocol::VirtualServerView| {
-            vec![("virtual_server", v.name.clone())]
-        };
-        family(
-            &mut e,
+        f.family(
             "halb_virtual_server_quorum_up",
             "Whether the virtual server's alive real servers reach its quorum",
             G,
-            s.virtual_servers
-                .iter()
-                .map(|v| (vs(v), u64::from(v.quorum_up))),
+            s.virtual_servers.iter().map(|v| {
+                (
+                    [("virtual_server", v.name.as_str())],
+                    u64::from(v.quorum_up),
+                )
+            }),
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_virtual_server_sorry_server_active",
             "Whether the sorry server stands in for the real servers",
             G,
-            s.virtual_servers
-                .iter()
-                .map(|v| (vs(v), u64::from(v.sorry_server_active))),
+            s.virtual_servers.iter().map(|v| {
+                (
+                    [("virtual_server", v.name.as_str())],
+                    u64::from(v.sorry_server_active),
+                )
+            }),
         )?;
+        // The data plane's table: each service's labels, then each destination's.
+        let services: Vec<ServiceLabels> = s
+            .services
+            .iter()
+            .map(|sv| ServiceLabels::new(&sv.key))
+            .collect();
+        let dests: Vec<(
+            &ServiceLabels,
+            RemoteLabels,
+            &crate::control::protocol::DestView,
+        )> = s
+            .services
+            .iter()
+            .zip(&services)
+            .flat_map(|(sv, labels)| {
+                sv.dests
+                    .iter()
+                    .map(move |d| (labels, RemoteLabels::new(d.addr), d))
+            })
+            .collect();
         type Count = fn(&halb_dataplane::Counters) -> u64;
         let totals: [(&str, &str, Count); 5] = [
             ("connections", "Connections", |c| c.conns),
@@ -478,132 +710,137 @@ impl Collector for Levels {
             ("outgoing_bytes", "Bytes to clients", |c| c.outbytes),
         ];
         for (what, help, field) in totals {
-            family(
-                &mut e,
+            f.family(
                 &format!("halb_virtual_server_{what}"),
                 &format!("{help} through the service"),
                 C,
                 s.services
                     .iter()
-                    .map(|sv| (service_labels(&sv.key), field(&sv.counters))),
+                    .zip(&services)
+                    .map(|(sv, labels)| (labels.set(), field(&sv.counters))),
             )?;
         }
 
         // Real servers: health from the virtual servers, the rest from the table.
-        family(
-            &mut e,
+        let vs_services: Vec<Vec<ServiceLabels>> = s
+            .virtual_servers
+            .iter()
+            .map(|v| v.services.iter().map(ServiceLabels::new).collect())
+            .collect();
+        let checked: Vec<CheckedServer> = s
+            .virtual_servers
+            .iter()
+            .zip(&vs_services)
+            .flat_map(|(v, labels)| {
+                labels.iter().flat_map(move |service| {
+                    v.real_servers
+                        .iter()
+                        .enumerate()
+                        .map(move |(rs_index, rs)| CheckedServer {
+                            service,
+                            remote: RemoteLabels::new(rs.addr),
+                            vs_index: v.index,
+                            rs_index,
+                            rs,
+                        })
+                })
+            })
+            .collect();
+        f.family(
             "halb_real_server_up",
             "Whether every checker of the real server passes",
             G,
-            s.virtual_servers.iter().flat_map(|v| {
-                v.services.iter().flat_map(move |key| {
-                    let labels = service_labels(key);
-                    v.real_servers
-                        .iter()
-                        .map(move |rs| (with_remote(labels.clone(), rs.addr), u64::from(rs.alive)))
-                })
-            }),
+            checked
+                .iter()
+                .map(|c| ((c.service.set(), c.remote.set()), u64::from(c.rs.alive))),
         )?;
         // A mysql_writer's servers: their replication, as the catch-up reads it.
         let replicas = || {
-            s.virtual_servers.iter().flat_map(|v| {
-                v.services.iter().flat_map(move |key| {
-                    let labels = service_labels(key);
-                    v.real_servers.iter().filter_map(move |rs| {
-                        Some((with_remote(labels.clone(), rs.addr), rs.replica.as_ref()?))
-                    })
-                })
-            })
+            checked
+                .iter()
+                .filter_map(|c| Some(((c.service.set(), c.remote.set()), c.rs.replica.as_ref()?)))
         };
-        family(
-            &mut e,
+        f.family(
             "halb_mysql_replica_io_running",
             "A mysql_writer's real server: its replication IO thread is connected to its source",
             G,
             replicas().map(|(l, r)| (l, u64::from(r.io_running))),
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_mysql_replica_sql_running",
             "A mysql_writer's real server: its replication SQL thread applies what it fetched",
             G,
             replicas().map(|(l, r)| (l, u64::from(r.sql_running))),
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_mysql_replica_seconds_behind",
             "A mysql_writer's real server: Seconds_Behind_Master (absent while unknown)",
             G,
             replicas().filter_map(|(l, r)| Some((l, r.seconds_behind?))),
         )?;
-        let dests = || {
-            s.services.iter().flat_map(|sv| {
-                let labels = service_labels(&sv.key);
-                sv.dests
-                    .iter()
-                    .map(move |d| (with_remote(labels.clone(), d.addr), d))
-            })
+        let dest_series = |value: fn(&crate::control::protocol::DestView) -> u64| {
+            dests
+                .iter()
+                .map(move |(service, remote, d)| ((service.set(), remote.set()), value(d)))
         };
-        family(
-            &mut e,
+        f.family(
             "halb_real_server_weight",
             "The real server's weight in the data plane (0: no new connections)",
             G,
-            dests().map(|(l, d)| (l, u64::from(d.weight))),
+            dest_series(|d| u64::from(d.weight)),
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_real_server_connections_active",
             "Active connections to the real server",
             G,
-            dests().map(|(l, d)| (l, u64::from(d.active))),
+            dest_series(|d| u64::from(d.active)),
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_real_server_connections_inactive",
             "Inactive connections to the real server",
             G,
-            dests().map(|(l, d)| (l, u64::from(d.inactive))),
+            dest_series(|d| u64::from(d.inactive)),
         )?;
         for (what, help, field) in totals {
-            family(
-                &mut e,
+            f.family(
                 &format!("halb_real_server_{what}"),
                 &format!("{help} through the real server"),
                 C,
-                dests().map(|(l, d)| (l, field(&d.counters))),
+                dests.iter().map(|(service, remote, d)| {
+                    ((service.set(), remote.set()), field(&d.counters))
+                }),
             )?;
         }
 
         // Checkers.
+        let indices: Vec<String> = (0..checked
+            .iter()
+            .map(|c| c.rs.checkers.len())
+            .max()
+            .unwrap_or(0))
+            .map(|i| i.to_string())
+            .collect();
         let checkers = || {
-            s.virtual_servers.iter().flat_map(|v| {
-                v.services.iter().flat_map(move |key| {
-                    let labels = service_labels(key);
-                    v.real_servers
-                        .iter()
-                        .enumerate()
-                        .flat_map(move |(rs_index, rs)| {
-                            let labels = with_remote(labels.clone(), rs.addr);
-                            rs.checkers.iter().enumerate().map(move |(index, c)| {
-                                let mut l = labels.clone();
-                                l.push(("checker", c.kind.clone()));
-                                l.push(("checker_index", index.to_string()));
-                                (l, CheckerId::new(v.index, rs_index, index), c)
-                            })
-                        })
+            checked.iter().flat_map(|c| {
+                c.rs.checkers.iter().enumerate().map(|(index, view)| {
+                    let labels = (
+                        (c.service.set(), c.remote.set()),
+                        [
+                            ("checker", view.kind.as_str()),
+                            ("checker_index", indices[index].as_str()),
+                        ],
+                    );
+                    (labels, CheckerId::new(c.vs_index, c.rs_index, index), view)
                 })
             })
         };
-        family(
-            &mut e,
+        f.family(
             "halb_checker_up",
             "The checker's last verdict (1 up, 0 down)",
             G,
             checkers().map(|(l, _, c)| (l, u64::from(c.up))),
         )?;
-        family(
-            &mut e,
+        f.family(
             "halb_mysql_read_only",
             "MYSQL_CHECK: the server's @@global.read_only at the last probe (1: refuses writes)",
             G,
@@ -744,5 +981,55 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_kept_template_writes_what_a_fresh_encoding_writes() {
+        let metrics = EventMetrics::new();
+        let first = metrics.render(snapshot(), Vec::new()).unwrap();
+        // New values only: the template is filled.
+        let mut changed = snapshot();
+        changed.services[0].counters.conns = 12_345;
+        changed.services[0].dests[0].active = 77;
+        changed.virtual_servers[0].real_servers[0].alive = false;
+        changed.vrrp[0].state = "BACKUP".into();
+        let filled = metrics.render(changed.clone(), Vec::new()).unwrap();
+        assert_ne!(filled, first);
+        assert_eq!(
+            filled,
+            EventMetrics::new()
+                .render(changed.clone(), Vec::new())
+                .unwrap()
+        );
+        assert!(filled.contains(
+            "halb_vrrp_state{vrrp_instance=\"INT\",interface=\"eth0\",vrid=\"200\"} 1\n"
+        ));
+        // Another real server: another shape, written afresh.
+        let mut grown = changed;
+        let mut extra = grown.services[0].dests[0].clone();
+        extra.addr = "192.168.66.254:3306".parse().unwrap();
+        grown.services[0].dests.push(extra);
+        let text = metrics.render(grown.clone(), Vec::new()).unwrap();
+        assert!(text.contains("remote_address=\"192.168.66.254\""), "{text}");
+        assert_eq!(
+            text,
+            EventMetrics::new()
+                .render(grown.clone(), Vec::new())
+                .unwrap()
+        );
+        // A read_only learnt: one more series.
+        let probe = ProbeSample {
+            id: CheckerId::new(0, 0, 0),
+            kind: CheckerKind::Mysql,
+            duration: Duration::from_millis(3),
+            failure: None,
+            read_only: Some(false),
+        };
+        metrics.observe_probe(&probe);
+        let text = metrics.render(grown.clone(), Vec::new()).unwrap();
+        let fresh = EventMetrics::new();
+        fresh.observe_probe(&probe);
+        assert_eq!(text, fresh.render(grown, Vec::new()).unwrap());
+        assert!(text.contains("halb_mysql_read_only{"), "{text}");
     }
 }

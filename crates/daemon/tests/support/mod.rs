@@ -437,6 +437,7 @@ fn start_with(
         dumps: halb_daemon::DumpRequests::new(dir.path().to_path_buf()),
         reload,
         http_listen: None,
+        successor: None,
     };
     let bus = EventBus::new();
     let events = bus.subscribe();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::protocol::{ReloadAnswer, Request, Snapshot};
+use super::protocol::{ReloadAnswer, Request, Snapshot, UpgradeAnswer};
 
 /// Asks the daemon listening on `path` for a snapshot.
 pub fn query(path: &Path, request: &Request) -> Result<Snapshot> {
@@ -28,6 +28,35 @@ pub fn reload(path: &Path) -> Result<ReloadAnswer> {
     };
     // The daemon gives a reload two minutes; the answer comes after it.
     exchange(path, &request, Duration::from_secs(130))
+}
+
+/// What the daemon on `path` answered to an upgrade request.
+pub enum UpgradeStart {
+    /// It started its successor.
+    Started(UpgradeAnswer),
+    /// A halb from before `halb upgrade`: it took the request for a status request.
+    NotSupported { version: String },
+}
+
+/// Asks the daemon listening on `path` to start its successor.
+pub fn upgrade(path: &Path) -> Result<UpgradeStart> {
+    let request = Request {
+        upgrade: true,
+        ..Request::default()
+    };
+    let answer: serde_json::Value = exchange(path, &request, Duration::from_secs(10))?;
+    if answer.get("successor_pid").is_some() {
+        return Ok(UpgradeStart::Started(
+            serde_json::from_value(answer)
+                .with_context(|| format!("reading halb's answer from {}", path.display()))?,
+        ));
+    }
+    let version = answer
+        .get("version")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown")
+        .to_string();
+    Ok(UpgradeStart::NotSupported { version })
 }
 
 fn exchange<T: serde::de::DeserializeOwned>(

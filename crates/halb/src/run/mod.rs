@@ -150,6 +150,7 @@ pub fn run(args: &Args) -> ExitCode {
         dumps: halb_daemon::DumpRequests::default(),
         reload: Some(config_reader(&args.config)),
         http_listen: args.http_listen.0,
+        successor: successor_command(),
     };
     match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -158,6 +159,29 @@ pub fn run(args: &Args) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// What `halb upgrade` starts: this program as found on disk now (a package upgrade replaced
+/// the file, the running process keeps the old one), with this process's arguments and
+/// `--takeover`.
+fn successor_command() -> Option<halb_daemon::SuccessorCommand> {
+    let program = match std::env::current_exe() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!("cannot tell this program's path ({e}); `halb upgrade` is refused");
+            return None;
+        }
+    };
+    // Read from /proc/self/exe: a binary replaced before this point shows as "… (deleted)".
+    let program = match program.to_str().and_then(|p| p.strip_suffix(" (deleted)")) {
+        Some(p) => PathBuf::from(p),
+        None => program,
+    };
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if !args.iter().any(|a| a == "--takeover") {
+        args.push("--takeover".into());
+    }
+    Some(halb_daemon::SuccessorCommand { program, args })
 }
 
 /// How a reload reads the file again: the same file, config id and checks as at start (the
@@ -215,7 +239,12 @@ impl PidFile {
 }
 
 impl Drop for PidFile {
+    /// Removes the file unless a successor (`halb upgrade`) has written its own pid there.
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let ours = std::fs::read_to_string(&self.0)
+            .is_ok_and(|text| text.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 }
