@@ -15,6 +15,7 @@
 #   --scrapes N  scrapes timed per endpoint (default 50)
 #   --time S     seconds per iperf3 run (default 10)
 #   --halb PATH  use this halb binary (default: cargo build --release -p halb)
+#   --scrape-only  part 1 alone (light: no iperf3, no Prometheus)
 #
 # Everything is on the root namespace's loopback: the real servers are 10 listeners on
 # 127.0.0.1:25001-25010 shared by every virtual server (127.79.V.W:80), iperf3 on
@@ -24,13 +25,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 
-reps=3 scrapes=50 run_time=10 halb_bin=""
+reps=3 scrapes=50 run_time=10 halb_bin="" scrape_only=0
 while [ $# -gt 0 ]; do
     case $1 in
         -n) reps=$2; shift 2 ;;
         --scrapes) scrapes=$2; shift 2 ;;
         --time) run_time=$2; shift 2 ;;
         --halb) halb_bin=$2; shift 2 ;;
+        --scrape-only) scrape_only=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -133,10 +135,29 @@ time_endpoint() {   # time_endpoint PATH: prints "median_ms p90_ms bytes"
     done | sort -n | awk -v n="$scrapes" '{t[NR]=$1; s=$2} END {
         printf "%.1f %.1f %d\n", t[int((n+1)/2)]*1000, t[int(n*0.9)]*1000, s }'
 }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# halb's CPU time per /metrics scrape: its CPU over the timed scrapes, less what it uses idle
+# (its 10,001 checkers) over as long, measured just before.
+hz=$(getconf CLK_TCK)
+i0=$(cpu_ticks "$halb_pid"); t0=$(date +%s.%N); sleep 10; i1=$(cpu_ticks "$halb_pid"); t1=$(date +%s.%N)
+idle_rate=$(python3 -c "print(($i1 - $i0) / $hz / ($t1 - $t0))")
+c0=$(cpu_ticks "$halb_pid"); t0=$(date +%s.%N)
 read -r m_med m_p90 m_size < <(time_endpoint /metrics)
+c1=$(cpu_ticks "$halb_pid"); t1=$(date +%s.%N)
+scrape_cpu_ms=$(python3 -c "print('%.1f' % (max(0, ($c1 - $c0) / $hz - $idle_rate * ($t1 - $t0)) / $scrapes * 1000))")
 read -r j_med j_p90 j_size < <(time_endpoint '/api/v1/status?connections=false')
 series=$(curl -s http://127.0.0.1:29165/metrics | grep -vc '^#')
 rss_kb=$(awk '/VmRSS/ {print $2}' /proc/$halb_pid/status)
+if [ "$scrape_only" -eq 1 ]; then
+    cat <<EOF
+
+halb /metrics scrape ($(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)), 10,001 real servers, $series series
+median $m_med ms, p90 $m_p90 ms, $m_size bytes ($scrapes scrapes); /api/v1/status median $j_med ms
+halb CPU per /metrics scrape   $scrape_cpu_ms ms (idle halb: $(printf '%.3f' "$idle_rate") CPU s/s)
+halb RSS after the scrapes     $((rss_kb / 1024)) MiB
+EOF
+    exit 0
+fi
 
 # ---- 2. throughput with and without a Prometheus scraping every second
 cat >"$work/prometheus.yml" <<EOF
@@ -151,7 +172,6 @@ iperf() {   # prints Gbit/s received
     iperf3 -c 127.79.200.1 -p 5201 -t "$run_time" -J 2>/dev/null \
         | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 # One throughput run while PID (if any) runs beside: "Gbit/s halb_cpu_share other_cpu_share",
 # the shares in CPU seconds per second of the run.
 measured_run() {
@@ -206,6 +226,7 @@ scrape                         median ms   p90 ms      bytes   ($scrapes scrapes
 /metrics                       $(printf '%9s %8s %10s' "$m_med" "$m_p90" "$m_size")   ($series series)
 /api/v1/status (JSON)          $(printf '%9s %8s %10s' "$j_med" "$j_p90" "$j_size")
 /metrics vs /api/v1/status     $(python3 -c "print('%.2fx' % ($m_med / $j_med))") the time
+halb CPU per /metrics scrape   $scrape_cpu_ms ms (idle halb: $(printf '%.3f' "$idle_rate") CPU s/s)
 halb RSS after the scrapes     $((rss_kb / 1024)) MiB
 Prometheus's own view          scrape_duration_seconds $scrape_s, scrape_samples_scraped $samples
 
