@@ -11,6 +11,7 @@ packages=(
     cpio            # the IPVS VM's initramfs
     busybox-static  # the IPVS VM's userland
     qemu-system-x86 # the IPVS VM (IPVS runs in a real kernel under TCG)
+    strace          # ipvs_reload traces the IPVS commands each daemon sends (inside the IPVS VM)
     mariadb-server  # MYSQL_CHECK's peer and the dual-master lab (tests start their own mariadbd)
     mariadb-client  # the lab runs SQL on those servers through their sockets
     percona-toolkit # the lab's unkind scenarios compare the masters with pt-table-checksum

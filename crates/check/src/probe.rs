@@ -132,6 +132,9 @@ pub enum Probe {
     Mysql {
         cfg: MysqlCheck,
         target: Target,
+        /// For a `mysql_writer` virtual server: the servers halb holds read-only itself; any
+        /// other server found read-only fails the check.
+        writer: Option<crate::mysql::FencedServers>,
     },
     DrPath(dr_path::DrPathProbe),
 }
@@ -212,6 +215,7 @@ impl Probe {
             Checker::Mysql(c) => Probe::Mysql {
                 cfg: c.clone(),
                 target: target(&c.common),
+                writer: None,
             },
             Checker::DrPath(c) => {
                 let (
@@ -263,14 +267,22 @@ impl Probe {
             Probe::Udp(p) => p.check().await,
             Probe::Ping(p) => p.check().await,
             Probe::Misc(p) => p.check().await,
-            Probe::Mysql { cfg, target } => mysql(cfg, target).await,
+            Probe::Mysql {
+                cfg,
+                target,
+                writer,
+            } => mysql(cfg, target, writer.as_ref()).await,
             Probe::DrPath(p) => p.check().await,
         }
     }
 }
 
 /// MYSQL_CHECK through [`crate::mysql`]; `bind_if` and `fwmark` are not passed on.
-async fn mysql(cfg: &MysqlCheck, target: &Target) -> ProbeResult {
+async fn mysql(
+    cfg: &MysqlCheck,
+    target: &Target,
+    writer: Option<&crate::mysql::FencedServers>,
+) -> ProbeResult {
     let peer = target.peer();
     // The client has its own deadline; this one only guards against it hanging.
     let guard = target.timeout + Duration::from_secs(1);
@@ -280,6 +292,13 @@ async fn mysql(cfg: &MysqlCheck, target: &Target) -> ProbeResult {
     )
     .await
     {
+        Ok(Ok(status))
+            if status.read_only && writer.is_some_and(|held| !held.contains(target.connect)) =>
+        {
+            Err(ProbeFailure::new(format!(
+                "MySQL server {peer} is read_only where a writer is required (mysql_writer)"
+            )))
+        }
         Ok(Ok(status)) => Ok(ProbeOk {
             read_only: Some(status.read_only),
             ..ProbeOk::new(format!(

@@ -44,6 +44,9 @@ pub struct RunnerOptions {
     pub carried: BTreeMap<CheckerId, PolicyState>,
     /// Where every probe's time and outcome goes (the metrics), when somewhere.
     pub probes: Option<mpsc::UnboundedSender<crate::ProbeSample>>,
+    /// The servers halb holds read-only itself: the MYSQL_CHECKs of `mysql_writer` virtual
+    /// servers fail on any other server found read-only.
+    pub fenced: crate::mysql::FencedServers,
 }
 
 /// Which checkers [`RunnerHandle::probe_now`] addresses.
@@ -170,6 +173,11 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
                     checker: checker_index,
                 };
                 let probe = match Probe::from_config(vs, rs, checker, &opts.script_user) {
+                    Ok(Some(Probe::Mysql { cfg, target, .. })) if vs.mysql_writer => Probe::Mysql {
+                        cfg,
+                        target,
+                        writer: Some(opts.fenced.clone()),
+                    },
                     Ok(Some(p)) => p,
                     Ok(None) => {
                         not_probes += 1;

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
+use halb_check::mysql::replica::ReplicaState;
+use halb_check::mysql::FencedServers;
 use halb_check::policy::PolicyState;
 use halb_check::runner::{self, RunnerHandle, RunnerOptions};
 use halb_check::Report;
@@ -62,6 +64,9 @@ pub struct Reloads {
     pub requests: mpsc::Receiver<Apply>,
     pub last: watch::Receiver<Option<LastReload>>,
 }
+/// How often the writer services' servers' replica state is read for `halb status`.
+const REPLICA_READ: Duration = Duration::from_secs(5);
+
 /// How often a server whose fence failed is tried again.
 const FENCE_RETRY: Duration = Duration::from_secs(1);
 
@@ -97,6 +102,8 @@ struct Shell {
     held_why: BTreeMap<usize, String>,
     /// Where the checkers send every probe's sample (the metrics), when somewhere.
     probes: Option<mpsc::UnboundedSender<halb_check::ProbeSample>>,
+    /// The writer services' servers' replica state, last read.
+    replicas: BTreeMap<std::net::SocketAddr, ReplicaState>,
 }
 
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
@@ -174,11 +181,12 @@ pub async fn run<A: Addresses>(
         ipvs,
         events,
         last_reload,
-        writers: WriterFencing::new(&config.lvs),
+        writers: WriterFencing::new(&config.lvs, FencedServers::default()),
         held_verdicts: BTreeMap::new(),
         failback: FailbackGate::new(&config.lvs),
         held_why: BTreeMap::new(),
         probes: options.probes.clone(),
+        replicas: BTreeMap::new(),
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -198,6 +206,9 @@ pub async fn run<A: Addresses>(
     }
     let _ = started.send(());
 
+    let (replica_tx, mut replica_states) = mpsc::channel(1);
+    let mut replica_tick = tokio::time::interval(REPLICA_READ);
+    replica_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut vrrp_running = true;
     // Deadlines kept across turns of the loop: a sleep made anew each turn would start over
     // whenever another branch fires first, and `halb status` asked more often than once a
@@ -235,6 +246,28 @@ pub async fn run<A: Addresses>(
                 enforce_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
+            _ = replica_tick.tick(), if !shell.writers.is_empty() => {
+                let targets = shell.writers.replica_targets(&shell.vs);
+                let tx = replica_tx.clone();
+                // Off the loop: a server that does not answer takes its connect timeout.
+                tokio::task::spawn_blocking(move || {
+                    let states: BTreeMap<_, _> = targets
+                        .iter()
+                        .filter_map(|(server, creds)| {
+                            match crate::writer_fence::read_replica_state(*server, creds) {
+                                Ok(Some(state)) => Some((*server, state)),
+                                Ok(None) => None,
+                                Err(e) => {
+                                    debug!("reading the replica state of {server}: {e}");
+                                    None
+                                }
+                            }
+                        })
+                        .collect();
+                    let _ = tx.try_send(states);
+                });
+            }
+            Some(states) = replica_states.recv() => shell.replicas = states,
             Some(failure) = passive.recv() => {
                 if options.passive_checks {
                     if let Some(runner) = &shell.runner {
@@ -442,6 +475,7 @@ impl Shell {
             suspended_vs: self.vs.suspended_virtual_servers(),
             carried,
             probes: self.probes.clone(),
+            fenced: self.writers.fenced(),
         };
         self.runner = Some(runner::spawn(&self.config.lvs, &opts, reports.clone()));
     }
@@ -502,10 +536,14 @@ impl Shell {
         // down (the virtual servers' verdict) and report up again, through the same gate.
         self.held_verdicts.clear();
         self.held_why.clear();
-        self.writers = WriterFencing::new(&config.lvs);
+        self.writers = WriterFencing::new(&config.lvs, self.writers.fenced());
         self.failback = FailbackGate::new(&config.lvs);
         self.sync_table().await;
-        let mut lines: Vec<String> = before.diff(&self.held).iter().map(describe).collect();
+        let mut lines: Vec<String> = self
+            .table_diff(&before, &self.held)
+            .iter()
+            .map(describe)
+            .collect();
         lines.extend(self.close_to_removed(&before));
         self.carry_out(out).await;
         let kept = seeds.len();
@@ -858,8 +896,9 @@ impl Shell {
             return;
         };
         let desired = self.vs.table();
-        let changes = self.held.diff(&desired);
+        let changes = self.table_diff(&self.held, &desired);
         if changes.is_empty() {
+            self.held = desired;
             return;
         }
         if let Some(ctl) = self.ipvs.as_mut() {
@@ -868,6 +907,16 @@ impl Shell {
         let result = dataplane.apply(changes).await;
         let before = std::mem::take(&mut self.held);
         self.record(&before, desired, result);
+    }
+
+    /// The changes the data plane needs from `from` to `to`: IPVS holds no fallback, so a
+    /// sorry server added or removed while it does not serve changes nothing there.
+    fn table_diff(&self, from: &Table, to: &Table) -> Vec<Change> {
+        if self.ipvs.is_some() {
+            from.diff_without_fallback(to)
+        } else {
+            from.diff(to)
+        }
     }
 
     /// Records as held what landed of the changes from `before` to `desired`, logs each change
@@ -1012,6 +1061,7 @@ impl Shell {
                         addr: rs.addr,
                         alive: rs.alive,
                         weight: rs.effective_weight,
+                        replica: self.replicas.get(&rs.addr).cloned(),
                         checkers: rs
                             .checkers
                             .iter()

@@ -17,10 +17,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use halb_check::mysql::fence::{self, Credentials};
+use halb_check::mysql::replica::{replica_state, ReplicaState};
+use halb_check::mysql::FencedServers;
 use halb_config::model::LvsConfig;
 use halb_lb::table::ServiceKey;
 use halb_lb::virtual_server::{VirtualServerStatus, VirtualServers};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The servers a virtual server sends new connections to: the sorry server while it stands
 /// in, else the real servers in the pool with a weight.
@@ -76,10 +78,13 @@ pub struct WriterFencing {
     writers: BTreeMap<usize, Credentials>,
     /// Servers whose fence failed, to try again.
     pending: BTreeMap<SocketAddr, Credentials>,
+    /// The servers held read-only by this director's fences (shared with the checkers).
+    fenced: FencedServers,
 }
 
 impl WriterFencing {
-    pub fn new(lvs: &LvsConfig) -> WriterFencing {
+    /// `fenced`: the servers held read-only so far (kept across a reload).
+    pub fn new(lvs: &LvsConfig, fenced: FencedServers) -> WriterFencing {
         let writers = lvs
             .virtual_servers
             .iter()
@@ -104,7 +109,13 @@ impl WriterFencing {
         WriterFencing {
             writers,
             pending: BTreeMap::new(),
+            fenced,
         }
+    }
+
+    /// The servers this director holds read-only, for the checkers.
+    pub fn fenced(&self) -> FencedServers {
+        self.fenced.clone()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -141,7 +152,7 @@ impl WriterFencing {
             if plan.is_empty() || !master_of(&status, vips) {
                 continue;
             }
-            self.carry_out(&status.name, plan, creds, true).await;
+            self.carry_out(&status.name, plan, creds, Why::Switch).await;
         }
     }
 
@@ -206,7 +217,8 @@ impl WriterFencing {
                 fence: all_servers(&status).difference(&routed).copied().collect(),
                 unfence: routed.into_iter().collect(),
             };
-            self.carry_out(&status.name, plan, creds, false).await;
+            self.carry_out(&status.name, plan, creds, Why::TakeOver)
+                .await;
         }
     }
 
@@ -237,15 +249,19 @@ impl WriterFencing {
                     continue;
                 }
                 match run_fence(server, creds.clone()).await {
-                    Ok(done) => warn!(
-                        "[{}]:{} of VS {} was writable while the VS routes elsewhere (another \
+                    // This director holds it read-only now: its checks may pass again.
+                    Ok(done) => {
+                        self.fenced.insert(server);
+                        warn!(
+                            "[{}]:{} of VS {} was writable while the VS routes elsewhere (another \
                          director or a person made it so): fenced again, read_only ON, {} \
                          client session(s) killed",
-                        server.ip(),
-                        server.port(),
-                        status.name,
-                        done.killed.len()
-                    ),
+                            server.ip(),
+                            server.port(),
+                            status.name,
+                            done.killed.len()
+                        )
+                    }
                     Err(e) => {
                         warn!(
                             "[{}]:{} of VS {} is writable while the VS routes elsewhere and \
@@ -259,6 +275,20 @@ impl WriterFencing {
                 }
             }
         }
+    }
+
+    /// Every server of the writer services, with whom to log in as: whose replica state
+    /// `halb status` and the metrics show.
+    pub fn replica_targets(&self, vs: &VirtualServers) -> Vec<(SocketAddr, Credentials)> {
+        let mut targets = BTreeMap::new();
+        for (&i, creds) in &self.writers {
+            if let Some(status) = vs.vs_status(i) {
+                for server in all_servers(&status) {
+                    targets.entry(server).or_insert_with(|| creds.clone());
+                }
+            }
+        }
+        targets.into_iter().collect()
     }
 
     /// Tries the fences that failed again, where this director is still MASTER of a writer
@@ -282,12 +312,17 @@ impl WriterFencing {
                 continue;
             }
             match run_fence(server, creds.clone()).await {
-                Ok(done) => info!(
-                    "Fenced [{}]:{} now that it answers: read_only ON, {} session(s) killed",
-                    server.ip(),
-                    server.port(),
-                    done.killed.len()
-                ),
+                Ok(done) => {
+                    if !done.was_read_only {
+                        self.fenced.insert(server);
+                    }
+                    info!(
+                        "Fenced [{}]:{} now that it answers: read_only ON, {} session(s) killed",
+                        server.ip(),
+                        server.port(),
+                        done.killed.len()
+                    )
+                }
                 Err(_) => {
                     self.pending.insert(server, creds);
                 }
@@ -295,20 +330,34 @@ impl WriterFencing {
         }
     }
 
-    async fn carry_out(&mut self, vs: &str, plan: Plan, creds: &Credentials, switching: bool) {
+    async fn carry_out(&mut self, vs: &str, plan: Plan, creds: &Credentials, why: Why) {
+        let switching = why == Why::Switch;
         for server in plan.fence {
             match run_fence(server, creds.clone()).await {
-                Ok(done) => info!(
-                    "Fenced [{}]:{} of VS {vs}: read_only ON{}, {} client session(s) killed",
+                // A server found read-only already was made so by someone else (an operator,
+                // another tool), and was taken out for it: it stays out until they make it
+                // writable again. A take-over adopts every fence (the previous MASTER's).
+                Ok(done) if done.was_read_only && switching => info!(
+                    "Fenced [{}]:{} of VS {vs}: it was read_only already (not by this \
+                     director), {} client session(s) killed; it returns when it is writable",
                     server.ip(),
                     server.port(),
-                    if done.super_read_only {
-                        ", super_read_only ON"
-                    } else {
-                        ""
-                    },
                     done.killed.len()
                 ),
+                Ok(done) => {
+                    self.fenced.insert(server);
+                    info!(
+                        "Fenced [{}]:{} of VS {vs}: read_only ON{}, {} client session(s) killed",
+                        server.ip(),
+                        server.port(),
+                        if done.super_read_only {
+                            ", super_read_only ON"
+                        } else {
+                            ""
+                        },
+                        done.killed.len()
+                    )
+                }
                 Err(e) => {
                     warn!(
                         "Cannot fence [{}]:{} of VS {vs} ({e}); {}it is fenced as soon as it answers",
@@ -323,6 +372,7 @@ impl WriterFencing {
         for server in plan.unfence {
             // The new writer: no fence owed to it any more.
             self.pending.remove(&server);
+            self.fenced.remove(server);
             let creds = creds.clone();
             let done = tokio::task::spawn_blocking(move || fence::unfence(server, &creds)).await;
             match done {
@@ -358,6 +408,15 @@ fn not_routed(
         .collect()
 }
 
+/// What a fence plan is carried out for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// A verdict moved the writer.
+    Switch,
+    /// This director became MASTER.
+    TakeOver,
+}
+
 /// How long the returning server may take to catch up before the sorry server is fenced.
 const UNFENCED_WAIT: Duration = Duration::from_secs(1);
 
@@ -367,6 +426,13 @@ fn catch_up_blocking(
     returning: &[SocketAddr],
     creds: &Credentials,
 ) -> Option<String> {
+    // A returning server whose replication is stopped cannot catch up, however long the
+    // wait: say why at once.
+    for &server in returning {
+        if let Some(why) = not_applying(server, creds) {
+            return Some(format!("{server} cannot catch up: {why}"));
+        }
+    }
     let Ok(position) = fence::gtid_position(sorry, creds) else {
         // The sorry server is gone: the returning server is all there is.
         warn!("Cannot read the GTID position of sorry server {sorry} of VS {vs}; handing back without waiting");
@@ -414,6 +480,35 @@ fn catch_up_blocking(
             Some(why)
         }
     }
+}
+
+/// Why `server` is not applying its peer's writes (its replica state), if it is not. A user
+/// without the right to read it (MariaDB's SLAVE MONITOR, MySQL's REPLICATION CLIENT) or a
+/// server that replicates from nobody leave the decision to the GTID wait.
+fn not_applying(server: SocketAddr, creds: &Credentials) -> Option<String> {
+    match read_replica_state(server, creds) {
+        Ok(Some(state)) => state.not_applying(),
+        Ok(None) => None,
+        Err(e) => {
+            debug!("reading the replica state of {server}: {e}");
+            None
+        }
+    }
+}
+
+/// The replica state of `server` (`None`: it replicates from nobody). Blocking.
+pub fn read_replica_state(
+    server: SocketAddr,
+    creds: &Credentials,
+) -> Result<Option<ReplicaState>, halb_check::mysql::client::SqlError> {
+    let mut options =
+        halb_check::mysql::client::ConnectOptions::new(server, &creds.user, &creds.password);
+    options.connect_timeout = creds.timeout;
+    options.io_timeout = creds.timeout;
+    let mut conn = halb_check::mysql::client::Connection::connect(&options)?;
+    let state = replica_state(&mut conn);
+    conn.close();
+    state
 }
 
 async fn run_fence(

@@ -9,6 +9,7 @@ mod ipvs_tool;
 mod journal;
 mod lab;
 mod monitor;
+mod mysql;
 mod realserver;
 mod reload;
 mod run;
@@ -78,6 +79,9 @@ enum Command {
     /// Each prints one line, `OK|WARNING|CRITICAL|UNKNOWN - text | perfdata`, and exits 0, 1,
     /// 2 or 3.
     Monitor(monitor::Args),
+    /// MySQL pre-flight: `halb mysql doctor -f FILE` logs in to the servers of every virtual
+    /// server with a MYSQL_CHECK and reports what makes the pair unsafe behind a VIP.
+    Mysql(mysql::Args),
     /// The seed's topology in network namespaces and its test plan: `halb lab run`, `up`, `down`.
     Lab(lab::Args),
     /// Drive the kernel's IPVS directly (tests and benchmarks).
@@ -107,6 +111,7 @@ fn main() -> ExitCode {
         Command::Ipvs(args) => ipvs_tool::run(&args),
         Command::Lab(args) => lab::run(&args),
         Command::Monitor(args) => monitor::run(&args),
+        Command::Mysql(args) => mysql::run(&args),
         Command::DistFiles(args) => dist_files::run(&args, Cli::command()),
     }
 }

@@ -145,6 +145,9 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
                     if rs.alive { "UP" } else { "DOWN" },
                     rs.weight
                 );
+                if let Some(r) = &rs.replica {
+                    let _ = writeln!(out, "       {}", r.summary());
+                }
                 for c in &rs.checkers {
                     let _ = writeln!(
                         out,

@@ -25,7 +25,7 @@ const SETUP: &str = "CREATE DATABASE lab;
      CREATE TABLE lab.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT);
      CREATE TABLE lab.health (ok INT); INSERT INTO lab.health VALUES (1);
      CREATE USER halb@'%' IDENTIFIED BY 'pw';
-     GRANT SUPER, PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN ON *.* TO halb@'%';
+     GRANT SUPER, PROCESS, CONNECTION ADMIN, READ_ONLY ADMIN, SLAVE MONITOR ON *.* TO halb@'%';
      GRANT SELECT ON lab.* TO halb@'%';
      CREATE USER app@'%' IDENTIFIED BY 'pw'; GRANT ALL ON lab.* TO app@'%';";
 
@@ -287,11 +287,16 @@ fn a_returning_master_gets_the_writes_back_only_after_it_has_caught_up() {
     a.sql("SET sql_log_bin=0; CREATE TABLE lab.health (ok INT); INSERT INTO lab.health VALUES (1)")
         .expect("the check's table back on .253");
     let held = wait_for(Duration::from_secs(30), || {
-        halb.log_text()
-            .contains("Not handing back yet, the sorry server stays the writer")
+        halb.log_text().contains(
+            "Not handing back yet, the sorry server stays the writer: 192.168.66.253:3306 \
+             cannot catch up: its SQL thread is stopped (replicating from 192.168.66.254:3306)",
+        )
     });
     let log = halb.log_text();
-    assert!(held.is_some(), "the handback should wait:\n{log}");
+    assert!(
+        held.is_some(),
+        "the handback should wait, saying why:\n{log}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
         (read_only(&a).as_str(), read_only(&b).as_str()),
@@ -518,13 +523,25 @@ fn failback_manual_waits_for_halb_failback_and_its_catch_up() {
         status.contains("failback held: failback manual"),
         "halb status says why: {status}"
     );
+    // The replica state, read every 5 s, shows the stopped SQL thread.
+    let shown = wait_for(Duration::from_secs(15), || {
+        halb_status(&lab).contains("replica of 192.168.66.254:3306: IO yes, SQL no")
+    });
+    assert!(
+        shown.is_some(),
+        "halb status shows .253's replication: {}",
+        halb_status(&lab)
+    );
 
     // Asked for while .253 lags: the catch-up rule refuses.
     let (code, text) = halb_failback(&lab, VS);
     assert_eq!(code, 2, "{text}");
     assert!(
-        text.contains("not handed back") && text.contains("has not applied"),
-        "{text}"
+        text.contains(
+            "not handed back: 192.168.66.253:3306 cannot catch up: its SQL thread is stopped \
+             (replicating from 192.168.66.254:3306)"
+        ),
+        "the replica state says why: {text}"
     );
     assert_eq!(read_only(&b), "0", ".254 stays the writer");
 
@@ -614,5 +631,208 @@ fn failback_limit_stops_a_flapping_server_coming_back_by_itself() {
     assert_eq!(code, 0, "{text}\n{}", halb.log_text());
     assert_eq!(handbacks(&halb), 2);
     assert_eq!((read_only(&a).as_str(), read_only(&b).as_str()), ("0", "1"));
+    halb.terminate(Duration::from_secs(10));
+}
+
+/// What the database's general log says one client address sent: (statements that changed a
+/// global variable, KILLs, the checker's queries).
+fn sent_from(db: &MariaDb, ip: &str) -> (u64, u64, u64) {
+    let count = |what: &str| -> u64 {
+        db.value(&format!(
+            "SELECT COUNT(*) FROM mysql.general_log WHERE user_host LIKE '%[{ip}]%' AND {what}"
+        ))
+        .expect("read the general log")
+        .parse()
+        .expect("a number")
+    };
+    (
+        count("argument LIKE 'SET GLOBAL%'"),
+        count("argument LIKE 'KILL%'"),
+        count("argument LIKE '%lab.health%'"),
+    )
+}
+
+/// Two halb directors in front of the pair, the seed's MASTER (.6) and BACKUP (.5). The real
+/// server fails and returns; both directors see it (the BACKUP's checks keep reaching the
+/// server), but only the MASTER fences. The database's own general log is the witness: from
+/// the BACKUP's address not one `SET GLOBAL` nor `KILL`, from the MASTER's both.
+#[test]
+fn a_backup_director_never_fences() {
+    let lab = LvsLab::new("wbackup");
+    let backup_host = lab.add_host("e", 5);
+    let a = start_db(&lab, &lab.rs_a.ns, 1);
+    let b = start_db(&lab, &lab.rs_b.ns, 2);
+    for db in [&a, &b] {
+        db.sql("SET GLOBAL log_output = 'TABLE'; SET GLOBAL general_log = ON;")
+            .expect("turn the general log on");
+    }
+    let master_conf = lab.write("master.conf", &config());
+    let backup_conf = lab.write(
+        "backup.conf",
+        &config()
+            .replacen("state MASTER", "state BACKUP", 1)
+            .replacen("priority 100", "priority 90", 1),
+    );
+    let mut master = Daemon::halb_with(
+        &lab.director.ns,
+        &master_conf,
+        lab.dir.path().join("master.log"),
+        &[],
+    );
+    let mut backup = Daemon::halb_with(
+        &backup_host.ns,
+        &backup_conf,
+        lab.dir.path().join("backup.log"),
+        &[],
+    );
+    let ready = wait_for(Duration::from_secs(30), || {
+        read_only(&b) == "1" && backup.log_text().contains("Entering BACKUP STATE")
+    });
+    assert!(
+        ready.is_some(),
+        "the MASTER should fence .254 and the other director be BACKUP:\nMASTER:\n{}\nBACKUP:\n{}",
+        master.log_text(),
+        backup.log_text()
+    );
+
+    // .253 fails its checks, on both directors.
+    health_on(&a, false);
+    let out = wait_for(Duration::from_secs(30), || {
+        read_only(&a) == "1"
+            && backup
+                .log_text()
+                .contains("Adding sorry server [192.168.66.254]:tcp:3306")
+    });
+    assert!(
+        out.is_some(),
+        "both directors should switch to .254:\nMASTER:\n{}\nBACKUP:\n{}",
+        master.log_text(),
+        backup.log_text()
+    );
+    let checks_before = sent_from(&a, "192.168.66.5").2;
+    // .253 returns; both directors hand back.
+    health_on(&a, true);
+    let back = wait_for(Duration::from_secs(30), || {
+        read_only(&a) == "0"
+            && read_only(&b) == "1"
+            && backup
+                .log_text()
+                .contains("Removing sorry server [192.168.66.254]:tcp:3306")
+    });
+    assert!(
+        back.is_some(),
+        "both directors should hand back to .253:\nMASTER:\n{}\nBACKUP:\n{}",
+        master.log_text(),
+        backup.log_text()
+    );
+    // A few more of the BACKUP's checks after the handback.
+    std::thread::sleep(Duration::from_secs(3));
+
+    for (name, db) in [(".253", &a), (".254", &b)] {
+        let (set, kill, checks) = sent_from(db, "192.168.66.5");
+        println!("{name}, from the BACKUP (.5): {set} SET GLOBAL, {kill} KILL, {checks} checks");
+        assert_eq!(
+            (set, kill),
+            (0, 0),
+            "the BACKUP director wrote to {name}:\n{}",
+            backup.log_text()
+        );
+        let (set, kill, checks) = sent_from(db, "192.168.66.6");
+        println!("{name}, from the MASTER (.6): {set} SET GLOBAL, {kill} KILL, {checks} checks");
+        assert!(
+            set > 0,
+            "the MASTER's fences should be in {name}'s general log (else the log proves nothing)"
+        );
+    }
+    // Only the real server is checked; the sorry server is nobody's to check.
+    assert!(
+        checks_before > 0 && sent_from(&a, "192.168.66.5").2 > checks_before,
+        "the BACKUP kept checking .253 after it returned"
+    );
+    assert!(
+        !backup.log_text().contains("Fenced") && !backup.log_text().contains("writable"),
+        "{}",
+        backup.log_text()
+    );
+    backup.terminate(Duration::from_secs(10));
+    master.terminate(Duration::from_secs(10));
+}
+
+/// An operator (or another tool) sets the writer `read_only`: it refuses every write, so the
+/// MYSQL_CHECK of the writer service fails it, and halb switches as for any failure (the
+/// application's session there killed, .254 made writable, then routed). It stays out while
+/// read-only, halb's own fences aside; made writable again, it gets the writes back.
+#[test]
+fn a_writer_found_read_only_is_taken_out_and_fenced_as_a_switch() {
+    let lab = LvsLab::new("wro");
+    let a = start_db(&lab, &lab.rs_a.ns, 1);
+    let b = start_db(&lab, &lab.rs_b.ns, 2);
+    let conf = lab.write("keepalived.conf", &config());
+    let mut halb = Daemon::halb_with(
+        &lab.director.ns,
+        &conf,
+        lab.dir.path().join("halb.log"),
+        &[],
+    );
+    let ready = wait_for(Duration::from_secs(30), || {
+        read_only(&b) == "1" && app(&lab, vip()).is_ok()
+    });
+    assert!(ready.is_some(), ".254 never fenced:\n{}", halb.log_text());
+    let mut held = app(&lab, vip()).expect("the application connects");
+    held.query("INSERT INTO t (v) VALUES (1)")
+        .expect("a write before");
+
+    a.sql("SET GLOBAL read_only = ON")
+        .expect("the operator's read_only");
+    let switched = wait_for(Duration::from_secs(30), || {
+        halb.log_text()
+            .contains("Adding sorry server [192.168.66.254]:tcp:3306")
+            && read_only(&b) == "0"
+    });
+    let log = halb.log_text();
+    assert!(
+        switched.is_some(),
+        "a read-only writer should be taken out:\n{log}"
+    );
+    let status = halb_status(&lab);
+    assert!(
+        status
+            .contains("MySQL server [192.168.66.253]:3306 is read_only where a writer is required"),
+        "halb status gives the reason: {status}"
+    );
+    assert!(
+        log.contains("Fenced [192.168.66.253]:3306 of VS [192.168.66.251]:tcp:3306: it was read_only already"),
+        "{log}"
+    );
+    assert!(
+        held.query("INSERT INTO t (v) VALUES (2)").is_err(),
+        "the session held on .253 should be gone"
+    );
+    let mut through_vip = app(&lab, vip()).expect("connect through the VIP");
+    through_vip
+        .query("INSERT INTO t (v) VALUES (3)")
+        .expect("a write through the VIP lands on .254");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !halb
+            .log_text()
+            .contains("Removing sorry server [192.168.66.254]:tcp:3306"),
+        "a read-only .253 stays out:\n{}",
+        halb.log_text()
+    );
+
+    a.sql("SET GLOBAL read_only = OFF")
+        .expect("the operator is done");
+    let back = wait_for(Duration::from_secs(30), || {
+        halb.log_text()
+            .contains("Removing sorry server [192.168.66.254]:tcp:3306")
+            && read_only(&b) == "1"
+    });
+    assert!(
+        back.is_some(),
+        "writable again, .253 gets the writes back:\n{}",
+        halb.log_text()
+    );
+    assert_eq!(read_only(&a), "0");
     halb.terminate(Duration::from_secs(10));
 }

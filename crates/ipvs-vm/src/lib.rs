@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Debian packages the IPVS machine uses, on the host (qemu, the kernel tools) and copied into the
-/// machine (busybox, iproute2, keepalived, ipvsadm, kmod).
+/// machine (busybox, iproute2, keepalived, ipvsadm, kmod, and strace for the tests that trace
+/// what a daemon sends).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "busybox-static",
     "qemu-system-x86",
@@ -32,6 +33,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "keepalived",
     "ipvsadm",
     "iproute2",
+    "strace",
 ];
 
 /// The machine's scripts (fetch the kernel, build the initramfs, boot a payload), relative to the

@@ -19,6 +19,7 @@ use halb_ipvs_vm::kernel_vm::{sections, KernelVm, Payload};
 use std::time::{Duration, Instant};
 
 const SCRIPT: &str = include_str!("ipvs_fencing.sh");
+const LAN: &str = include_str!("lan.sh");
 const MARK: &str = "@@ipvs-fence@@ ";
 
 /// The seed's shape on the lab's addresses: a VIP by VRRP, a persistent DR virtual server with
@@ -105,7 +106,9 @@ fn halb_ends_connections_to_the_server_left_within_a_second_keepalived_does_not(
     halb_ipvs_vm::ensure_prerequisites()?;
     let work = tempfile::tempdir()?;
     let halb = halb_ipvs_vm::halb_binary::stripped_into(work.path())?;
-    let payload = Payload::new(SCRIPT).file("fence.conf", fence_conf());
+    let payload = Payload::new(SCRIPT)
+        .file("lan.sh", LAN)
+        .file("fence.conf", fence_conf());
     let started = Instant::now();
     let output = KernelVm::new()?
         .extra_bin(&halb)

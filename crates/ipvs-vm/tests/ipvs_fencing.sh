@@ -15,30 +15,13 @@
 #             complaint (connections left on the old master for minutes after the failback).
 # Results are printed in sections that start with "@@ipvs-fence@@ NAME".
 set -u
+# shellcheck source=lan.sh
+source /payload/lan.sh
 
 MARK='@@ipvs-fence@@'
 VIP=10.0.0.100
 # How long a connection is watched after the switch before it counts as left open.
 WATCH_S=6
-
-section() {
-    echo "$MARK $*"
-}
-
-now_ms() {
-    local t="${EPOCHREALTIME/./}"
-    echo $((t / 1000))
-}
-
-host() {
-    local ns="$1" addr="$2"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip link add "v-$ns" type veth peer name eth0 netns "$ns"
-    ip link set "v-$ns" master br0 up
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" addr add "$addr/24" dev eth0
-}
 
 start_check_port() {
     ip netns exec r1 busybox nc -ll -p 9001 -e true &
@@ -53,8 +36,7 @@ stop_check_port() {
 setup() {
     modprobe ip_vs
     busybox syslogd -O /tmp/syslog.log
-    ip link add br0 type bridge
-    ip link set br0 up
+    bridge br0
     host cl 10.0.0.10
     host d1 10.0.0.2
     host r1 10.0.0.21
@@ -64,15 +46,6 @@ setup() {
         ip netns exec "$rs" halb realserver start --vip "$VIP"
     done
     sleep 2
-}
-
-wait_for() {
-    local limit=$(($(now_ms) + $1 * 1000))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$(now_ms)" -lt "$limit" ] || return 1
-        sleep 0.1
-    done
 }
 
 has_vip() {

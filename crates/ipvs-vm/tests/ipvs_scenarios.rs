@@ -18,6 +18,7 @@ use halb_ipvs_vm::kernel_vm::{sections, KernelVm, Payload};
 use std::time::{Duration, Instant};
 
 const SCRIPT: &str = include_str!("ipvs_scenarios.sh");
+const LAN: &str = include_str!("lan.sh");
 const MARK: &str = "@@ipvs-scn@@ ";
 
 fn instance(state: &str, priority: u8) -> String {
@@ -119,6 +120,7 @@ fn director_scenarios_on_a_real_kernel() -> Result<()> {
         None => SCRIPT.to_string(),
     };
     let payload = Payload::new(script)
+        .file("lan.sh", LAN)
         .file("dr.conf", dr_conf())
         .file("failover-sync-d1.conf", failover_conf("d1", true))
         .file("failover-sync-d2.conf", failover_conf("d2", true))

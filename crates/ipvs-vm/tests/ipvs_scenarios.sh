@@ -15,34 +15,16 @@
 #               MODE: "sync" with lvs_sync_daemon, "nosync" without (the control).
 # Results are printed in sections that start with "@@ipvs-scn@@ NAME".
 set -u
+# shellcheck source=lan.sh
+source /payload/lan.sh
 
 MARK='@@ipvs-scn@@'
 VIP=10.0.0.100
-section() {
-    echo "$MARK $*"
-}
-
-now_ms() {
-    local t="${EPOCHREALTIME/./}"
-    echo $((t / 1000))
-}
-
-# host NS ADDR: a namespace on the bridge.
-host() {
-    local ns="$1" addr="$2"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip link add "v-$ns" type veth peer name eth0 netns "$ns"
-    ip link set "v-$ns" master br0 up
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" addr add "$addr/24" dev eth0
-}
 
 setup() {
     modprobe ip_vs
     busybox syslogd -O /tmp/syslog.log
-    ip link add br0 type bridge
-    ip link set br0 up
+    bridge br0
     host cl 10.0.0.10
     host d1 10.0.0.2
     host d2 10.0.0.3
@@ -76,16 +58,6 @@ tally() {
         esac
     done
     echo "r1=$r1 r2=$r2 fail=$fail"
-}
-
-# wait_for SECONDS COMMAND...: until COMMAND succeeds; false when time runs out.
-wait_for() {
-    local limit=$(($(now_ms) + $1 * 1000))
-    shift
-    until "$@" >/dev/null 2>&1; do
-        [ "$(now_ms)" -lt "$limit" ] || return 1
-        sleep 0.2
-    done
 }
 
 has_vip() {

@@ -192,6 +192,24 @@ impl Table {
         dels
     }
 
+    /// [`Table::diff`] for a data plane that holds no fallback (IPVS: the sorry server is a
+    /// destination there only while it serves). An edit of a service whose only change is its
+    /// fallback is dropped: the kernel's entry would be rewritten with the same settings, an
+    /// edit the change of the configuration does not need.
+    pub fn diff_without_fallback(&self, target: &Table) -> Vec<Change> {
+        self.diff(target)
+            .into_iter()
+            .filter(|change| match change {
+                Change::EditService(new) => self.services.get(&new.key).is_none_or(|old| {
+                    let mut old = old.settings();
+                    old.fallback = new.fallback;
+                    old != *new
+                }),
+                _ => true,
+            })
+            .collect()
+    }
+
     /// Applies changes as a data plane would (used to check `diff` and by data planes that
     /// keep a copy of what they hold).
     pub fn apply(&mut self, changes: &[Change]) {

@@ -1240,3 +1240,52 @@ virtual_server 10.0.0.1 80 {
     step(&mut vss, key(0, 0, 0), true, None);
     assert_eq!(dests(&vss.table(), svc), vec![(sa("10.0.1.1:80"), 4)]);
 }
+
+/// A virtual server with one live real server, with or without a sorry server, and its
+/// persistence timeout.
+fn sorry_config(sorry: bool, persistence: u32) -> LvsConfig {
+    let sorry = if sorry {
+        "    sorry_server 10.0.0.24 9000\n"
+    } else {
+        ""
+    };
+    config(&format!(
+        "virtual_server 10.0.0.100 9000 {{
+    lb_algo wrr
+    lb_kind DR
+    persistence_timeout {persistence}
+    protocol TCP
+{sorry}    real_server 10.0.0.21 9000 {{
+        weight 1
+    }}
+}}
+"
+    ))
+}
+
+#[test]
+fn a_sorry_server_added_or_removed_while_it_does_not_serve_changes_nothing_in_ipvs() {
+    let without = VirtualServers::new(&sorry_config(false, 120)).table();
+    let with = VirtualServers::new(&sorry_config(true, 120)).table();
+    let key = tcp("10.0.0.100:9000");
+    assert!(
+        !with.services[&key]
+            .destinations
+            .contains_key(&sa("10.0.0.24:9000")),
+        "the sorry server waits outside while the real server is up"
+    );
+    // The proxy keeps the fallback, so it is told; IPVS would get its entry rewritten as it is.
+    assert!(matches!(
+        without.diff(&with).as_slice(),
+        [Change::EditService(_)]
+    ));
+    assert_eq!(without.diff_without_fallback(&with), vec![]);
+    assert_eq!(with.diff_without_fallback(&without), vec![]);
+    // Anything the kernel holds is still edited.
+    let longer = VirtualServers::new(&sorry_config(true, 300)).table();
+    let edits = without.diff_without_fallback(&longer);
+    assert!(
+        matches!(edits.as_slice(), [Change::EditService(s)] if s.persistence.map(|p| p.timeout_s) == Some(300)),
+        "{edits:?}"
+    );
+}

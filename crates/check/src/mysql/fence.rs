@@ -32,6 +32,8 @@ pub struct Credentials {
 /// What [`fence`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Fenced {
+    /// The server was read-only before (someone else's fence, or an operator's).
+    pub was_read_only: bool,
     /// The server has `super_read_only` and it is on now.
     pub super_read_only: bool,
     /// The sessions killed (their ids).
@@ -66,6 +68,10 @@ fn set_if_present(conn: &mut Connection, name: &str, value: &str) -> Result<bool
 /// server in whatever state the statements before it reached; the caller retries the whole.
 pub fn fence(addr: SocketAddr, creds: &Credentials) -> Result<Fenced, SqlError> {
     let mut conn = connect(addr, creds)?;
+    let was_read_only = conn
+        .query("SELECT @@global.read_only")?
+        .first()
+        .is_some_and(|v| v != "0");
     conn.query("SET GLOBAL read_only = ON")?;
     let super_read_only = set_if_present(&mut conn, "super_read_only", "ON")?;
     let sessions = conn.query(&format!(
@@ -86,6 +92,7 @@ pub fn fence(addr: SocketAddr, creds: &Credentials) -> Result<Fenced, SqlError> 
     }
     conn.close();
     Ok(Fenced {
+        was_read_only,
         super_read_only,
         killed,
     })

@@ -15,10 +15,12 @@
 
 mod auth;
 pub mod client;
+pub mod doctor;
 mod error;
 pub mod fence;
 mod handshake;
 mod packet;
+pub mod replica;
 mod response;
 mod session;
 
@@ -62,6 +64,38 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::{timeout_at, Instant};
+
+/// The servers this director's halb holds read-only itself (its fences of `mysql_writer`
+/// virtual servers), shared between the fencing and the checkers: a MYSQL_CHECK of a writer
+/// service fails on a server found `read_only` unless it is here, since a read-only server
+/// where a writer is required refuses every write (someone else made it so: an operator, a
+/// failover tool, the server's own `read_only` at start). halb's own fence must not take the
+/// server it fenced out for good, or it could never hand back.
+#[derive(Debug, Clone, Default)]
+pub struct FencedServers(std::sync::Arc<std::sync::RwLock<std::collections::BTreeSet<SocketAddr>>>);
+
+impl FencedServers {
+    pub fn insert(&self, server: SocketAddr) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(server);
+    }
+
+    pub fn remove(&self, server: SocketAddr) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&server);
+    }
+
+    pub fn contains(&self, server: SocketAddr) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&server)
+    }
+}
 
 /// What a passing check learned about the server.
 #[derive(Debug, Clone, PartialEq, Eq)]

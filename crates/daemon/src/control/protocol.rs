@@ -204,6 +204,9 @@ pub struct RealServerView {
     pub addr: SocketAddr,
     pub alive: bool,
     pub weight: u32,
+    /// A `mysql_writer`'s server: its replica state, read every few seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<halb_check::mysql::replica::ReplicaState>,
     pub checkers: Vec<CheckerView>,
 }
 

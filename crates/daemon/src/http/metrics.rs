@@ -754,6 +754,30 @@ impl Levels {
                 .iter()
                 .map(|c| ((c.service.set(), c.remote.set()), u64::from(c.rs.alive))),
         )?;
+        // A mysql_writer's servers: their replication, as the catch-up reads it.
+        let replicas = || {
+            checked
+                .iter()
+                .filter_map(|c| Some(((c.service.set(), c.remote.set()), c.rs.replica.as_ref()?)))
+        };
+        f.family(
+            "halb_mysql_replica_io_running",
+            "A mysql_writer's real server: its replication IO thread is connected to its source",
+            G,
+            replicas().map(|(l, r)| (l, u64::from(r.io_running))),
+        )?;
+        f.family(
+            "halb_mysql_replica_sql_running",
+            "A mysql_writer's real server: its replication SQL thread applies what it fetched",
+            G,
+            replicas().map(|(l, r)| (l, u64::from(r.sql_running))),
+        )?;
+        f.family(
+            "halb_mysql_replica_seconds_behind",
+            "A mysql_writer's real server: Seconds_Behind_Master (absent while unknown)",
+            G,
+            replicas().filter_map(|(l, r)| Some((l, r.seconds_behind?))),
+        )?;
         let dest_series = |value: fn(&crate::control::protocol::DestView) -> u64| {
             dests
                 .iter()
@@ -891,6 +915,14 @@ mod tests {
                     addr: rs,
                     alive: true,
                     weight: 3,
+                    replica: Some(halb_check::mysql::replica::ReplicaState {
+                        source: "192.168.66.254:3306".into(),
+                        io_running: true,
+                        sql_running: false,
+                        seconds_behind: None,
+                        last_error: "stopped".into(),
+                        using_gtid: "Slave_Pos".into(),
+                    }),
                     checkers: vec![CheckerView {
                         kind: "MYSQL_CHECK".into(),
                         up: true,
@@ -944,6 +976,8 @@ mod tests {
                 "halb_mysql_read_only{{{remote},checker=\"MYSQL_CHECK\",checker_index=\"0\"}} 1"
             ),
             "halb_checker_duration_seconds_count{checker=\"MYSQL_CHECK\"} 1".into(),
+            format!("halb_mysql_replica_io_running{{{remote}}} 1"),
+            format!("halb_mysql_replica_sql_running{{{remote}}} 0"),
         ] {
             assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
         }

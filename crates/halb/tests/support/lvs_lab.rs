@@ -27,8 +27,10 @@ pub struct LvsLab {
     pub rs_a: Host,
     pub rs_b: Host,
     pub client: Host,
+    /// The scenario's name, for hosts added later.
+    what: String,
     /// Holds the segment; last to go.
-    _bridge: Bridge,
+    bridge: Bridge,
     pub dir: tempfile::TempDir,
 }
 
@@ -49,9 +51,21 @@ impl LvsLab {
             rs_a: host("a", 253),
             rs_b: host("b", 254),
             client: host("c", 100),
-            _bridge: bridge,
+            what: what.to_string(),
+            bridge,
             dir: tempfile::tempdir().expect("a temporary directory"),
         }
+    }
+
+    /// One more host on the segment (a second director), at `192.168.66.<host>`. Declare it
+    /// after the lab, so that it goes before the bridge.
+    pub fn add_host(&self, tag: &str, host: u8) -> Host {
+        let ns = Netns::new(&format!("lvs-{}-{tag}", self.what));
+        self.bridge.attach(&ns, &format!("{tag}0"), "eth0");
+        let ipv4 = format!("192.168.66.{host}");
+        ns.ip(&["addr", "add", &format!("{ipv4}/24"), "dev", "eth0"]);
+        ns.ip(&["link", "set", "eth0", "up"]);
+        Host { ns, ipv4 }
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
