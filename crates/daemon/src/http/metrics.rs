@@ -516,6 +516,11 @@ impl Levels {
             (&v.name, v.index, &v.services).hash(&mut h);
             for (rs_index, rs) in v.real_servers.iter().enumerate() {
                 rs.addr.hash(&mut h);
+                // The replica series are there while the state is known, the lag while known.
+                rs.replica
+                    .as_ref()
+                    .map(|r| r.seconds_behind.is_some())
+                    .hash(&mut h);
                 for (index, c) in rs.checkers.iter().enumerate() {
                     c.kind.hash(&mut h);
                     let id = CheckerId::new(v.index, rs_index, index);
@@ -1017,6 +1022,14 @@ mod tests {
                 .render(grown.clone(), Vec::new())
                 .unwrap()
         );
+        // A replica's lag known: its series is added where the encoder puts it.
+        let mut moved = grown.clone();
+        let rs = &mut moved.virtual_servers[0].real_servers[0];
+        if let Some(r) = rs.replica.as_mut() {
+            r.seconds_behind = Some(4);
+        }
+        let text = metrics.render(moved.clone(), Vec::new()).unwrap();
+        assert_eq!(text, EventMetrics::new().render(moved, Vec::new()).unwrap());
         // A read_only learnt: one more series.
         let probe = ProbeSample {
             id: CheckerId::new(0, 0, 0),
