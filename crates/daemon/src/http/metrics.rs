@@ -534,7 +534,10 @@ impl Levels {
         h.finish()
     }
 
-    /// Hands each family of the levels to `f`, in the order of the text.
+    /// Hands each family of the levels to `f`, in the order of the text. A family whose
+    /// series come and go (as `halb_mysql_read_only`) must have what decides them hashed in
+    /// [`Levels::shape`]: otherwise a kept template may put values under other series' labels
+    /// when as many series come as go.
     fn visit<F: Families>(&self, f: &mut F) -> Result<(), FmtError> {
         use MetricType::{Counter as C, Gauge as G};
         let s = &self.snapshot;
