@@ -77,9 +77,27 @@ pub struct RunningChecker {
     pub kind: CheckerKind,
 }
 
+/// How long a probe asked for by passive evidence (see [`RunnerHandle::expedite`]) waits for
+/// an answer before it counts as failed, by kind. A TCP connect (TCP_CHECK, DR_PATH_CHECK) or an
+/// echo (PING_CHECK) is one round trip, under a millisecond on the LAN a director serves: 200 ms
+/// without a SYN-ACK while the clients' SYNs stall too is a server that does not answer. The
+/// others log in or fetch, so they keep a full second; a MISC_CHECK script is not cut short
+/// (it may change things on its way), its own `misc_timeout` holds.
+pub fn expedited_bound(kind: CheckerKind) -> Option<Duration> {
+    match kind {
+        CheckerKind::Tcp | CheckerKind::DrPath | CheckerKind::Ping => {
+            Some(Duration::from_millis(200))
+        }
+        CheckerKind::Misc => None,
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
     ProbeNow,
+    /// Passive evidence standing for this long from when the command is taken.
+    Expedite(Duration),
     Suspend,
     Resume,
 }
@@ -117,6 +135,22 @@ impl RunnerHandle {
                 ProbeTarget::Checker(id) => c.id == id,
             },
             Command::ProbeNow,
+        )
+    }
+
+    /// Passive evidence against a real server that stands for `stands_for` (the kernel's
+    /// connection table shows its new connections stalling): its checkers probe now, a probe
+    /// waits for an answer no longer than [`expedited_bound`], and a failure's retries follow
+    /// at once, while the evidence stands. The checkers' verdicts still decide, after their
+    /// usual retries (see `Policy::expedite`). Returns how many checkers were asked.
+    pub fn expedite(&self, which: impl Into<ProbeTarget>, stands_for: Duration) -> usize {
+        let which = which.into();
+        self.send(
+            |c| match which {
+                ProbeTarget::RealServer(a) => c.real_server == a,
+                ProbeTarget::Checker(id) => c.id == id,
+            },
+            Command::Expedite(stands_for),
         )
     }
 
@@ -340,6 +374,13 @@ impl CheckerTask {
                                 "probe of {rs} brought forward");
                         }
                     }
+                    Some(Command::Expedite(stands_for)) => {
+                        let now = Instant::now().into_std();
+                        if policy.expedite(now, now + stands_for) {
+                            debug!(vs = self.id.vs, rs = self.id.rs, checker = self.id.checker,
+                                "new connections to {rs} stall: probe brought forward");
+                        }
+                    }
                     Some(Command::Suspend) => {
                         if !policy.is_suspended() {
                             debug!("checker for service {rs} for VS {vs} suspended");
@@ -356,7 +397,20 @@ impl CheckerTask {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     if policy.handle_timeout(Instant::now().into_std()) {
                         let started = Instant::now();
-                        let result = self.probe.run().await;
+                        let bound = expedited_bound(self.kind)
+                            .filter(|_| policy.is_expedited(started.into_std()));
+                        let result = if let Some(bound) = bound {
+                            match tokio::time::timeout(bound, self.probe.run()).await {
+                                Ok(result) => result,
+                                Err(_) => Err(crate::probe::ProbeFailure::timeout(format!(
+                                    "no answer from {} within {bound:?} while its new \
+                                     connections stall",
+                                    self.real_server
+                                ))),
+                            }
+                        } else {
+                            self.probe.run().await
+                        };
                         let took = started.elapsed();
                         if let Some(probes) = &self.probes {
                             let _ = probes.send(crate::ProbeSample {
