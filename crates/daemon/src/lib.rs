@@ -3,6 +3,7 @@
 //! plane, and the control socket `halb status` reads. The binary parses arguments and calls
 //! [`run`]; everything else lives here.
 
+mod conn_watch;
 pub mod control;
 mod daemon;
 mod dr_path;
@@ -49,7 +50,8 @@ pub struct Options {
     /// The data plane: kernel IPVS, the userspace proxy, or IPVS when the kernel has it.
     pub dataplane: DataplaneChoice,
     /// Passive failure detection: the proxy tries the next real server when a connect fails
-    /// and asks the checkers to look at once.
+    /// and asks the checkers to look at once; on IPVS, new connections that stall in the
+    /// kernel's connection table expedite the checkers of their real server.
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
