@@ -5,8 +5,10 @@
 //!
 //! The read is the one cost that grows with the traffic: the kernel prints every entry as text
 //! (about 100 bytes each). So the pause between two reads follows the cost of the last one:
-//! [`COST_SHARE`] keeps the reader under about 5% of one core whatever the table's size, within
-//! [`FASTEST`] and [`SLOWEST`]; a table of a few thousand entries is read every 100 ms.
+//! [`COST_SHARE`] keeps the reader under about 10% of one core whatever the table's size,
+//! within [`FASTEST`] and [`SLOWEST`]; a table of a few thousand entries is read every 100 ms.
+//! Detection waits up to two pauses (a connection is stalled when two reads find it in
+//! `SYN_RECV`), so a slower pace would cost the goal of noticing within a second.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -20,9 +22,9 @@ use tracing::{debug, warn};
 /// The shortest pause between two reads of the table.
 pub const FASTEST: Duration = Duration::from_millis(100);
 /// The longest (a huge table on a slow machine).
-pub const SLOWEST: Duration = Duration::from_secs(2);
-/// The pause is this many times the last read's cost: at most 1/20 of a core goes to reading.
-pub const COST_SHARE: u32 = 20;
+pub const SLOWEST: Duration = Duration::from_secs(1);
+/// The pause is this many times the last read's cost: at most 1/10 of a core goes to reading.
+pub const COST_SHARE: u32 = 10;
 
 /// The pause after a read that took `cost`.
 pub fn pause_after(cost: Duration) -> Duration {
@@ -115,7 +117,7 @@ mod tests {
         assert_eq!(pause_after(Duration::from_micros(300)), FASTEST);
         assert_eq!(
             pause_after(Duration::from_millis(20)),
-            Duration::from_millis(400)
+            Duration::from_millis(200)
         );
         assert_eq!(pause_after(Duration::from_millis(500)), SLOWEST);
     }

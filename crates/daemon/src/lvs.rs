@@ -73,9 +73,9 @@ const REPLICA_READ: Duration = Duration::from_secs(5);
 const FENCE_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a stall seen in the IPVS connection table stands as evidence: a little more than
-/// the reader's slowest pause, so that evidence read again and again never lapses between
-/// two reads, and ends soon once the table shows no stall.
-const STALL_STANDS: Duration = Duration::from_millis(2500);
+/// the reader's slowest pause (1 s), so that evidence read again and again never lapses
+/// between two reads, and ends soon once the table shows no stall.
+const STALL_STANDS: Duration = Duration::from_millis(1500);
 
 /// A real server's stalling connections are logged at most this often (each read repeats it).
 const STALL_LOG_EVERY: Duration = Duration::from_secs(10);

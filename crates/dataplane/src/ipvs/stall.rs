@@ -24,10 +24,11 @@ use std::time::{Duration, Instant};
 use super::conn_scan::{ConnView, TcpState};
 
 /// How long a connection may stay in `SYN_RECV` before it counts as stalled. A handshake on a
-/// LAN takes well under a millisecond; 150 ms leaves room for a loaded director and a client
-/// that is slow to run, and with a read every 100 ms the first stalled connection is seen
-/// about 250 ms after it started.
-pub const DEFAULT_THRESHOLD: Duration = Duration::from_millis(150);
+/// LAN takes well under a millisecond; 100 ms leaves room for a loaded director and a client
+/// that is slow to run, and equals the reader's shortest pause: a connection found in
+/// `SYN_RECV` by two reads in a row is stalled, so the first one is seen 100 to 200 ms after
+/// it started.
+pub const DEFAULT_THRESHOLD: Duration = Duration::from_millis(100);
 
 /// At most this many `SYN_RECV` connections are followed (a SYN flood must not grow the
 /// detector without bound); beyond it new ones are ignored until some leave.
@@ -253,8 +254,8 @@ mod tests {
         let stuck = conn(40000, RS, TcpState::SynRecv);
         assert!(scan(&mut d, t0, &[stuck]).is_empty(), "just seen");
         assert!(
-            scan(&mut d, t0 + ms(100), &[stuck]).is_empty(),
-            "under 150 ms"
+            scan(&mut d, t0 + ms(60), &[stuck]).is_empty(),
+            "under 100 ms"
         );
         let out = scan(&mut d, t0 + ms(200), &[stuck]);
         assert_eq!(
@@ -268,7 +269,7 @@ mod tests {
         // And again at every scan while it stays.
         let more = conn(40001, RS, TcpState::SynRecv);
         assert_eq!(scan(&mut d, t0 + ms(300), &[stuck, more])[0].stalled, 1);
-        assert_eq!(scan(&mut d, t0 + ms(500), &[stuck, more])[0].stalled, 2);
+        assert_eq!(scan(&mut d, t0 + ms(400), &[stuck, more])[0].stalled, 2);
     }
 
     #[test]
@@ -327,7 +328,7 @@ mod tests {
         let a = conn(40000, RS, TcpState::SynRecv);
         let b = conn(40000, OTHER, TcpState::SynRecv);
         scan(&mut d, t0, &[a, b]);
-        let out = scan(&mut d, t0 + ms(150), &[a, b]);
+        let out = scan(&mut d, t0 + ms(100), &[a, b]);
         assert_eq!(
             out.iter().map(|s| s.dest.to_string()).collect::<Vec<_>>(),
             vec![OTHER, RS]
