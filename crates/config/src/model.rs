@@ -7,9 +7,7 @@
 use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 
-pub use crate::sections::bgp::{
-    AnnouncedRoute, BgpAnnounce, BgpNeighbor, BirdControl,
-};
+pub use crate::sections::bgp::{AnnouncedRoute, BgpAnnounce, BgpNeighbor, BirdControl};
 pub use crate::sections::checker::model::{
     BfdCheck, Checker, CheckerCommon, CheckerKind, DnsCheck, DnsType, FileCheck, HexBytes,
     HttpCheck, HttpProtocol, MiscCheck, MysqlCheck, PingCheck, SmtpCheck, TcpCheck, UdpCheck, Url,

@@ -206,7 +206,9 @@ bgp_announce {
 
 #[test]
 fn no_neighbor_is_an_error() {
-    let l = read(&with_vs("bgp_announce {\n local_as 65001\n announce 192.168.66.251\n}\n"));
+    let l = read(&with_vs(
+        "bgp_announce {\n local_as 65001\n announce 192.168.66.251\n}\n",
+    ));
     let line = VS.lines().count() + 1;
     has(&l, &format!("{line}:1: error"), "without a 'neighbor'");
     assert!(l.config.bgp.is_none());
@@ -278,7 +280,11 @@ fn unknown_tracked_names_and_keywords_are_located() {
         "bgp_announce {\n local_as 1\n neighbor 10.0.0.1 {\n  remote_as 2\n  hold 3\n }\n announce 192.168.66.251 {\n  track_instance VI_9\n  track_group G9\n }\n router_id ::1\n hold_time 1\n}\n",
     ));
     let base = VS.lines().count();
-    has(&l, &format!("{}:3: warning", base + 5), "unknown keyword 'hold'");
+    has(
+        &l,
+        &format!("{}:3: warning", base + 5),
+        "unknown keyword 'hold'",
+    );
     has(
         &l,
         &format!("{}:18: warning", base + 8),
@@ -290,7 +296,11 @@ fn unknown_tracked_names_and_keywords_are_located() {
         "track_group G9 doesn't exist",
     );
     has(&l, &format!("{}:12: warning", base + 11), "must be an IPv4");
-    has(&l, &format!("{}:12: warning", base + 12), "outside range [3, 65535]");
+    has(
+        &l,
+        &format!("{}:12: warning", base + 12),
+        "outside range [3, 65535]",
+    );
     assert!(l.config.bgp.as_ref().unwrap().routes.is_empty());
 }
 
@@ -300,7 +310,11 @@ fn neighbor_inside_an_announced_prefix_warns() {
         "bgp_announce {\n local_as 1\n neighbor 192.168.66.1 {\n  remote_as 2\n }\n announce 192.168.66.0/24\n}\n",
     ));
     let line = VS.lines().count() + 3;
-    has(&l, &format!("{line}:2: warning"), "inside the announced 192.168.66.0/24");
+    has(
+        &l,
+        &format!("{line}:2: warning"),
+        "inside the announced 192.168.66.0/24",
+    );
 }
 
 #[test]
@@ -336,5 +350,8 @@ fn keepalived_warns_and_goes_on() {
     let _ = std::fs::remove_dir_all(&dir);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
-    assert!(stderr.contains("Unknown keyword 'bgp_announce'"), "{stderr}");
+    assert!(
+        stderr.contains("Unknown keyword 'bgp_announce'"),
+        "{stderr}"
+    );
 }

@@ -21,7 +21,7 @@
 //! tracked instance exists) run in [`validate`], once every section is read.
 
 use crate::read::{Ctx, US_PER_SEC};
-use crate::sections::lvs::model::{GroupEntry, LvsConfig, VirtualServerKey};
+use crate::sections::lvs::model::{GroupEntry, LvsConfig, VirtualServer, VirtualServerKey};
 use crate::sections::vrrp::model::VrrpConfig;
 use crate::source::Span;
 use crate::tree::Node;
@@ -109,6 +109,31 @@ impl AnnouncedRoute {
     /// `192.168.66.251/32`.
     pub fn prefix(&self) -> String {
         format!("{}/{}", self.vip, self.prefix_len)
+    }
+
+    /// Whether `ip` is inside the announced prefix.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        prefix_contains(self, ip)
+    }
+
+    /// Whether traffic for virtual server `vs` arrives by this route: its address (or one of
+    /// its group's addresses) is inside the prefix. Such a virtual server's quorum holds the
+    /// announcement.
+    pub fn covers(&self, vs: &VirtualServer, lvs: &LvsConfig) -> bool {
+        match &vs.key {
+            VirtualServerKey::Addr { ip, .. } => self.contains(*ip),
+            VirtualServerKey::Fwmark(_) => false,
+            VirtualServerKey::Group(name) => lvs.group(name).is_some_and(|g| {
+                g.entries.iter().any(|e| match e {
+                    GroupEntry::Range { first, last, .. } => {
+                        self.contains(*first)
+                            || self.contains(*last)
+                            || in_range(self.vip, *first, *last)
+                    }
+                    GroupEntry::Fwmark { .. } => false,
+                })
+            }),
+        }
     }
 }
 
@@ -254,7 +279,10 @@ pub fn read(node: &Node, ctx: &mut Ctx, spans: &mut Spans) -> Option<BgpAnnounce
     }
     let Some(local_as) = local_as else {
         ctx.diags
-            .error(node.span(), "bgp_announce without 'local_as' - nothing is announced")
+            .error(
+                node.span(),
+                "bgp_announce without 'local_as' - nothing is announced",
+            )
             .set_help("add 'local_as ASN' (the directors' autonomous system)");
         return None;
     };
@@ -450,7 +478,10 @@ pub fn validate(
             if !vrrp.instances.iter().any(|i| &i.name == name) {
                 ctx.diags.warn(
                     *span,
-                    format!("announce {}: track_instance {name} doesn't exist", r.prefix()),
+                    format!(
+                        "announce {}: track_instance {name} doesn't exist",
+                        r.prefix()
+                    ),
                 );
                 ok = false;
             }
@@ -509,20 +540,7 @@ fn prefix_contains(r: &AnnouncedRoute, ip: IpAddr) -> bool {
 
 /// Whether a virtual server (or a group range) has an address inside the announced prefix.
 fn vip_has_virtual_server(r: &AnnouncedRoute, lvs: &LvsConfig) -> bool {
-    lvs.virtual_servers.iter().any(|vs| match &vs.key {
-        VirtualServerKey::Addr { ip, .. } => prefix_contains(r, *ip),
-        VirtualServerKey::Fwmark(_) => false,
-        VirtualServerKey::Group(name) => lvs.group(name).is_some_and(|g| {
-            g.entries.iter().any(|e| match e {
-                GroupEntry::Range { first, last, .. } => {
-                    prefix_contains(r, *first)
-                        || prefix_contains(r, *last)
-                        || in_range(r.vip, *first, *last)
-                }
-                GroupEntry::Fwmark { .. } => false,
-            })
-        }),
-    })
+    lvs.virtual_servers.iter().any(|vs| r.covers(vs, lvs))
 }
 
 fn in_range(ip: IpAddr, first: IpAddr, last: IpAddr) -> bool {
@@ -620,7 +638,13 @@ mod tests {
         assert!(prefix_contains(&r, "192.168.66.251".parse().unwrap()));
         assert!(!prefix_contains(&r, "192.168.67.1".parse().unwrap()));
         assert!(!prefix_contains(&r, "::1".parse().unwrap()));
-        assert!(prefix_contains(&route("0.0.0.0", 0), "10.0.0.1".parse().unwrap()));
-        assert!(prefix_contains(&route("2001:db8::1", 128), "2001:db8::1".parse().unwrap()));
+        assert!(prefix_contains(
+            &route("0.0.0.0", 0),
+            "10.0.0.1".parse().unwrap()
+        ));
+        assert!(prefix_contains(
+            &route("2001:db8::1", 128),
+            "2001:db8::1".parse().unwrap()
+        ));
     }
 }
