@@ -82,7 +82,8 @@ pub struct RunningChecker {
 /// echo (PING_CHECK) is one round trip, under a millisecond on the LAN a director serves: 200 ms
 /// without a SYN-ACK while the clients' SYNs stall too is a server that does not answer. The
 /// others log in or fetch, so they keep a full second; a MISC_CHECK script is not cut short
-/// (it may change things on its way), its own `misc_timeout` holds.
+/// (it may change things on its way), its own `misc_timeout` holds. A director so loaded that
+/// its own successful probes take longer waits longer: see [`bound_after`].
 pub fn expedited_bound(kind: CheckerKind) -> Option<Duration> {
     match kind {
         CheckerKind::Tcp | CheckerKind::DrPath | CheckerKind::Ping => {
@@ -91,6 +92,13 @@ pub fn expedited_bound(kind: CheckerKind) -> Option<Duration> {
         CheckerKind::Misc => None,
         _ => Some(Duration::from_secs(1)),
     }
+}
+
+/// The expedited bound for a checker whose last successful probe took `last_ok`: never under
+/// ten times that. Clients whose handshakes stall because the director itself is overloaded
+/// must not turn into probes cut short that a healthy server fails four times in a row.
+pub fn bound_after(bound: Duration, last_ok: Option<Duration>) -> Duration {
+    last_ok.map_or(bound, |took| bound.max(took.saturating_mul(10)))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -363,6 +371,8 @@ impl CheckerTask {
         } else {
             debug!("checker for service {rs} for VS {vs} starts, first probe in {warmup:?}");
         }
+        // How long the last successful probe took (see `bound_after`).
+        let mut last_ok: Option<Duration> = None;
         loop {
             let deadline = policy.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -398,7 +408,8 @@ impl CheckerTask {
                     if policy.handle_timeout(Instant::now().into_std()) {
                         let started = Instant::now();
                         let bound = expedited_bound(self.kind)
-                            .filter(|_| policy.is_expedited(started.into_std()));
+                            .filter(|_| policy.is_expedited(started.into_std()))
+                            .map(|b| bound_after(b, last_ok));
                         let result = if let Some(bound) = bound {
                             match tokio::time::timeout(bound, self.probe.run()).await {
                                 Ok(result) => result,
@@ -412,6 +423,9 @@ impl CheckerTask {
                             self.probe.run().await
                         };
                         let took = started.elapsed();
+                        if result.is_ok() {
+                            last_ok = Some(took);
+                        }
                         if let Some(probes) = &self.probes {
                             let _ = probes.send(crate::ProbeSample {
                                 id: self.id,
@@ -465,5 +479,21 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expedited_bound_grows_with_a_slow_director() {
+        let ms = Duration::from_millis;
+        let tcp = expedited_bound(CheckerKind::Tcp).unwrap();
+        assert_eq!(tcp, ms(200));
+        assert_eq!(expedited_bound(CheckerKind::Misc), None);
+        assert_eq!(bound_after(tcp, None), ms(200));
+        assert_eq!(bound_after(tcp, Some(ms(1))), ms(200));
+        assert_eq!(bound_after(tcp, Some(ms(80))), ms(800));
     }
 }

@@ -4,7 +4,10 @@
 //! checkers. The checkers' verdict takes a server out, never this.
 //!
 //! The read is the one cost that grows with the traffic: the kernel prints every entry as text
-//! (about 100 bytes each). So the pause between two reads follows the cost of the last one:
+//! (about 100 bytes each). So the pause between two reads follows the cost of the last one
+//! (the CPU time the reading thread spent, kernel side included; not the wall-clock time, which
+//! on a busy machine counts other processes' turns and would slow detection exactly when the
+//! machine is loaded):
 //! [`COST_SHARE`] keeps the reader under about 10% of one core whatever the table's size,
 //! within [`FASTEST`] and [`SLOWEST`]; a table of a few thousand entries is read every 100 ms.
 //! Detection waits up to two pauses (a connection is stalled when two reads find it in
@@ -78,6 +81,7 @@ fn run(mut watched: watch::Receiver<BTreeSet<SocketAddr>>, stalls: mpsc::Unbound
             continue;
         }
         let started = Instant::now();
+        let cpu_before = thread_cpu_time();
         let text = match reader.read() {
             Ok(text) => text,
             Err(e) => {
@@ -100,7 +104,7 @@ fn run(mut watched: watch::Receiver<BTreeSet<SocketAddr>>, stalls: mpsc::Unbound
                 return;
             }
         }
-        let cost = started.elapsed();
+        let cost = thread_cpu_time().saturating_sub(cpu_before);
         pause = pause_after(cost);
         tracing::trace!(
             "read {lines} line(s) of the IPVS connection table in {cost:?}; next in {pause:?}"
@@ -108,9 +112,37 @@ fn run(mut watched: watch::Receiver<BTreeSet<SocketAddr>>, stalls: mpsc::Unbound
     }
 }
 
+/// The CPU time this thread has used (user and system).
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which lives on this stack frame.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_thread_cpu_time_grows_with_work() {
+        let before = thread_cpu_time();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(thread_cpu_time() > before);
+    }
 
     #[test]
     fn the_pause_follows_the_cost() {
