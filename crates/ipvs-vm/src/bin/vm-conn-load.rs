@@ -10,7 +10,8 @@
 //!   name that answered or `fail`).
 //! - `summary OUT FAULT_MS NAME`: from such a file, when the first attempt that started after
 //!   `FAULT_MS` was answered by NAME (`first_ms`, after the fault), how many attempts started
-//!   after it still failed or went elsewhere, and the tallies.
+//!   after it still failed or went elsewhere, how many failed and ended before the fault, and
+//!   the tallies.
 //! - `established SRC DST:PORT COUNT`: COUNT connection entries in a director's IPVS table
 //!   without COUNT connections: from SRC's namespace, a raw SYN then an ACK per source port
 //!   (the director, in DR mode, sees only the client's side and calls each `ESTABLISHED`; the
@@ -165,9 +166,13 @@ fn summary(out: &str, fault_ms: u128, name: &str) {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    // Attempts still running when the fault came are the fault's, not failures before it.
     println!(
         "fail_before: {}",
-        before.iter().filter(|r| r.2 == "fail").count()
+        before
+            .iter()
+            .filter(|r| r.1 < fault_ms && r.2 == "fail")
+            .count()
     );
     match after.iter().position(|r| r.2 == name) {
         Some(i) => {
