@@ -7,6 +7,7 @@
 use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 
+pub use crate::sections::bfd::BfdInstance;
 pub use crate::sections::checker::model::{
     BfdCheck, Checker, CheckerCommon, CheckerKind, DnsCheck, DnsType, FileCheck, HexBytes,
     HttpCheck, HttpProtocol, MiscCheck, MysqlCheck, PingCheck, SmtpCheck, TcpCheck, UdpCheck, Url,
@@ -35,7 +36,10 @@ pub struct Config {
     pub global: GlobalDefs,
     pub vrrp: VrrpConfig,
     pub lvs: LvsConfig,
-    /// Top-level keywords known but not modelled (for example `bfd_instance`,
-    /// `linkbeat_use_polling`), kept for the round trip.
+    /// Top-level keywords known but not modelled (for example `linkbeat_use_polling`), kept
+    /// for the round trip; `bfd_instance` blocks too, which [`Config::bfd`] also reads.
     pub other: Vec<Setting>,
+    /// The `bfd_instance`s keepalived would run.
+    #[serde(default)]
+    pub bfd: Vec<BfdInstance>,
 }
