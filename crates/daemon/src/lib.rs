@@ -3,6 +3,8 @@
 //! plane, and the control socket `halb status` reads. The binary parses arguments and calls
 //! [`run`]; everything else lives here.
 
+pub mod bfd;
+mod bfd_check;
 pub mod control;
 mod daemon;
 mod dr_path;
@@ -21,6 +23,7 @@ mod reload;
 pub mod reload_plan;
 mod sd_notify;
 mod service_status;
+mod track_bfd;
 mod track_script;
 mod upgrade;
 mod vip_lease;
@@ -340,6 +343,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         },
         probes,
     };
+    let (bfd_view, bfd_task) = bfd::spawn(&config.bfd);
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::new(config.clone()),
         lvs_options,
@@ -354,6 +358,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         },
         stop_lvs,
         lvs_started,
+        bfd_view.clone(),
     ));
     let vrrp_handover = handover::VrrpHandOver {
         taking_over: options.handover.takeover,
@@ -372,9 +377,13 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         vrrp_reloads,
         stop,
         vrrp_handover,
+        bfd_view.clone(),
     )
     .await;
     reloads.abort();
+    if let Some(task) = bfd_task {
+        task.abort();
+    }
     let request = released.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(handover::ReleaseRequest { successor, reply }) = request {
         // Handed over: the sockets go to the new process, which the reply lets go on; this
