@@ -8,6 +8,7 @@ use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 
 pub use crate::sections::bfd::BfdInstance;
+pub use crate::sections::bgp::{AnnouncedRoute, BgpAnnounce, BgpNeighbor, BirdControl};
 pub use crate::sections::checker::model::{
     BfdCheck, Checker, CheckerCommon, CheckerKind, DnsCheck, DnsType, FileCheck, HexBytes,
     HttpCheck, HttpProtocol, MiscCheck, MysqlCheck, PingCheck, SmtpCheck, TcpCheck, UdpCheck, Url,
@@ -42,4 +43,7 @@ pub struct Config {
     /// The `bfd_instance`s keepalived would run.
     #[serde(default)]
     pub bfd: Vec<BfdInstance>,
+    /// halb's `bgp_announce`: routes announced by BGP through BIRD.
+    #[serde(default)]
+    pub bgp: Option<BgpAnnounce>,
 }
