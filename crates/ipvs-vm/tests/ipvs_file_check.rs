@@ -108,7 +108,11 @@ fn file_check_changes_reach_ipvs_as_with_keepalived() -> Result<()> {
     steps.sort_by_key(|(n, _, _)| *n);
     let expected = STEPS.lines().count() + 1;
     if steps.len() != expected {
-        bail!("{} steps reported, expected {expected}:\n{}", steps.len(), output.stdout);
+        bail!(
+            "{} steps reported, expected {expected}:\n{}",
+            steps.len(),
+            output.stdout
+        );
     }
     let mut failures = Vec::new();
     for (n, name, lines) in &steps {
@@ -128,7 +132,10 @@ fn file_check_changes_reach_ipvs_as_with_keepalived() -> Result<()> {
                 h.join("\n")
             ));
         }
-        if let Some(l) = lines.iter().find(|l| l.starts_with("settle:") || l.starts_with("halb reload:")) {
+        if let Some(l) = lines
+            .iter()
+            .find(|l| l.starts_with("settle:") || l.starts_with("halb reload:"))
+        {
             failures.push(format!("step {n} {name}: {l}"));
         }
     }

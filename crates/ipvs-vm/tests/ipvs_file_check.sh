@@ -24,7 +24,8 @@ start_daemon() {
         ip netns exec "$p-d1" keepalived -n -l -C -f "/tmp/$p.conf" \
             -p "/run/$p-k.pid" -c "/run/$p-kc.pid" >"/tmp/$p.log" 2>&1 &
     else
-        ip netns exec "$p-d1" halb run -f "/tmp/$p.conf" --dataplane ipvs \
+        # No DR_PATH_CHECK: no real server exists here, and keepalived has no such check.
+        ip netns exec "$p-d1" halb run -f "/tmp/$p.conf" --dataplane ipvs --no-dr-path-check \
             --control-socket "/run/$p-halb.sock" >"/tmp/$p.log" 2>&1 &
     fi
     echo $! >"/tmp/$p.pid"
