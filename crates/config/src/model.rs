@@ -7,6 +7,7 @@
 use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 
+pub use crate::sections::bgp::{AnnouncedRoute, BgpAnnounce, BgpNeighbor, BirdControl};
 pub use crate::sections::checker::model::{
     BfdCheck, Checker, CheckerCommon, CheckerKind, DnsCheck, DnsType, FileCheck, HexBytes,
     HttpCheck, HttpProtocol, MiscCheck, MysqlCheck, PingCheck, SmtpCheck, TcpCheck, UdpCheck, Url,
@@ -38,4 +39,7 @@ pub struct Config {
     /// Top-level keywords known but not modelled (for example `bfd_instance`,
     /// `linkbeat_use_polling`), kept for the round trip.
     pub other: Vec<Setting>,
+    /// halb's `bgp_announce`: routes announced by BGP through BIRD.
+    #[serde(default)]
+    pub bgp: Option<BgpAnnounce>,
 }

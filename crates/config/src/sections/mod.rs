@@ -3,6 +3,7 @@
 //! writer (model → keepalived.conf) and, for the larger parts, a public `model` module of the
 //! types [`crate::model`] gathers.
 
+pub mod bgp;
 pub mod checker;
 pub mod global_defs;
 pub mod lvs;
@@ -47,6 +48,8 @@ pub fn read_config(nodes: &[Node], ctx: &mut Ctx) -> Config {
 #[derive(Default)]
 pub struct ConfigReader {
     config: Config,
+    /// Places in `bgp_announce`, for the checks that need the whole file.
+    bgp_spans: bgp::Spans,
 }
 
 impl ConfigReader {
@@ -57,6 +60,11 @@ impl ConfigReader {
             "global_defs" => global_defs::read(node, ctx, &mut config.global),
             name if vrrp::TOP_LEVEL.contains(&name) => vrrp::read_top(node, ctx, &mut config.vrrp),
             name if lvs::TOP_LEVEL.contains(&name) => lvs::read_top(node, ctx, &mut config.lvs),
+            bgp::KEYWORD => {
+                if let Some(a) = bgp::read(node, ctx, &mut self.bgp_spans) {
+                    config.bgp = Some(a);
+                }
+            }
             "static_routes" | "static_rules" => config.other.push(routes::read_static(node, ctx)),
             "static_ipaddress" => config.other.push(routes::read_static_addresses(node, ctx)),
             name if KEPT_TOP_LEVEL.contains(&name) => config.other.push(Setting::from_node(node)),
@@ -71,6 +79,9 @@ impl ConfigReader {
         // per-instance `lvs_sync_daemon_interface`).
         vrrp::finish(&mut config.vrrp, &config.global, ctx);
         vrrp::fold_into_global(&mut config.vrrp, &mut config.global);
+        if let Some(a) = &mut config.bgp {
+            bgp::validate(a, &self.bgp_spans, &config.lvs, &config.vrrp, ctx);
+        }
         config
     }
 }
@@ -84,5 +95,8 @@ pub fn write_config(config: &Config) -> String {
     }
     vrrp::write(&config.vrrp, &mut w);
     lvs::write(&config.lvs, &mut w);
+    if let Some(a) = &config.bgp {
+        bgp::write(a, &mut w);
+    }
     w.finish()
 }
