@@ -24,6 +24,7 @@ pub mod reload_plan;
 mod sd_notify;
 mod service_status;
 mod track_bfd;
+pub mod track_file;
 mod track_script;
 mod upgrade;
 mod vip_lease;
@@ -332,6 +333,9 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             }
         }
     };
+    // keepalived writes `init_file` values while it reads the configuration.
+    track_file::init_files(config, false);
+    let track_files = track_file::TrackFiles::default();
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
         passive_checks: options.passive,
@@ -342,6 +346,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             ..halb_dataplane::proxy::ProxyOptions::default()
         },
         probes,
+        track_files: track_files.clone(),
     };
     let (bfd_view, bfd_task) = bfd::spawn(&config.bfd);
     let lvs = tokio::spawn(lvs::run(
@@ -377,6 +382,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         vrrp_reloads,
         stop,
         vrrp_handover,
+        track_files,
         bfd_view.clone(),
     )
     .await;
