@@ -3,6 +3,8 @@
 //! plane, and the control socket `halb status` reads. The binary parses arguments and calls
 //! [`run`]; everything else lives here.
 
+pub mod bfd;
+mod bfd_check;
 mod conn_watch;
 pub mod control;
 mod daemon;
@@ -22,6 +24,8 @@ mod reload;
 pub mod reload_plan;
 mod sd_notify;
 mod service_status;
+mod track_bfd;
+pub mod track_file;
 mod track_script;
 mod upgrade;
 mod vip_lease;
@@ -331,6 +335,9 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             }
         }
     };
+    // keepalived writes `init_file` values while it reads the configuration.
+    track_file::init_files(config, false);
+    let track_files = track_file::TrackFiles::default();
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
         passive_checks: options.passive,
@@ -341,7 +348,9 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             ..halb_dataplane::proxy::ProxyOptions::default()
         },
         probes,
+        track_files: track_files.clone(),
     };
+    let (bfd_view, bfd_task) = bfd::spawn(&config.bfd);
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::new(config.clone()),
         lvs_options,
@@ -356,6 +365,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         },
         stop_lvs,
         lvs_started,
+        bfd_view.clone(),
     ));
     let vrrp_handover = handover::VrrpHandOver {
         taking_over: options.handover.takeover,
@@ -374,9 +384,14 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         vrrp_reloads,
         stop,
         vrrp_handover,
+        track_files,
+        bfd_view.clone(),
     )
     .await;
     reloads.abort();
+    if let Some(task) = bfd_task {
+        task.abort();
+    }
     let request = released.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(handover::ReleaseRequest { successor, reply }) = request {
         // Handed over: the sockets go to the new process, which the reply lets go on; this

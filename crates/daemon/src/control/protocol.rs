@@ -86,6 +86,9 @@ pub struct Snapshot {
     /// The answer to a `halb failback` request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback: Option<FailbackAnswer>,
+    /// The `bfd_instance` sessions and the BFD packets no session took.
+    #[serde(default)]
+    pub bfd: crate::bfd::BfdView,
 }
 
 /// The daemon's own life, from its typed events.
