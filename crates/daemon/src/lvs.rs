@@ -1090,6 +1090,8 @@ impl Shell {
             daemon: Default::default(),
             last_reload: self.last_reload.borrow().clone(),
             failback: None,
+            // Filled on the way out by `bgp::track`.
+            bgp: None,
             version: env!("CARGO_PKG_VERSION").to_string(),
             dataplane: self
                 .dataplane
