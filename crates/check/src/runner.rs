@@ -239,7 +239,9 @@ pub fn spawn(cfg: &LvsConfig, opts: &RunnerOptions, reports: mpsc::Sender<Report
         }
     }
     if not_probes > 0 {
-        info!("FILE_CHECK and BFD_CHECK are not run by the health checker: {not_probes} ignored");
+        info!(
+            "{not_probes} FILE_CHECK/BFD_CHECK checker(s) probe nothing (a FILE_CHECK follows its track_file)"
+        );
     }
     handle
 }

@@ -25,6 +25,7 @@ use crate::notify::Notifier;
 use crate::reload::Apply;
 use crate::reload_plan;
 use crate::sd_notify::Watchdog;
+use crate::track_file::{self, FileValue, Followed, TrackFiles};
 use crate::track_script::{self, ScriptResult};
 use crate::vip_lease::{self, Leases};
 use crate::vrrp_map::{self, MappedInstance, VrrpPlan};
@@ -87,6 +88,10 @@ struct Shell<H: Addresses + VrrpSockets> {
     /// The `vrrp_script`s running, with their tasks (a reload keeps the unchanged ones).
     scripts: Vec<(VrrpScript, tokio::task::JoinHandle<()>)>,
     script_results: mpsc::Sender<ScriptResult>,
+    /// The `track_file`s the instances track, followed while they do.
+    track_files: TrackFiles,
+    followed: Followed,
+    file_changes: mpsc::Sender<FileValue>,
 }
 
 /// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
@@ -108,6 +113,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
     mut reloads: mpsc::Receiver<Apply>,
     stop: impl Future<Output = ()>,
     handover: VrrpHandOver,
+    track_files: TrackFiles,
 ) -> Result<()> {
     let VrrpHandOver {
         taking_over,
@@ -116,7 +122,10 @@ pub async fn run<H: Addresses + VrrpSockets>(
     } = handover;
     let mut stop = std::pin::pin!(stop);
     let mut dump_requests = dumps.subscribe();
-    let view = host.host_view().await?;
+    let mut view = host.host_view().await?;
+    let (file_changes, mut file_inbox) = mpsc::channel::<FileValue>(64);
+    let followed = track_file::follow(&track_files, &track_file::vrrp_files(config), &file_changes);
+    view.track_files = followed.values.clone();
     let mut plan: VrrpPlan = vrrp_map::map(config, &view)?;
     plan.instances.iter_mut().for_each(vip_lease::lease_vips);
     for line in &plan.unsupported {
@@ -222,6 +231,9 @@ pub async fn run<H: Addresses + VrrpSockets>(
         inbound,
         scripts,
         script_results,
+        track_files,
+        followed,
+        file_changes,
     };
     shell.settle(host::now()).await;
     let _ = started.send(());
@@ -268,6 +280,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
             () = watchdog.due() => { watchdog.ping(); continue; }
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
             Some(result) = script_inbox.recv() => shell.handle_script(&result),
+            Some(change) = file_inbox.recv() => shell.handle_file(&change),
             Some(event) = link_events.recv() => shell.handle_link(&event),
             request = dump_requests.recv() => match request {
                 Ok(kind) => shell.dump(kind),
@@ -460,7 +473,14 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
     /// the new file cannot run here (an interface that is not there). Returns one line per
     /// change.
     async fn reload(&mut self, config: &Config) -> Result<Vec<String>, String> {
-        let view = self.host.host_view().await.map_err(|e| format!("{e:#}"))?;
+        let mut view = self.host.host_view().await.map_err(|e| format!("{e:#}"))?;
+        // Followed before the old ones are let go: a file both track stays watched.
+        let followed = track_file::follow(
+            &self.track_files,
+            &track_file::vrrp_files(config),
+            &self.file_changes,
+        );
+        view.track_files = followed.values.clone();
         let mut plan = vrrp_map::map(config, &view).map_err(|e| e.to_string())?;
         plan.instances.iter_mut().for_each(vip_lease::lease_vips);
         // The data dump shows the global settings of the file now running.
@@ -559,6 +579,22 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
         }
         self.reload_groups(&plan.sync_groups, &matches, now);
         self.reload_scripts(&plan.scripts, config, &mut lines);
+        // A kept instance kept its trackers' last results; a file's value is known, and
+        // holds with the new weights.
+        self.followed = followed;
+        let now_files = host::now();
+        for (instance, mapped) in self.instances.iter_mut().zip(&final_mapping) {
+            for (name, tracking) in &mapped.files {
+                let value = self.followed.values.get(name).copied().unwrap_or(0);
+                let (weight, status) = vrrp_map::file_tracker(value, *tracking);
+                instance.machine.set_tracker(
+                    now_files,
+                    &vrrp_map::file_tracker_name(name),
+                    weight,
+                    status,
+                );
+            }
+        }
         self.notifier.reconfigure(config);
         let interfaces: Vec<String> = final_mapping
             .iter()
@@ -853,6 +889,26 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             instance
                 .machine
                 .set_tracker_status(now, &result.name, status);
+        }
+    }
+
+    /// A `track_file`'s value changed: every instance tracking it hears what it means for
+    /// it.
+    fn handle_file(&mut self, change: &FileValue) {
+        let now = host::now();
+        for instance in &mut self.instances {
+            for (name, tracking) in &instance.mapped.files {
+                if *name != change.name {
+                    continue;
+                }
+                let (weight, status) = vrrp_map::file_tracker(change.value, *tracking);
+                instance.machine.set_tracker(
+                    now,
+                    &vrrp_map::file_tracker_name(name),
+                    weight,
+                    status,
+                );
+            }
         }
     }
 

@@ -147,7 +147,10 @@ impl Addresses for SystemHost {
                 },
             );
         }
-        Ok(HostView { links })
+        Ok(HostView {
+            links,
+            ..HostView::default()
+        })
     }
 
     async fn add_address(&self, interface: &str, vip: &VirtualAddress) -> Result<()> {

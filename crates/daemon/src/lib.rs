@@ -22,6 +22,7 @@ mod reload;
 pub mod reload_plan;
 mod sd_notify;
 mod service_status;
+pub mod track_file;
 mod track_script;
 mod upgrade;
 mod vip_lease;
@@ -339,6 +340,9 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             }
         }
     };
+    // keepalived writes `init_file` values while it reads the configuration.
+    track_file::init_files(config, false);
+    let track_files = track_file::TrackFiles::default();
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
         passive_checks: options.passive,
@@ -349,6 +353,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
             ..halb_dataplane::proxy::ProxyOptions::default()
         },
         probes,
+        track_files: track_files.clone(),
     };
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::new(config.clone()),
@@ -393,6 +398,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         vrrp_reloads,
         stop,
         vrrp_handover,
+        track_files,
     )
     .await;
     reloads.abort();

@@ -20,7 +20,7 @@ use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
 use halb_dataplane::{ipvsadm_forward_name, ApplyError, Dataplane, PassiveFailure};
 use halb_lb::table::{Change, Table};
-use halb_lb::virtual_server::{CheckerId, Output, VirtualServers};
+use halb_lb::virtual_server::{CheckerId, FileStatus, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
@@ -36,6 +36,7 @@ use crate::host::Addresses;
 use crate::process;
 use crate::reload::Apply;
 use crate::reload_plan;
+use crate::track_file::{self, effect, FileValue, Followed, TrackFiles};
 use crate::writer_fence::WriterFencing;
 
 /// Which data plane `--dataplane` asks for.
@@ -57,6 +58,8 @@ pub struct LvsOptions {
     pub proxy: ProxyOptions,
     /// Where the checkers send every probe's time and outcome (the metrics), when somewhere.
     pub probes: Option<mpsc::UnboundedSender<halb_check::ProbeSample>>,
+    /// Where FILE_CHECK's files are watched (shared with the VRRP part).
+    pub track_files: TrackFiles,
 }
 
 /// Reloads handed to the virtual servers, and the last reload's outcome for `halb status`.
@@ -104,6 +107,11 @@ struct Shell {
     probes: Option<mpsc::UnboundedSender<halb_check::ProbeSample>>,
     /// The writer services' servers' replica state, last read.
     replicas: BTreeMap<std::net::SocketAddr, ReplicaState>,
+    /// The FILE_CHECKs, and the files they follow.
+    file_checks: Vec<track_file::FileCheck>,
+    followed: Followed,
+    file_changes: mpsc::Sender<FileValue>,
+    track_files: TrackFiles,
 }
 
 /// The sync daemon follows one VRRP instance: master daemon while it is MASTER, backup
@@ -168,8 +176,23 @@ pub async fn run<A: Addresses>(
     } else {
         config
     };
+    let file_checks = track_file::file_checks(&config);
+    let (file_changes, mut file_inbox) = mpsc::channel::<FileValue>(64);
+    let followed = track_file::follow(
+        &options.track_files,
+        &checked_files(&file_checks),
+        &file_changes,
+    );
+    // keepalived reads the files before it sets up the services.
+    let initial: Vec<(CheckerId, FileStatus)> = file_checks
+        .iter()
+        .map(|c| {
+            let value = followed.values.get(&c.name).copied().unwrap_or(0);
+            (c.id, effect::initial_checker_status(value, c.tracking))
+        })
+        .collect();
     let mut shell = Shell {
-        vs: VirtualServers::new(&config.lvs),
+        vs: VirtualServers::with_files(&config.lvs, &initial),
         config: Arc::clone(&config),
         dataplane: dataplane.map(SharedDataplane::new),
         held: Table::default(),
@@ -187,6 +210,10 @@ pub async fn run<A: Addresses>(
         held_why: BTreeMap::new(),
         probes: options.probes.clone(),
         replicas: BTreeMap::new(),
+        file_checks,
+        followed,
+        file_changes,
+        track_files: options.track_files.clone(),
     };
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -246,6 +273,7 @@ pub async fn run<A: Addresses>(
                 enforce_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
+            Some(change) = file_inbox.recv() => shell.handle_file(&change).await,
             _ = replica_tick.tick(), if !shell.writers.is_empty() => {
                 let targets = shell.writers.replica_targets(&shell.vs);
                 let tx = replica_tx.clone();
@@ -346,6 +374,14 @@ pub async fn run<A: Addresses>(
 }
 
 type Chosen = (Box<dyn Dataplane>, Option<IpvsControl>);
+
+/// The files FILE_CHECKs follow, as (name, path).
+fn checked_files(checks: &[track_file::FileCheck]) -> Vec<(String, std::path::PathBuf)> {
+    checks
+        .iter()
+        .map(|c| (c.name.clone(), c.path.clone()))
+        .collect()
+}
 
 /// IPVS when asked for or when the kernel has it (`auto`), else the userspace proxy; one
 /// log line says which and why.
@@ -518,7 +554,31 @@ impl Shell {
             }
         }
         let carried = reload_plan::carried_services(&self.config.lvs, &config.lvs);
-        let (vs, out) = self.vs.reloaded(&config.lvs, &carried, local);
+        let (mut vs, mut out) = self.vs.reloaded(&config.lvs, &carried, local);
+        // A FILE_CHECK kept with the same file and weight has its state; any other takes the
+        // value of its file now (a new weight, or another file, applies at once).
+        let file_checks = track_file::file_checks(&config);
+        let followed = track_file::follow(
+            &self.track_files,
+            &checked_files(&file_checks),
+            &self.file_changes,
+        );
+        for check in &file_checks {
+            let value = followed.values.get(&check.name).copied().unwrap_or(0);
+            let kept = carried.checkers.get(&check.id).is_some_and(|old| {
+                self.file_checks
+                    .iter()
+                    .any(|c| c.id == *old && c.path == check.path && c.tracking == check.tracking)
+            });
+            let unchanged = kept && self.followed.values.get(&check.name) == Some(&value);
+            if !unchanged {
+                out.extend(
+                    vs.set_file_status(check.id, effect::checker_status(value, check.tracking)),
+                );
+            }
+        }
+        self.file_checks = file_checks;
+        self.followed = followed;
         let seeds: BTreeMap<CheckerId, PolicyState> = carried
             .checkers
             .iter()
@@ -658,6 +718,26 @@ impl Shell {
         self.sync_table().await;
         self.carry_out(out).await;
         None
+    }
+
+    /// A tracked file's value changed: each FILE_CHECK following it moves its real server.
+    async fn handle_file(&mut self, change: &FileValue) {
+        self.followed
+            .values
+            .insert(change.name.clone(), change.value);
+        let mut out = Vec::new();
+        for check in self.file_checks.iter().filter(|c| c.name == change.name) {
+            let status = effect::checker_status(change.value, check.tracking);
+            self.details.insert(
+                check.id,
+                format!("track_file {} reads {}", check.name, change.value),
+            );
+            out.extend(self.vs.set_file_status(check.id, status));
+        }
+        if !out.is_empty() {
+            self.sync_table().await;
+            self.carry_out(out).await;
+        }
     }
 
     /// `halb failback VS`: hands virtual server `vs` back from its sorry server now, past

@@ -143,6 +143,8 @@ async fn reload_once(reader: Option<&ConfigReader>, parts: &Parts) -> ReloadOutc
         warn!("{line}");
     }
     let config = Arc::new(config);
+    // A reload creates a missing `init_file` file, but overwrites none.
+    crate::track_file::init_files(&config, true);
     // The VRRP part goes first: it may still refuse the file (an interface that is not on this
     // host) before anything changed.
     let vrrp = match apply(&parts.vrrp, &config).await {

@@ -254,6 +254,7 @@ virtual_server 192.168.66.251 3306 {
             config.unicast_peers = vec![IpAddr::V4(Ipv4Addr::new(192, 168, 66, peer))];
         }
         MappedInstance {
+            files: Vec::new(),
             config,
             interface: interface.into(),
             family: IpFamily::V4,

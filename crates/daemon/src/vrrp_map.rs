@@ -19,6 +19,9 @@ use halb_sys::{Broadcast, IpFamily, VirtualAddress};
 use halb_vrrp::packet::{AddressList, Auth, Version};
 use halb_vrrp::{GarpPolicy, InitialState, InstanceConfig, TrackerConfig, TrackerStatus};
 
+use crate::track_file::effect::{vrrp_effect, VrrpEffect};
+use crate::track_file::Tracking;
+
 /// One interface as the shell found it at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LinkView {
@@ -32,6 +35,8 @@ pub struct LinkView {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostView {
     pub links: BTreeMap<String, LinkView>,
+    /// The value of each `track_file` now, by its name (a file not listed reads as 0).
+    pub track_files: BTreeMap<String, i64>,
 }
 
 /// A virtual address and the interface it goes on (`dev`, or the instance's interface).
@@ -45,6 +50,9 @@ pub struct PlacedVip {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MappedInstance {
     pub config: InstanceConfig,
+    /// The `track_file`s the instance tracks, by name, and how (its trackers are named by
+    /// [`file_tracker_name`]).
+    pub files: Vec<(String, Tracking)>,
     /// The interface adverts go out of and come in on.
     pub interface: String,
     pub family: IpFamily,
@@ -114,9 +122,12 @@ pub fn map(config: &Config, host: &HostView) -> Result<VrrpPlan, MapError> {
                 .map(|(n, _)| n)
                 .collect();
             members.sort_unstable();
-            if !g.track_script.is_empty() || !g.track_interface.is_empty() {
+            if !g.track_script.is_empty()
+                || !g.track_interface.is_empty()
+                || !g.track_file.is_empty()
+            {
                 unsupported.push(format!(
-                    "vrrp_sync_group {}: track_interface / track_script of a sync group are not run yet",
+                    "vrrp_sync_group {}: track_interface / track_script / track_file of a sync group are not run yet",
                     g.name
                 ));
             }
@@ -238,11 +249,29 @@ fn map_instance(
             )),
         }
     }
-    for file in &i.track_file {
-        unsupported.push(format!(
-            "vrrp_instance {}: track_file {} is not read yet; the instance ignores it",
-            i.name, file.name
-        ));
+    let mut files = Vec::new();
+    for tracked in &i.track_file {
+        match vrrp.track_file(&tracked.name) {
+            Some(file) => {
+                let tracking = Tracking {
+                    weight: tracked.weight.unwrap_or(file.weight),
+                    reverse: tracked.reverse.unwrap_or(file.weight_reverse),
+                };
+                let value = host.track_files.get(&file.name).copied().unwrap_or(0);
+                let (weight, initial) = file_tracker(value, tracking);
+                files.push((file.name.clone(), tracking));
+                trackers.push(TrackerConfig {
+                    name: file_tracker_name(&file.name),
+                    weight,
+                    reverse: false,
+                    initial,
+                });
+            }
+            None => unsupported.push(format!(
+                "({}) track file {} not found, ignoring...",
+                i.name, tracked.name
+            )),
+        }
     }
     if i.use_vmac.is_some() {
         unsupported.push(format!(
@@ -296,12 +325,30 @@ fn map_instance(
 
     Ok(MappedInstance {
         config,
+        files,
         interface,
         family,
         multicast_group,
         vips,
         garp_interval,
     })
+}
+
+/// The tracker of `track_file` NAME in an instance: "file NAME", apart from interfaces and
+/// scripts of the same name.
+pub fn file_tracker_name(name: &str) -> String {
+    format!("file {name}")
+}
+
+/// A `track_file`'s value as a tracker's weight and result: what the value adds to the
+/// priority becomes the weight (up when positive, down when negative, so that it counts
+/// either way); FAULT is an unweighted tracker that is down.
+pub fn file_tracker(value: i64, tracking: Tracking) -> (i32, TrackerStatus) {
+    match vrrp_effect(value, tracking) {
+        VrrpEffect::Fault => (0, TrackerStatus::Down),
+        VrrpEffect::Priority(p) if p < 0 => (p, TrackerStatus::Down),
+        VrrpEffect::Priority(p) => (p, TrackerStatus::Up),
+    }
 }
 
 /// A `track_script` line as a tracker named after its script: the line's weight and
@@ -423,7 +470,10 @@ mod tests {
                 ],
             },
         );
-        HostView { links }
+        HostView {
+            links,
+            ..HostView::default()
+        }
     }
 
     fn plan(text: &str) -> VrrpPlan {

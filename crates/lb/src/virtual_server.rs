@@ -30,6 +30,7 @@
 
 mod build;
 mod events;
+mod file_check;
 mod output;
 mod reload;
 mod state;
@@ -42,6 +43,7 @@ use std::net::IpAddr;
 use halb_config::model::LvsConfig;
 
 pub use build::MAX_RANGE_ADDRESSES;
+pub use file_check::FileStatus;
 pub use halb_config::names::CheckerId;
 pub use output::{Output, ScriptReason};
 pub use reload::Carried;
@@ -68,7 +70,21 @@ impl VirtualServers {
     /// real servers alive unless an alpha checker holds them, quorum decided, sorry servers in
     /// where quorum is missing. Nothing is said until [`VirtualServers::start`].
     pub fn new(lvs: &LvsConfig) -> Self {
+        Self::with_files(lvs, &[])
+    }
+
+    /// [`VirtualServers::new`], with the FILE_CHECK checkers in the state their files' values
+    /// give at start (keepalived reads the files before it sets up the services, so a server
+    /// whose file says FAULT is never added, and its weight is there from the start).
+    pub fn with_files(lvs: &LvsConfig, files: &[(CheckerId, FileStatus)]) -> Self {
         let (mut vss, mut startup) = build::build(lvs);
+        for (id, status) in files {
+            if let Some(vs) = vss.get_mut(id.vs) {
+                if vs.is_file_check(id.rs, id.checker) {
+                    vs.init_file_status(id.rs, id.checker, *status);
+                }
+            }
+        }
         for vs in &mut vss {
             vs.update_quorum_state(true, &mut startup);
         }
@@ -187,6 +203,22 @@ impl VirtualServers {
                 checker: id,
                 why: IgnoredVerdict::Unknown,
             })),
+        }
+        out
+    }
+
+    /// A tracked file's value changed what FILE_CHECK `id` says. Statuses that change nothing
+    /// are fine to send; anything but a FILE_CHECK is ignored.
+    #[must_use = "the table changed: the outputs must be carried out"]
+    pub fn set_file_status(&mut self, id: CheckerId, status: FileStatus) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.stopped {
+            return out;
+        }
+        if let Some(vs) = self.vss.get_mut(id.vs) {
+            if vs.is_file_check(id.rs, id.checker) {
+                vs.handle_file_status(id.rs, id.checker, status, &mut out);
+            }
         }
         out
     }

@@ -151,6 +151,7 @@ impl Addresses for FakeHost {
     async fn host_view(&self) -> Result<HostView> {
         Ok(HostView {
             links: self.links.lock().unwrap().clone(),
+            ..HostView::default()
         })
     }
 

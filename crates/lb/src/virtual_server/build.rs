@@ -147,17 +147,19 @@ fn real_server(vs: &VirtualServer, rs: &RealServer) -> RealServerState {
         .checkers
         .iter()
         .map(|c| {
-            let counted = !matches!(c, Checker::File(_));
+            let file = matches!(c, Checker::File(_));
             // keepalived's alpha mode: the checker starts failed, so the real server waits
-            // for its first success.
-            let alpha = counted && rs.effective_checker_alpha(vs, c);
+            // for its first success. A tracked file's state is known at once (check_file.c
+            // clears alpha and marks the checker as run); its value arrives through
+            // `VirtualServers::set_file_status`.
+            let alpha = !file && rs.effective_checker_alpha(vs, c);
             CheckerState {
                 kind: c.kind_name(),
-                counted,
+                counted: true,
                 timed: c.kind().has_timing(),
                 alpha,
                 up: !alpha,
-                has_run: false,
+                has_run: file,
                 weight_delta: 0,
             }
         })

@@ -102,7 +102,7 @@ impl VsState {
     }
 
     /// `update_svr_wgt()`: a dynamic checker changed the real server's effective weight.
-    fn update_weight(&mut self, rs: usize, effective: i64, out: &mut Vec<Output>) {
+    pub(crate) fn update_weight(&mut self, rs: usize, effective: i64, out: &mut Vec<Output>) {
         let server = &mut self.real_servers[rs];
         let old = server.real_weight();
         server.effective_weight = effective;

@@ -74,8 +74,8 @@ pub(crate) struct ServiceTemplate {
 pub(crate) struct CheckerState {
     /// The configuration keyword, for `halb status`.
     pub kind: &'static str,
-    /// Whether the checker counts towards the real server's failed checkers. FILE_CHECK is a
-    /// tracked file in keepalived, not a checker, and halb does not run it: it never counts.
+    /// Whether the checker counts towards the real server's failed checkers (a checker whose
+    /// kind halb does not run never fails).
     pub counted: bool,
     /// Whether keepalived runs it on a timer (and so logs its activation and suspension):
     /// not FILE_CHECK nor BFD_CHECK.
@@ -83,8 +83,8 @@ pub(crate) struct CheckerState {
     pub alpha: bool,
     pub up: bool,
     pub has_run: bool,
-    /// What this checker's `misc_dynamic` weight adds to the real server's configured weight
-    /// (keepalived's `cur_weight`).
+    /// What this checker's `misc_dynamic` weight or FILE_CHECK value adds to the real
+    /// server's configured weight (keepalived's `cur_weight`).
     pub weight_delta: i64,
 }
 

@@ -66,7 +66,7 @@ pub struct CheckerStatus {
     /// alpha mode, else up).
     pub has_run: bool,
     pub alpha: bool,
-    /// Whether the verdict counts: FILE_CHECK is not run by halb and never does.
+    /// Whether the verdict counts towards the real server's failed checkers.
     pub counted: bool,
 }
 

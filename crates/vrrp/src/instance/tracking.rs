@@ -126,6 +126,32 @@ impl Instance {
         true
     }
 
+    /// Sets a tracker's weight and result at once (a `track_file` whose value moved: its
+    /// product becomes the weight, FAULT an unweighted tracker that is down), so that the
+    /// instance never passes through a state in between. Returns false for an unknown name.
+    pub fn set_tracker(
+        &mut self,
+        now: Instant,
+        name: &str,
+        weight: i32,
+        status: TrackerStatus,
+    ) -> bool {
+        let Some(index) = self.trackers.iter().position(|t| t.name == name) else {
+            return false;
+        };
+        let t = &self.trackers[index];
+        if self.state == State::Stopped || (t.weight == weight && t.status == status) {
+            return true;
+        }
+        let before = self.blocking();
+        self.trackers[index].weight = weight;
+        self.trackers[index].status = status;
+        self.update_priority(now);
+        let reason = self.tracker_reason(index);
+        self.react_to_blocking(now, before, reason);
+        true
+    }
+
     /// vrrp_track.c `down_instance`.
     pub(super) fn down_instance(&mut self, now: Instant, reason: Reason) {
         self.want = Want::Fault;
