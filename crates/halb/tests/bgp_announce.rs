@@ -224,7 +224,7 @@ fn bird_pid(conf: &Path) -> Option<u32> {
             continue;
         };
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.iter().any(|a| a.ends_with(b"bird")) && args.iter().any(|a| *a == conf.as_bytes()) {
+        if args.iter().any(|a| a.ends_with(b"bird")) && args.contains(&conf.as_bytes()) {
             return Some(pid);
         }
     }
