@@ -3,6 +3,8 @@
 //! plane, and the control socket `halb status` reads. The binary parses arguments and calls
 //! [`run`]; everything else lives here.
 
+pub mod bfd;
+mod bfd_check;
 mod bgp;
 pub mod control;
 mod daemon;
@@ -22,6 +24,7 @@ mod reload;
 pub mod reload_plan;
 mod sd_notify;
 mod service_status;
+mod track_bfd;
 pub mod track_file;
 mod track_script;
 mod upgrade;
@@ -355,6 +358,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         probes,
         track_files: track_files.clone(),
     };
+    let (bfd_view, bfd_task) = bfd::spawn(&config.bfd);
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::new(config.clone()),
         lvs_options,
@@ -369,6 +373,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         },
         stop_lvs,
         lvs_started,
+        bfd_view.clone(),
     ));
     let announcing = tokio::spawn(bgp::run(
         std::sync::Arc::new(config.clone()),
@@ -399,9 +404,13 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         stop,
         vrrp_handover,
         track_files,
+        bfd_view.clone(),
     )
     .await;
     reloads.abort();
+    if let Some(task) = bfd_task {
+        task.abort();
+    }
     let request = released.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(handover::ReleaseRequest { successor, reply }) = request {
         // Handed over: the sockets go to the new process, which the reply lets go on; this

@@ -145,6 +145,7 @@ pub async fn run<A: Addresses>(
     reloads: Reloads,
     mut stop: oneshot::Receiver<()>,
     started: oneshot::Sender<()>,
+    mut bfd: watch::Receiver<crate::bfd::BfdView>,
 ) -> Result<()> {
     let Reloads {
         requests: mut reload_requests,
@@ -237,6 +238,8 @@ pub async fn run<A: Addresses>(
     let mut replica_tick = tokio::time::interval(REPLICA_READ);
     replica_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut vrrp_running = true;
+    // BFD_CHECK verdicts as last handed over, by checker.
+    let mut bfd_reported = BTreeMap::new();
     // Deadlines kept across turns of the loop: a sleep made anew each turn would start over
     // whenever another branch fires first, and `halb status` asked more often than once a
     // second (a dashboard, a monitoring loop) would then hold every fence retry and every
@@ -274,6 +277,13 @@ pub async fn run<A: Addresses>(
             }
             Some(report) = reports.recv() => shell.handle_report(report).await,
             Some(change) = file_inbox.recv() => shell.handle_file(&change).await,
+            Ok(()) = bfd.changed() => {
+                let view = bfd.borrow_and_update().clone();
+                let verdicts = crate::bfd_check::reports(&shell.config.lvs, &view, &mut bfd_reported);
+                for report in verdicts {
+                    shell.handle_report(report).await;
+                }
+            }
             _ = replica_tick.tick(), if !shell.writers.is_empty() => {
                 let targets = shell.writers.replica_targets(&shell.vs);
                 let tx = replica_tx.clone();
@@ -352,6 +362,7 @@ pub async fn run<A: Addresses>(
                 let views = vrrp.borrow().clone();
                 let mut snapshot = shell.snapshot(request.connections, &views).await;
                 snapshot.failback = failback;
+                snapshot.bfd = bfd.borrow().clone();
                 let _ = answer.send(snapshot);
             }
         }
@@ -1172,6 +1183,8 @@ impl Shell {
             failback: None,
             // Filled on the way out by `bgp::track`.
             bgp: None,
+            // Filled by the caller, which follows the BFD sessions.
+            bfd: Default::default(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             dataplane: self
                 .dataplane

@@ -114,6 +114,7 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
             );
         }
     }
+    render_bfd(&s.bfd, &mut out);
     if !s.virtual_servers.is_empty() {
         out.push_str("\nReal servers\n");
         for vs in &s.virtual_servers {
@@ -418,6 +419,40 @@ fn render_connections(s: &Snapshot, out: &mut String) {
             c.dest
         );
     }
+}
+
+/// The `bfd_instance` sessions, and the packets no session took.
+fn render_bfd(bfd: &halb_daemon::bfd::BfdView, out: &mut String) {
+    if bfd.sessions.is_empty() {
+        return;
+    }
+    out.push_str("\nBFD sessions\n");
+    let _ = writeln!(
+        out,
+        "  {:<16} {:<24} {:<9} {:>8} {:>8} {:>7} {:>5}  Diagnostic (local / remote)",
+        "Name", "Neighbor", "State", "Received", "Sent", "Dropped", "Downs"
+    );
+    for b in &bfd.sessions {
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<24} {:<9} {:>8} {:>8} {:>7} {:>5}  {} / {}",
+            b.name,
+            b.neighbor,
+            b.state,
+            b.packets_received,
+            b.packets_sent,
+            b.packets_dropped,
+            b.down_transitions,
+            b.local_diag,
+            b.remote_diag
+        );
+    }
+    let c = &bfd.counters;
+    let _ = writeln!(
+        out,
+        "  Dropped before a session: {} malformed, {} with a wrong TTL, {} unmatched",
+        c.malformed, c.bad_ttl, c.unmatched
+    );
 }
 
 #[cfg(test)]

@@ -94,6 +94,9 @@ pub struct Snapshot {
     /// Route announcement (`bgp_announce`), when configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<BgpView>,
+    /// The `bfd_instance` sessions and the BFD packets no session took.
+    #[serde(default)]
+    pub bfd: crate::bfd::BfdView,
 }
 
 /// Route announcement as `halb status` shows it.
