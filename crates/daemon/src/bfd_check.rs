@@ -1,7 +1,8 @@
 //! `BFD_CHECK`: a real server follows a `bfd_instance` (check_bfd.c in keepalived 2.2.7). A
 //! session entering Up brings the checker up, leaving Up takes it down; like keepalived, whose
 //! BFD process tells the checkers of changes only, nothing is said while a session has not yet
-//! been Up, so a server without `alpha` stays up until then.
+//! been Up, so a server without `alpha` stays up until then. After a reload (`reported`
+//! emptied) a session that has been Up before is reported whatever its state.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,7 +33,8 @@ pub fn reports(
                 let id = CheckerId::new(v, r, c);
                 let up = session.up;
                 let before = reported.get(&id).copied();
-                if before == Some(up) || (before.is_none() && !up) {
+                let never_up = session.down_transitions == 0;
+                if before == Some(up) || (before.is_none() && !up && never_up) {
                     continue;
                 }
                 reported.insert(id, up);
@@ -115,5 +117,12 @@ mod tests {
         let down = reports(&lvs, &view("Down"), &mut reported);
         assert_eq!(down.len(), 1);
         assert!(!down[0].up && down[0].failure.is_some());
+        // A reload empties `reported`: a session Down after having been Up is said again.
+        let mut after_reload = BTreeMap::new();
+        let mut was_up = view("Down");
+        was_up.sessions[0].down_transitions = 1;
+        let again = reports(&lvs, &was_up, &mut after_reload);
+        assert_eq!(again.len(), 1);
+        assert!(!again[0].up);
     }
 }

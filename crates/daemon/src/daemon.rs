@@ -296,6 +296,10 @@ pub async fn run<H: Addresses + VrrpSockets>(
             Some(apply) = reloads.recv() => {
                 let result = shell.reload(&apply.config).await;
                 let _ = apply.done.send(result);
+                // A track_bfd line the reload added starts down (as in keepalived); it hears
+                // its session's state now rather than at the next change.
+                let view = bfd.borrow().clone();
+                shell.handle_bfd(&view);
             }
             () = sleep => {
                 let now = host::now();

@@ -373,6 +373,14 @@ pub async fn run<A: Addresses>(
                 let local = host_addresses(&*host).await;
                 let lines = shell.reload(config, &local, &report_tx, &mut reports).await;
                 let _ = apply.done.send(Ok(lines));
+                // The checkers may have moved or be new: each BFD_CHECK hears its session's
+                // state again.
+                bfd_reported.clear();
+                let view = bfd.borrow().clone();
+                let verdicts = crate::bfd_check::reports(&shell.config.lvs, &view, &mut bfd_reported);
+                for report in verdicts {
+                    shell.handle_report(report).await;
+                }
             }
             Some((request, answer)) = queries.recv() => {
                 let failback = match &request.failback {
@@ -1242,6 +1250,8 @@ impl Shell {
             daemon: Default::default(),
             last_reload: self.last_reload.borrow().clone(),
             failback: None,
+            // Filled on the way out by `bgp::track`.
+            bgp: None,
             // Filled by the caller, which follows the BFD sessions.
             bfd: Default::default(),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -592,4 +592,29 @@ fn track_bfd_leaves_master_and_bfd_check_takes_the_server_out() {
         "the server did not come back: {}",
         status(&halb)
     );
+
+    // A reload of the same file changes nothing: halb stays MASTER, the server in the table.
+    let after = halb.log_text().len();
+    let out = lab
+        .a
+        .ns
+        .command(env!("CARGO_BIN_EXE_halb"))
+        .args(["reload", "--control-socket"])
+        .arg(halb.log.with_extension("sock"))
+        .output()
+        .expect("halb reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        lab.a.has(VIP),
+        "halb lost the VIP on a reload\n{}",
+        halb.log_text()
+    );
+    assert_eq!(server_alive(&halb), Some(true), "{}", status(&halb));
+    let log = halb.log_text();
+    assert!(!log[after..].contains("Entering FAULT STATE"), "{log}");
 }
