@@ -9,7 +9,10 @@
 //! on a busy machine counts other processes' turns and would slow detection exactly when the
 //! machine is loaded):
 //! [`COST_SHARE`] keeps the reader under about 10% of one core whatever the table's size,
-//! within [`FASTEST`] and [`SLOWEST`]; a table of a few thousand entries is read every 100 ms.
+//! never faster than [`FASTEST`]; a table of a few thousand entries is read every 100 ms.
+//! There is no upper bound below [`SLOWEST`]: a table so large that one read costs a tenth of a
+//! second of CPU is read every second or more rather than eating the core, and each stall says
+//! how long its evidence stands ([`Evidence::stands_for`]: the next read and a margin).
 //! Detection waits up to two pauses (a connection is stalled when two reads find it in
 //! `SYN_RECV`), so a slower pace would cost the goal of noticing within a second.
 
@@ -24,8 +27,17 @@ use tracing::{debug, warn};
 
 /// The shortest pause between two reads of the table.
 pub const FASTEST: Duration = Duration::from_millis(100);
-/// The longest (a huge table on a slow machine).
-pub const SLOWEST: Duration = Duration::from_secs(1);
+/// The longest (a huge table on a slow machine): the budget gives way beyond it.
+pub const SLOWEST: Duration = Duration::from_secs(30);
+/// How long evidence stands beyond the next read's due time.
+pub const MARGIN: Duration = Duration::from_millis(500);
+
+/// A stall, and how long it stands as evidence unless a read shows it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evidence {
+    pub stall: Stall,
+    pub stands_for: Duration,
+}
 /// The pause is this many times the last read's cost: at most 1/10 of a core goes to reading.
 pub const COST_SHARE: u32 = 10;
 
@@ -42,7 +54,7 @@ pub struct ConnWatch {
 impl ConnWatch {
     /// Starts the thread; stalls go to `stalls`. It reads the table of the network namespace
     /// the daemon runs in (the thread inherits it).
-    pub fn start(stalls: mpsc::UnboundedSender<Stall>) -> std::io::Result<ConnWatch> {
+    pub fn start(stalls: mpsc::UnboundedSender<Evidence>) -> std::io::Result<ConnWatch> {
         let (watched, rx) = watch::channel(BTreeSet::new());
         std::thread::Builder::new()
             .name("ipvs-conn-watch".into())
@@ -56,7 +68,10 @@ impl ConnWatch {
     }
 }
 
-fn run(mut watched: watch::Receiver<BTreeSet<SocketAddr>>, stalls: mpsc::UnboundedSender<Stall>) {
+fn run(
+    mut watched: watch::Receiver<BTreeSet<SocketAddr>>,
+    stalls: mpsc::UnboundedSender<Evidence>,
+) {
     let mut reader = ConnTableReader::default();
     let mut detector = StallDetector::new(StallConfig::default());
     let mut warned = false;
@@ -93,19 +108,24 @@ fn run(mut watched: watch::Receiver<BTreeSet<SocketAddr>>, stalls: mpsc::Unbound
                     );
                     warned = true;
                 }
-                pause = SLOWEST;
+                pause = Duration::from_secs(2);
                 continue;
             }
         };
         detector.begin(started);
         let lines = conn_scan::scan(text, |c| detector.observe(&c));
-        for stall in detector.finish() {
-            if stalls.send(stall).is_err() {
+        let found = detector.finish();
+        let cost = thread_cpu_time().saturating_sub(cpu_before);
+        pause = pause_after(cost);
+        for stall in found {
+            let evidence = Evidence {
+                stall,
+                stands_for: pause + cost + MARGIN,
+            };
+            if stalls.send(evidence).is_err() {
                 return;
             }
         }
-        let cost = thread_cpu_time().saturating_sub(cpu_before);
-        pause = pause_after(cost);
         tracing::trace!(
             "read {lines} line(s) of the IPVS connection table in {cost:?}; next in {pause:?}"
         );
@@ -151,6 +171,10 @@ mod tests {
             pause_after(Duration::from_millis(20)),
             Duration::from_millis(200)
         );
-        assert_eq!(pause_after(Duration::from_millis(500)), SLOWEST);
+        assert_eq!(
+            pause_after(Duration::from_millis(500)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(pause_after(Duration::from_secs(10)), SLOWEST);
     }
 }

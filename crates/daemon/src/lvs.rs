@@ -16,7 +16,6 @@ use halb_check::runner::{self, RunnerHandle, RunnerOptions};
 use halb_check::Report;
 use halb_config::model::{Config, ConnectionFencing};
 use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
-use halb_dataplane::ipvs::stall::Stall;
 use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
 use halb_dataplane::{ipvsadm_forward_name, ApplyError, Dataplane, PassiveFailure};
@@ -25,7 +24,7 @@ use halb_lb::virtual_server::{CheckerId, FileStatus, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
-use crate::conn_watch::ConnWatch;
+use crate::conn_watch::{ConnWatch, Evidence};
 use crate::control::protocol::{
     CheckerView, DestView, FailbackAnswer, LastReload, RealServerView, ServiceView, Snapshot,
     VirtualServerView,
@@ -74,11 +73,6 @@ const REPLICA_READ: Duration = Duration::from_secs(5);
 
 /// How often a server whose fence failed is tried again.
 const FENCE_RETRY: Duration = Duration::from_secs(1);
-
-/// How long a stall seen in the IPVS connection table stands as evidence: a little more than
-/// the reader's slowest pause (1 s), so that evidence read again and again never lapses
-/// between two reads, and ends soon once the table shows no stall.
-const STALL_STANDS: Duration = Duration::from_millis(1500);
 
 /// A real server's stalling connections are logged at most this often (each read repeats it).
 const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -232,7 +226,7 @@ pub async fn run<A: Addresses>(
         file_changes,
         track_files: options.track_files.clone(),
     };
-    let (stall_tx, mut stalls) = mpsc::unbounded_channel::<Stall>();
+    let (stall_tx, mut stalls) = mpsc::unbounded_channel::<Evidence>();
     shell.start_conn_watch(&options, &stall_tx);
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
@@ -333,7 +327,7 @@ pub async fn run<A: Addresses>(
                     }
                 }
             }
-            Some(stall) = stalls.recv() => shell.handle_stall(stall),
+            Some(evidence) = stalls.recv() => shell.handle_stall(evidence),
             changed = vrrp.changed(), if vrrp_running => {
                 if changed.is_err() {
                     // The VRRP part ended; the stop signal follows (or, after a hand-over,
@@ -561,7 +555,7 @@ impl Shell {
 
     /// Passive detection on IPVS (the proxy sees failed connects itself): on when asked for
     /// and IPVS is the data plane.
-    fn start_conn_watch(&mut self, options: &LvsOptions, stalls: &mpsc::UnboundedSender<Stall>) {
+    fn start_conn_watch(&mut self, options: &LvsOptions, stalls: &mpsc::UnboundedSender<Evidence>) {
         if !options.passive_checks || self.ipvs.is_none() || self.conn_watch.is_some() {
             return;
         }
@@ -578,11 +572,14 @@ impl Shell {
 
     /// New connections to a real server stall in the kernel's table: its checkers look now,
     /// with a short wait for an answer, while the evidence stands.
-    fn handle_stall(&mut self, stall: Stall) {
+    /// The evidence stands until the reader's next read is due (and a margin), so that a stall
+    /// read again and again never lapses between two reads, and ends soon once it is gone.
+    fn handle_stall(&mut self, evidence: Evidence) {
+        let Evidence { stall, stands_for } = evidence;
         let Some(runner) = &self.runner else {
             return;
         };
-        let n = runner.expedite(stall.dest, STALL_STANDS);
+        let n = runner.expedite(stall.dest, stands_for);
         let now = tokio::time::Instant::now();
         let last = self.stall_logged.get(&stall.dest).copied();
         if last.is_none_or(|at| now.duration_since(at) >= STALL_LOG_EVERY) {
