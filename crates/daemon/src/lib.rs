@@ -6,6 +6,7 @@
 pub mod bfd;
 mod bfd_check;
 mod bgp;
+mod conn_watch;
 pub mod control;
 mod daemon;
 mod dr_path;
@@ -54,7 +55,8 @@ pub struct Options {
     /// The data plane: kernel IPVS, the userspace proxy, or IPVS when the kernel has it.
     pub dataplane: DataplaneChoice,
     /// Passive failure detection: the proxy tries the next real server when a connect fails
-    /// and asks the checkers to look at once.
+    /// and asks the checkers to look at once; on IPVS, new connections that stall in the
+    /// kernel's connection table expedite the checkers of their real server.
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
