@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
     keepalived      # the oracle for config verdicts and the VRRP peer
+    bird2           # the BFD peer of bfd_interop (protocol bfd); bgp_announce's BIRD and the test router's
     ipvsadm         # the oracle for IPVS tables (inside the IPVS VM)
     iproute2        # ip netns, veth, bridge
     kmod            # depmod for the IPVS VM's modules
@@ -53,7 +54,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The packages' services are not wanted: tests start their own processes (mariadbd with its own
 # datadir and port, PostgreSQL its own cluster). A system mariadb left running would hold 127.0.0.1:3306 in the root
 # namespace, where a test or the lab may want that port, and take memory from the test run.
-for svc in keepalived mariadb prometheus postgresql zabbix-server; do
+for svc in keepalived bird mariadb prometheus postgresql zabbix-server; do
     if command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

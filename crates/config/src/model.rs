@@ -7,6 +7,7 @@
 use crate::setting::Setting;
 use serde::{Deserialize, Serialize};
 
+pub use crate::sections::bfd::BfdInstance;
 pub use crate::sections::bgp::{AnnouncedRoute, BgpAnnounce, BgpNeighbor, BirdControl};
 pub use crate::sections::checker::model::{
     BfdCheck, Checker, CheckerCommon, CheckerKind, DnsCheck, DnsType, FileCheck, HexBytes,
@@ -36,9 +37,12 @@ pub struct Config {
     pub global: GlobalDefs,
     pub vrrp: VrrpConfig,
     pub lvs: LvsConfig,
-    /// Top-level keywords known but not modelled (for example `bfd_instance`,
-    /// `linkbeat_use_polling`), kept for the round trip.
+    /// Top-level keywords known but not modelled (for example `linkbeat_use_polling`), kept
+    /// for the round trip; `bfd_instance` blocks too, which [`Config::bfd`] also reads.
     pub other: Vec<Setting>,
+    /// The `bfd_instance`s keepalived would run.
+    #[serde(default)]
+    pub bfd: Vec<BfdInstance>,
     /// halb's `bgp_announce`: routes announced by BGP through BIRD.
     #[serde(default)]
     pub bgp: Option<BgpAnnounce>,

@@ -114,6 +114,7 @@ pub async fn run<H: Addresses + VrrpSockets>(
     stop: impl Future<Output = ()>,
     handover: VrrpHandOver,
     track_files: TrackFiles,
+    mut bfd: watch::Receiver<crate::bfd::BfdView>,
 ) -> Result<()> {
     let VrrpHandOver {
         taking_over,
@@ -281,6 +282,10 @@ pub async fn run<H: Addresses + VrrpSockets>(
             Some(Inbound { socket, packet }) = inbox.recv() => shell.handle_packet(socket, &packet),
             Some(result) = script_inbox.recv() => shell.handle_script(&result),
             Some(change) = file_inbox.recv() => shell.handle_file(&change),
+            Ok(()) = bfd.changed() => {
+                let view = bfd.borrow_and_update().clone();
+                shell.handle_bfd(&view);
+            }
             Some(event) = link_events.recv() => shell.handle_link(&event),
             request = dump_requests.recv() => match request {
                 Ok(kind) => shell.dump(kind),
@@ -291,6 +296,10 @@ pub async fn run<H: Addresses + VrrpSockets>(
             Some(apply) = reloads.recv() => {
                 let result = shell.reload(&apply.config).await;
                 let _ = apply.done.send(result);
+                // A track_bfd line the reload added starts down (as in keepalived); it hears
+                // its session's state now rather than at the next change.
+                let view = bfd.borrow().clone();
+                shell.handle_bfd(&view);
             }
             () = sleep => {
                 let now = host::now();
@@ -886,6 +895,22 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
                     TrackerStatus::Down
                 };
                 instance.set_tracker_status(now, &event.interface, status);
+            }
+        }
+    }
+
+    /// The BFD sessions changed: every instance tracking one hears of its state.
+    fn handle_bfd(&mut self, view: &crate::bfd::BfdView) {
+        let now = host::now();
+        for session in view.sessions.iter().filter(|s| s.vrrp) {
+            let name = crate::track_bfd::tracker_name(&session.name);
+            let status = if session.up {
+                TrackerStatus::Up
+            } else {
+                TrackerStatus::Down
+            };
+            for instance in &mut self.instances {
+                instance.machine.set_tracker_status(now, &name, status);
             }
         }
     }

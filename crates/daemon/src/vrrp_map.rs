@@ -106,7 +106,12 @@ pub fn map(config: &Config, host: &HostView) -> Result<VrrpPlan, MapError> {
         .vrrp
         .instances
         .iter()
-        .map(|i| map_instance(i, &config.vrrp, &config.global, host, &mut unsupported))
+        .map(|i| {
+            let mut mapped = map_instance(i, &config.vrrp, &config.global, host, &mut unsupported)?;
+            let bfd = crate::track_bfd::trackers(i, &config.bfd, &mut unsupported);
+            mapped.config.trackers.extend(bfd);
+            Ok(mapped)
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let sync_groups = config
         .vrrp

@@ -114,6 +114,7 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
             );
         }
     }
+    render_bfd(&s.bfd, &mut out);
     if !s.virtual_servers.is_empty() {
         out.push_str("\nReal servers\n");
         for vs in &s.virtual_servers {
@@ -160,6 +161,9 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
             }
         }
     }
+    if let Some(b) = &s.bgp {
+        render_bgp(b, &mut out);
+    }
     if let Some(r) = &s.last_reload {
         let _ = writeln!(
             out,
@@ -181,6 +185,53 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
         }
     }
     out
+}
+
+/// Route announcement: each route (announced or withdrawn, why, since), each BGP session, and
+/// a drain under way.
+fn render_bgp(b: &crate::control::protocol::BgpView, out: &mut String) {
+    out.push_str("\nBGP announcements\n");
+    for a in &b.announcements {
+        let state = if a.announced {
+            "announced"
+        } else {
+            "withdrawn"
+        };
+        let why = a
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<20} {state:<9} since {}{why}",
+            a.prefix,
+            utc(a.since)
+        );
+    }
+    if !b.sessions.is_empty() {
+        out.push_str("\nBGP sessions\n");
+        for s in &b.sessions {
+            let _ = writeln!(
+                out,
+                "  {:<10} {:<20} {:<12} since {} {}",
+                s.protocol, s.neighbor, s.state, s.since, s.info
+            );
+        }
+    }
+    if b.drain.asked {
+        let left = b
+            .drain
+            .connections
+            .map(|n| format!("{n} connection(s) left"))
+            .unwrap_or_else(|| "connections not counted yet".into());
+        let what = match (b.drain.finished, b.drain.timed_out) {
+            (true, true) => format!("timed out, {left}"),
+            (true, false) => "finished: no connection left".to_string(),
+            _ => format!("under way, {left}"),
+        };
+        let _ = writeln!(out, "\nDrain: {what}");
+    }
 }
 
 /// `2026-12-07 14:20:31 UTC` for seconds since the Unix epoch (the civil calendar from a day
@@ -368,6 +419,40 @@ fn render_connections(s: &Snapshot, out: &mut String) {
             c.dest
         );
     }
+}
+
+/// The `bfd_instance` sessions, and the packets no session took.
+fn render_bfd(bfd: &halb_daemon::bfd::BfdView, out: &mut String) {
+    if bfd.sessions.is_empty() {
+        return;
+    }
+    out.push_str("\nBFD sessions\n");
+    let _ = writeln!(
+        out,
+        "  {:<16} {:<24} {:<9} {:>8} {:>8} {:>7} {:>5}  Diagnostic (local / remote)",
+        "Name", "Neighbor", "State", "Received", "Sent", "Dropped", "Downs"
+    );
+    for b in &bfd.sessions {
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<24} {:<9} {:>8} {:>8} {:>7} {:>5}  {} / {}",
+            b.name,
+            b.neighbor,
+            b.state,
+            b.packets_received,
+            b.packets_sent,
+            b.packets_dropped,
+            b.down_transitions,
+            b.local_diag,
+            b.remote_diag
+        );
+    }
+    let c = &bfd.counters;
+    let _ = writeln!(
+        out,
+        "  Dropped before a session: {} malformed, {} with a wrong TTL, {} unmatched",
+        c.malformed, c.bad_ttl, c.unmatched
+    );
 }
 
 #[cfg(test)]

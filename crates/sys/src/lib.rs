@@ -31,6 +31,7 @@
 
 pub mod addresses;
 pub mod arp;
+pub mod bfd_socket;
 mod error;
 pub mod link;
 mod netlink;

@@ -3,6 +3,7 @@
 //! writer (model → keepalived.conf) and, for the larger parts, a public `model` module of the
 //! types [`crate::model`] gathers.
 
+pub mod bfd;
 pub mod bgp;
 pub mod checker;
 pub mod global_defs;
@@ -27,7 +28,6 @@ const KEPT_TOP_LEVEL: &[&str] = &[
     "use_pid_dir",
     "instance",
     "child_wait_time",
-    "bfd_instance",
     "garp_group",
     "vrrp_track_process",
     "track_process",
@@ -67,6 +67,13 @@ impl ConfigReader {
             }
             "static_routes" | "static_rules" => config.other.push(routes::read_static(node, ctx)),
             "static_ipaddress" => config.other.push(routes::read_static_addresses(node, ctx)),
+            // Kept as written for the round trip, and read into the model halb runs.
+            "bfd_instance" => {
+                config.other.push(Setting::from_node(node));
+                if let Some(b) = bfd::read(node, &config.bfd, ctx) {
+                    config.bfd.push(b);
+                }
+            }
             name if KEPT_TOP_LEVEL.contains(&name) => config.other.push(Setting::from_node(node)),
             _ => ctx.unknown(node),
         }
