@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
     keepalived      # the oracle for config verdicts and the VRRP peer
-    bird2           # the BFD peer of bfd_interop (protocol bfd)
+    bird2           # the BFD peer of bfd_interop (protocol bfd); bgp_announce's BIRD and the test router's
     ipvsadm         # the oracle for IPVS tables (inside the IPVS VM)
     iproute2        # ip netns, veth, bridge
     kmod            # depmod for the IPVS VM's modules

@@ -6,5 +6,9 @@
 //! daemon and only carries those decisions out.
 
 pub mod announcer;
+pub mod bird_conf;
+pub mod bird_process;
+pub mod bird_reply;
+pub mod bird_socket;
 
 pub use announcer::{AnnounceEvent, Announcer, DrainEnd, RouteStatus, WithdrawReason};

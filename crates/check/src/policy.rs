@@ -431,7 +431,16 @@ pub struct Policy {
     suspended: bool,
     /// The last `misc_dynamic` weight reported.
     weight: Option<u32>,
+    /// Until when passive evidence against the server stands (see [`Policy::expedite`]).
+    expedited_until: Option<Instant>,
+    /// When the last probe succeeded.
+    last_success: Option<Instant>,
 }
+
+/// After a probe succeeded, passive evidence does not bring the next one forward for this long:
+/// a client that leaves its connections half-open (or a SYN flood) in front of a healthy server
+/// costs at most one probe a second, not one per read of the connection table.
+pub const EXPEDITE_QUIET: Duration = Duration::from_secs(1);
 
 impl Policy {
     /// A checker whose first probe runs `warmup_offset` after `now`; the caller draws the offset
@@ -447,6 +456,8 @@ impl Policy {
             in_flight: false,
             suspended: false,
             weight: None,
+            expedited_until: None,
+            last_success: None,
         }
     }
 
@@ -467,6 +478,8 @@ impl Policy {
             in_flight: false,
             suspended: false,
             weight: state.weight,
+            expedited_until: None,
+            last_success: None,
         }
     }
 
@@ -530,6 +543,32 @@ impl Policy {
         true
     }
 
+    /// Passive evidence that stands until `until` (the data plane sees the server's new
+    /// connections stall): a probe now, as [`Policy::probe_now`], and while the evidence stands
+    /// the retries of a failure follow each other without `delay_before_retry`, and the shell
+    /// bounds each probe's wait for an answer short (see [`Policy::is_expedited`]). Only the
+    /// probes' own failures take the server out, after the usual number of retries: the
+    /// evidence shortens the waits, it never counts as a failure. Within [`EXPEDITE_QUIET`] of a
+    /// success the probe is not brought forward. Returns whether a probe was brought forward.
+    pub fn expedite(&mut self, now: Instant, until: Instant) -> bool {
+        if self.suspended {
+            return false;
+        }
+        self.expedited_until = Some(self.expedited_until.map_or(until, |u| u.max(until)));
+        if self
+            .last_success
+            .is_some_and(|at| now.saturating_duration_since(at) < EXPEDITE_QUIET)
+        {
+            return false;
+        }
+        self.probe_now(now)
+    }
+
+    /// Whether passive evidence stands at `now` (see [`Policy::expedite`]).
+    pub fn is_expedited(&self, now: Instant) -> bool {
+        self.expedited_until.is_some_and(|until| now < until)
+    }
+
     /// Stops probing (`ha_suspend` while the virtual server's address is absent). A result
     /// still pending is taken when it comes.
     pub fn suspend(&mut self) {
@@ -550,6 +589,9 @@ impl Policy {
         let delay = match outcome {
             Outcome::Success { weight } => {
                 self.retry_it = 0;
+                self.last_success = Some(now);
+                // The server answers: what the data plane saw is answered too.
+                self.expedited_until = None;
                 if !self.up || first {
                     self.up = true;
                     self.has_run = true;
@@ -571,7 +613,11 @@ impl Policy {
                                 attempt: self.retry_it,
                             }));
                         }
-                        self.cfg.timing.delay_before_retry
+                        if self.is_expedited(now) {
+                            Duration::ZERO
+                        } else {
+                            self.cfg.timing.delay_before_retry
+                        }
                     } else {
                         self.retry_it = 0;
                         self.up = false;
@@ -855,6 +901,74 @@ mod tests {
         let due = p.poll_timeout().unwrap();
         assert!(p.probe_now(due + secs(1)));
         assert_eq!(p.poll_timeout(), Some(due));
+    }
+
+    #[test]
+    fn expedite_runs_the_retries_back_to_back_while_the_evidence_stands() {
+        let t0 = Instant::now();
+        // The seed's timing: 3 retries 3 s apart, delay_loop 20 s.
+        let mut p = Policy::new(t0, cfg(3, 3, 20, false), Duration::ZERO);
+        let (at, _) = step(&mut p, Outcome::success());
+        let seen = at + secs(5);
+        assert!(p.expedite(seen, seen + secs(1)));
+        assert!(p.is_expedited(seen));
+        assert_eq!(p.poll_timeout(), Some(seen));
+        for _ in 0..3 {
+            let (when, out) = step(&mut p, Outcome::timeout("no answer"));
+            assert!(
+                verdicts(&out).is_empty(),
+                "the evidence alone takes nothing out"
+            );
+            assert_eq!(p.poll_timeout(), Some(when), "the retry follows at once");
+        }
+        let (_, out) = step(&mut p, fail());
+        assert_eq!(
+            verdicts(&out),
+            vec![false],
+            "down after the usual 1 + 3 failures"
+        );
+        // Down: probes every delay_loop again.
+        let next = p.poll_timeout().unwrap();
+        assert_eq!(next, seen + secs(20));
+    }
+
+    #[test]
+    fn expedite_ends_with_the_evidence_or_a_success() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(t0, cfg(3, 3, 20, false), Duration::ZERO);
+        let (at, _) = step(&mut p, Outcome::success());
+        let seen = at + secs(5);
+        assert!(p.expedite(seen, seen + Duration::from_millis(500)));
+        let (_, _) = step(&mut p, fail());
+        assert_eq!(p.poll_timeout(), Some(seen), "retry at once");
+        // The evidence is gone by the time the retry fails: the usual delay_before_retry.
+        assert!(p.handle_timeout(seen + secs(1)));
+        assert!(p.handle_result(seen + secs(1), fail()).is_empty());
+        assert!(!p.is_expedited(seen + secs(1)));
+        assert_eq!(p.poll_timeout(), Some(seen + secs(4)));
+        // A success clears the evidence, and evidence soon after it waits for the loop.
+        assert!(p.expedite(seen + secs(2), seen + secs(3)));
+        let (ok_at, _) = step(&mut p, Outcome::success());
+        assert!(!p.is_expedited(ok_at));
+        let soon = ok_at + Duration::from_millis(300);
+        assert!(!p.expedite(soon, soon + secs(1)), "within the quiet second");
+        assert_eq!(p.poll_timeout(), Some(ok_at + secs(20)));
+        assert!(
+            p.is_expedited(soon),
+            "but a failure then is retried at once"
+        );
+        let later = ok_at + secs(2);
+        assert!(p.expedite(later, later + secs(1)));
+        assert_eq!(p.poll_timeout(), Some(later));
+    }
+
+    #[test]
+    fn expedite_does_nothing_while_suspended() {
+        let t0 = Instant::now();
+        let mut p = Policy::new(t0, cfg(3, 3, 20, false), Duration::ZERO);
+        p.suspend();
+        assert!(!p.expedite(t0, t0 + secs(1)));
+        assert!(!p.is_expedited(t0));
     }
 
     #[test]

@@ -77,9 +77,35 @@ pub struct RunningChecker {
     pub kind: CheckerKind,
 }
 
+/// How long a probe asked for by passive evidence (see [`RunnerHandle::expedite`]) waits for
+/// an answer before it counts as failed, by kind. A TCP connect (TCP_CHECK, DR_PATH_CHECK) or an
+/// echo (PING_CHECK) is one round trip, under a millisecond on the LAN a director serves: 200 ms
+/// without a SYN-ACK while the clients' SYNs stall too is a server that does not answer. The
+/// others log in or fetch, so they keep a full second; a MISC_CHECK script is not cut short
+/// (it may change things on its way), its own `misc_timeout` holds. A director so loaded that
+/// its own successful probes take longer waits longer: see [`bound_after`].
+pub fn expedited_bound(kind: CheckerKind) -> Option<Duration> {
+    match kind {
+        CheckerKind::Tcp | CheckerKind::DrPath | CheckerKind::Ping => {
+            Some(Duration::from_millis(200))
+        }
+        CheckerKind::Misc => None,
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
+/// The expedited bound for a checker whose last successful probe took `last_ok`: never under
+/// ten times that. Clients whose handshakes stall because the director itself is overloaded
+/// must not turn into probes cut short that a healthy server fails four times in a row.
+pub fn bound_after(bound: Duration, last_ok: Option<Duration>) -> Duration {
+    last_ok.map_or(bound, |took| bound.max(took.saturating_mul(10)))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
     ProbeNow,
+    /// Passive evidence standing for this long from when the command is taken.
+    Expedite(Duration),
     Suspend,
     Resume,
 }
@@ -117,6 +143,22 @@ impl RunnerHandle {
                 ProbeTarget::Checker(id) => c.id == id,
             },
             Command::ProbeNow,
+        )
+    }
+
+    /// Passive evidence against a real server that stands for `stands_for` (the kernel's
+    /// connection table shows its new connections stalling): its checkers probe now, a probe
+    /// waits for an answer no longer than [`expedited_bound`], and a failure's retries follow
+    /// at once, while the evidence stands. The checkers' verdicts still decide, after their
+    /// usual retries (see `Policy::expedite`). Returns how many checkers were asked.
+    pub fn expedite(&self, which: impl Into<ProbeTarget>, stands_for: Duration) -> usize {
+        let which = which.into();
+        self.send(
+            |c| match which {
+                ProbeTarget::RealServer(a) => c.real_server == a,
+                ProbeTarget::Checker(id) => c.id == id,
+            },
+            Command::Expedite(stands_for),
         )
     }
 
@@ -331,6 +373,8 @@ impl CheckerTask {
         } else {
             debug!("checker for service {rs} for VS {vs} starts, first probe in {warmup:?}");
         }
+        // How long the last successful probe took (see `bound_after`).
+        let mut last_ok: Option<Duration> = None;
         loop {
             let deadline = policy.poll_timeout().map(Instant::from_std);
             tokio::select! {
@@ -340,6 +384,13 @@ impl CheckerTask {
                         if policy.probe_now(Instant::now().into_std()) {
                             debug!(vs = self.id.vs, rs = self.id.rs, checker = self.id.checker,
                                 "probe of {rs} brought forward");
+                        }
+                    }
+                    Some(Command::Expedite(stands_for)) => {
+                        let now = Instant::now().into_std();
+                        if policy.expedite(now, now + stands_for) {
+                            debug!(vs = self.id.vs, rs = self.id.rs, checker = self.id.checker,
+                                "new connections to {rs} stall: probe brought forward");
                         }
                     }
                     Some(Command::Suspend) => {
@@ -358,8 +409,25 @@ impl CheckerTask {
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     if policy.handle_timeout(Instant::now().into_std()) {
                         let started = Instant::now();
-                        let result = self.probe.run().await;
+                        let bound = expedited_bound(self.kind)
+                            .filter(|_| policy.is_expedited(started.into_std()))
+                            .map(|b| bound_after(b, last_ok));
+                        let result = if let Some(bound) = bound {
+                            match tokio::time::timeout(bound, self.probe.run()).await {
+                                Ok(result) => result,
+                                Err(_) => Err(crate::probe::ProbeFailure::timeout(format!(
+                                    "no answer from {} within {bound:?} while its new \
+                                     connections stall",
+                                    self.real_server
+                                ))),
+                            }
+                        } else {
+                            self.probe.run().await
+                        };
                         let took = started.elapsed();
+                        if result.is_ok() {
+                            last_ok = Some(took);
+                        }
                         if let Some(probes) = &self.probes {
                             let _ = probes.send(crate::ProbeSample {
                                 id: self.id,
@@ -413,5 +481,21 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expedited_bound_grows_with_a_slow_director() {
+        let ms = Duration::from_millis;
+        let tcp = expedited_bound(CheckerKind::Tcp).unwrap();
+        assert_eq!(tcp, ms(200));
+        assert_eq!(expedited_bound(CheckerKind::Misc), None);
+        assert_eq!(bound_after(tcp, None), ms(200));
+        assert_eq!(bound_after(tcp, Some(ms(1))), ms(200));
+        assert_eq!(bound_after(tcp, Some(ms(80))), ms(800));
     }
 }

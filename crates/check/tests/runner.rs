@@ -246,6 +246,65 @@ async fn probe_now_expedites_a_probe() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expedite_bounds_the_wait_and_runs_the_retries_back_to_back() {
+    // A server that accepts and then never answers (a hung database): HTTP_GET with a
+    // connect_timeout of 1 hour and an hour between retries would take hours to notice.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let answer = Arc::new(AtomicBool::new(true));
+    let (held2, answer2) = (Arc::clone(&held), Arc::clone(&answer));
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = listener.accept().await {
+            if answer2.load(Ordering::SeqCst) {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            } else {
+                held2.lock().unwrap().push(s);
+            }
+        }
+    });
+    let mut checker = http_checker();
+    if let Checker::Http(h) = &mut checker {
+        h.common = CheckerCommon {
+            retry: Some(2),
+            delay_before_retry_us: Some(3_600_000_000),
+            connect_timeout_us: Some(3_600_000_000),
+            ..common(3_600_000)
+        };
+    }
+    let cfg = config(addr, checker);
+    let (tx, mut rx) = mpsc::channel(8);
+    let handle = spawn(&cfg, &RunnerOptions::default(), tx);
+    assert!(next(&mut rx).await.up);
+    answer.store(false, Ordering::SeqCst);
+    // Evidence within a second of a success does not bring the probe forward (a half-open
+    // client in front of a healthy server); after it, it does.
+    assert_eq!(handle.expedite(addr, Duration::from_secs(3600)), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        held.lock().unwrap().len(),
+        0,
+        "no probe within the quiet second"
+    );
+    let asked = Instant::now();
+    assert_eq!(handle.expedite(addr, Duration::from_secs(3600)), 1);
+    let down = next(&mut rx).await;
+    assert!(!down.up);
+    // Three probes (one and two retries), each cut at the bound for HTTP_GET (1 s).
+    let took = asked.elapsed();
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    assert_eq!(held.lock().unwrap().len(), 3);
+    assert!(down.detail.contains("within"), "{}", down.detail);
+    handle.stop().await;
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn suspend_and_resume_a_virtual_server() {
     let server = switchable().await;
     let cfg = config(server.addr, http_checker());

@@ -5,6 +5,8 @@
 
 pub mod bfd;
 mod bfd_check;
+mod bgp;
+mod conn_watch;
 pub mod control;
 mod daemon;
 mod dr_path;
@@ -53,7 +55,8 @@ pub struct Options {
     /// The data plane: kernel IPVS, the userspace proxy, or IPVS when the kernel has it.
     pub dataplane: DataplaneChoice,
     /// Passive failure detection: the proxy tries the next real server when a connect fails
-    /// and asks the checkers to look at once.
+    /// and asks the checkers to look at once; on IPVS, new connections that stall in the
+    /// kernel's connection table expedite the checkers of their real server.
     pub passive: bool,
     /// With IPVS, add a DR-path check to direct-routing real servers.
     pub dr_path_checks: bool,
@@ -197,8 +200,17 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     let listeners = halb_dataplane::proxy::Listeners::default();
     let handover_path = handover::socket_path(&options.control_socket);
     let (release_tx, mut release_rx) = tokio::sync::mpsc::channel(1);
+    let lvs_queries = query_tx.clone();
     // Every snapshot leaves with the daemon's own state (ready, reloads) added.
     let query_tx = control::daemon_state::track(&events, query_tx);
+    // And with the announced routes, when the file has `bgp_announce`.
+    let (bgp_status_tx, bgp_status) = tokio::sync::watch::channel(Default::default());
+    let (drains_tx, drains) = tokio::sync::mpsc::channel(4);
+    let query_tx = if config.bgp.is_some() {
+        bgp::track(query_tx, bgp_status, drains_tx)
+    } else {
+        query_tx
+    };
     // Before anything publishes: the endpoint numbers and counts every event from the first.
     // Observability must not keep the load balancer down: a port already taken is logged, and
     // the daemon runs without the endpoint.
@@ -365,6 +377,17 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         lvs_started,
         bfd_view.clone(),
     ));
+    let announcing = tokio::spawn(bgp::run(
+        std::sync::Arc::new(config.clone()),
+        options.control_socket.clone(),
+        bgp::Inputs {
+            queries: lvs_queries,
+            views: views.clone(),
+            bus: events.clone(),
+            drains,
+            status: bgp_status_tx,
+        },
+    ));
     let vrrp_handover = handover::VrrpHandOver {
         taking_over: options.handover.takeover,
         resume,
@@ -416,6 +439,8 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         }
         return vrrp;
     }
+    // Routes withdrawn (the bus said Stopping) before the data plane goes.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), announcing).await;
     let _ = stop_tx.send(());
     match lvs.await {
         Ok(Ok(())) => {}

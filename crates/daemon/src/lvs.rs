@@ -16,6 +16,7 @@ use halb_check::runner::{self, RunnerHandle, RunnerOptions};
 use halb_check::Report;
 use halb_config::model::{Config, ConnectionFencing};
 use halb_dataplane::ipvs::daemon::{SyncDaemon, SyncState};
+use halb_dataplane::ipvs::stall::Stall;
 use halb_dataplane::ipvs::Ipvs;
 use halb_dataplane::proxy::{Proxy, ProxyOptions};
 use halb_dataplane::{ipvsadm_forward_name, ApplyError, Dataplane, PassiveFailure};
@@ -24,6 +25,7 @@ use halb_lb::virtual_server::{CheckerId, FileStatus, Output, VirtualServers};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, error, info, warn};
 
+use crate::conn_watch::ConnWatch;
 use crate::control::protocol::{
     CheckerView, DestView, FailbackAnswer, LastReload, RealServerView, ServiceView, Snapshot,
     VirtualServerView,
@@ -73,6 +75,14 @@ const REPLICA_READ: Duration = Duration::from_secs(5);
 /// How often a server whose fence failed is tried again.
 const FENCE_RETRY: Duration = Duration::from_secs(1);
 
+/// How long a stall seen in the IPVS connection table stands as evidence: a little more than
+/// the reader's slowest pause (1 s), so that evidence read again and again never lapses
+/// between two reads, and ends soon once the table shows no stall.
+const STALL_STANDS: Duration = Duration::from_millis(1500);
+
+/// A real server's stalling connections are logged at most this often (each read repeats it).
+const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// How long scripts run at shutdown (omega's `notify_down`, `quorum_down`) may take.
 const SHUTDOWN_SCRIPT_GRACE: Duration = Duration::from_secs(5);
 
@@ -107,6 +117,10 @@ struct Shell {
     probes: Option<mpsc::UnboundedSender<halb_check::ProbeSample>>,
     /// The writer services' servers' replica state, last read.
     replicas: BTreeMap<std::net::SocketAddr, ReplicaState>,
+    /// Passive detection on IPVS: the connection table's reader, when it runs.
+    conn_watch: Option<ConnWatch>,
+    /// When each real server's stall was last logged.
+    stall_logged: BTreeMap<std::net::SocketAddr, tokio::time::Instant>,
     /// The FILE_CHECKs, and the files they follow.
     file_checks: Vec<track_file::FileCheck>,
     followed: Followed,
@@ -211,11 +225,15 @@ pub async fn run<A: Addresses>(
         held_why: BTreeMap::new(),
         probes: options.probes.clone(),
         replicas: BTreeMap::new(),
+        conn_watch: None,
+        stall_logged: BTreeMap::new(),
         file_checks,
         followed,
         file_changes,
         track_files: options.track_files.clone(),
     };
+    let (stall_tx, mut stalls) = mpsc::unbounded_channel::<Stall>();
+    shell.start_conn_watch(&options, &stall_tx);
     shell.follow_sync_daemon(&vrrp.borrow());
     if has_services {
         for ip in host_addresses(&*host).await {
@@ -315,6 +333,7 @@ pub async fn run<A: Addresses>(
                     }
                 }
             }
+            Some(stall) = stalls.recv() => shell.handle_stall(stall),
             changed = vrrp.changed(), if vrrp_running => {
                 if changed.is_err() {
                     // The VRRP part ended; the stop signal follows (or, after a hand-over,
@@ -336,6 +355,7 @@ pub async fn run<A: Addresses>(
                         Ok((d, i)) => {
                             shell.dataplane = Some(SharedDataplane::new(d));
                             shell.ipvs = i;
+                            shell.start_conn_watch(&options, &stall_tx);
                         }
                         Err(e) => {
                             let _ = apply.done.send(Err(format!("{e:#}")));
@@ -532,7 +552,48 @@ impl Shell {
             probes: self.probes.clone(),
             fenced: self.writers.fenced(),
         };
-        self.runner = Some(runner::spawn(&self.config.lvs, &opts, reports.clone()));
+        let runner = runner::spawn(&self.config.lvs, &opts, reports.clone());
+        if let Some(watch) = &self.conn_watch {
+            watch.set_watched(runner.checkers().iter().map(|c| c.real_server).collect());
+        }
+        self.runner = Some(runner);
+    }
+
+    /// Passive detection on IPVS (the proxy sees failed connects itself): on when asked for
+    /// and IPVS is the data plane.
+    fn start_conn_watch(&mut self, options: &LvsOptions, stalls: &mpsc::UnboundedSender<Stall>) {
+        if !options.passive_checks || self.ipvs.is_none() || self.conn_watch.is_some() {
+            return;
+        }
+        match ConnWatch::start(stalls.clone()) {
+            Ok(watch) => {
+                if let Some(runner) = &self.runner {
+                    watch.set_watched(runner.checkers().iter().map(|c| c.real_server).collect());
+                }
+                self.conn_watch = Some(watch);
+            }
+            Err(e) => warn!("passive detection on IPVS does not run: cannot start its thread: {e}"),
+        }
+    }
+
+    /// New connections to a real server stall in the kernel's table: its checkers look now,
+    /// with a short wait for an answer, while the evidence stands.
+    fn handle_stall(&mut self, stall: Stall) {
+        let Some(runner) = &self.runner else {
+            return;
+        };
+        let n = runner.expedite(stall.dest, STALL_STANDS);
+        let now = tokio::time::Instant::now();
+        let last = self.stall_logged.get(&stall.dest).copied();
+        if last.is_none_or(|at| now.duration_since(at) >= STALL_LOG_EVERY) {
+            self.stall_logged.insert(stall.dest, now);
+            info!(
+                "New connections to {} stall ({} waiting, the longest {} ms): {n} checker(s) look now",
+                stall.dest,
+                stall.stalled,
+                stall.longest.as_millis()
+            );
+        }
     }
 
     /// A reload ([`crate::reload_plan`]): the virtual servers of `config` carry the state of
@@ -1189,6 +1250,8 @@ impl Shell {
             daemon: Default::default(),
             last_reload: self.last_reload.borrow().clone(),
             failback: None,
+            // Filled on the way out by `bgp::track`.
+            bgp: None,
             // Filled by the caller, which follows the BFD sessions.
             bfd: Default::default(),
             version: env!("CARGO_PKG_VERSION").to_string(),

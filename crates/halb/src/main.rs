@@ -4,6 +4,7 @@ mod check_config;
 mod config_args;
 mod control;
 mod dist_files;
+mod drain;
 mod failback;
 mod ipvs_tool;
 mod journal;
@@ -71,6 +72,12 @@ enum Command {
     /// real server ready, a writer that has not caught up: the reason is printed), 1 when the
     /// daemon cannot be reached.
     Failback(failback::Args),
+    /// Withdraw every route announced by BGP (`bgp_announce`), then wait until this director's
+    /// connections have ended; `--resume` announces again.
+    ///
+    /// Exit status: 0 drained (or resumed), 2 `drain_timeout` passed with connections open, 1
+    /// when the daemon cannot be reached or announces nothing.
+    Drain(drain::Args),
     /// Put VIPs on lo for a DR real server and keep it from answering ARP for them, or undo it.
     Realserver(realserver::Args),
     /// Monitoring-plugins checks for Nagios, Icinga and Zabbix: `halb monitor daemon`, `vrrp`,
@@ -107,6 +114,7 @@ fn main() -> ExitCode {
         Command::Reload(args) => reload::run(&args),
         Command::Upgrade(args) => upgrade::run(&args),
         Command::Failback(args) => failback::run(&args),
+        Command::Drain(args) => drain::run(&args),
         Command::Realserver(args) => realserver::run(&args),
         Command::Ipvs(args) => ipvs_tool::run(&args),
         Command::Lab(args) => lab::run(&args),

@@ -161,6 +161,9 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
             }
         }
     }
+    if let Some(b) = &s.bgp {
+        render_bgp(b, &mut out);
+    }
     if let Some(r) = &s.last_reload {
         let _ = writeln!(
             out,
@@ -182,6 +185,53 @@ pub fn render(s: &Snapshot, layout: Layout, exact: bool) -> String {
         }
     }
     out
+}
+
+/// Route announcement: each route (announced or withdrawn, why, since), each BGP session, and
+/// a drain under way.
+fn render_bgp(b: &crate::control::protocol::BgpView, out: &mut String) {
+    out.push_str("\nBGP announcements\n");
+    for a in &b.announcements {
+        let state = if a.announced {
+            "announced"
+        } else {
+            "withdrawn"
+        };
+        let why = a
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<20} {state:<9} since {}{why}",
+            a.prefix,
+            utc(a.since)
+        );
+    }
+    if !b.sessions.is_empty() {
+        out.push_str("\nBGP sessions\n");
+        for s in &b.sessions {
+            let _ = writeln!(
+                out,
+                "  {:<10} {:<20} {:<12} since {} {}",
+                s.protocol, s.neighbor, s.state, s.since, s.info
+            );
+        }
+    }
+    if b.drain.asked {
+        let left = b
+            .drain
+            .connections
+            .map(|n| format!("{n} connection(s) left"))
+            .unwrap_or_else(|| "connections not counted yet".into());
+        let what = match (b.drain.finished, b.drain.timed_out) {
+            (true, true) => format!("timed out, {left}"),
+            (true, false) => "finished: no connection left".to_string(),
+            _ => format!("under way, {left}"),
+        };
+        let _ = writeln!(out, "\nDrain: {what}");
+    }
 }
 
 /// `2026-12-07 14:20:31 UTC` for seconds since the Unix epoch (the civil calendar from a day

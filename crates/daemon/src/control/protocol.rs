@@ -27,6 +27,11 @@ pub struct Request {
     /// [`Snapshot::failback`] set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback: Option<String>,
+    /// `halb drain` (`true`: withdraw every announced route; `false`: let them follow their
+    /// health again). Answered with a snapshot once the routes are withdrawn; `bgp.drain` in
+    /// later snapshots says when the connections have ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<bool>,
 }
 
 /// How an upgrade asked for on the control socket began: the successor was started. Whether
@@ -86,9 +91,58 @@ pub struct Snapshot {
     /// The answer to a `halb failback` request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback: Option<FailbackAnswer>,
+    /// Route announcement (`bgp_announce`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpView>,
     /// The `bfd_instance` sessions and the BFD packets no session took.
     #[serde(default)]
     pub bfd: crate::bfd::BfdView,
+}
+
+/// Route announcement as `halb status` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpView {
+    pub announcements: Vec<AnnouncementView>,
+    pub sessions: Vec<BgpSessionView>,
+    #[serde(default)]
+    pub drain: DrainView,
+}
+
+/// One announced route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnnouncementView {
+    /// `192.168.66.251/32`.
+    pub prefix: String,
+    pub announced: bool,
+    /// Why not, when withdrawn.
+    pub reason: Option<String>,
+    /// Since when (seconds since the Unix epoch).
+    pub since: u64,
+}
+
+/// One BGP session of BIRD's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BgpSessionView {
+    /// BIRD's protocol name (`halb_n0`).
+    pub protocol: String,
+    pub neighbor: String,
+    /// BIRD's session state: `Established`, `Active`, `Connect`, `Idle`, …
+    pub state: String,
+    /// Since when, as BIRD prints it.
+    pub since: String,
+    /// The rest of BIRD's line (the last error, when any).
+    pub info: String,
+}
+
+/// A drain asked with `halb drain`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainView {
+    pub asked: bool,
+    /// The connections have ended (or `drain_timeout` passed: `timed_out`).
+    pub finished: bool,
+    pub timed_out: bool,
+    /// The withdrawn routes' open connections, last counted.
+    pub connections: Option<u64>,
 }
 
 /// The daemon's own life, from its typed events.

@@ -11,6 +11,7 @@
 //! | [`daemon`] | the connection sync daemon |
 //! | [`config`] | timeouts and version |
 //! | [`conn`] | the connection table (`/proc/net/ip_vs_conn`) |
+//! | [`conn_scan`], [`stall`] | a cheap repeated read of it, and the destinations whose new connections stall (passive detection) |
 //! | [`reconcile`] | the changes that repair the kernel's table, for halb's services only |
 //!
 //! Everything acts on the network namespace of the thread that called [`Ipvs::open`] (the
@@ -23,11 +24,13 @@
 pub mod attrs;
 pub mod config;
 pub mod conn;
+pub mod conn_scan;
 pub mod daemon;
 pub mod dest;
 pub mod genl;
 pub mod reconcile;
 pub mod service;
+pub mod stall;
 pub mod stats;
 
 use std::collections::BTreeSet;

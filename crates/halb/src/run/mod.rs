@@ -28,8 +28,9 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "auto")]
     dataplane: DataplaneArg,
     /// Turn passive failure detection off: the proxy neither tries the next real server (or
-    /// the sorry server) when a connect fails nor asks the checkers to look at once; as with
-    /// IPVS, only the checkers take a dead server out.
+    /// the sorry server) when a connect fails nor asks the checkers to look at once, and on
+    /// IPVS the connection table is not read for stalling connections; only the checkers'
+    /// own timing takes a dead server out (keepalived's behaviour).
     #[arg(long)]
     no_passive: bool,
     /// With IPVS, do not add a DR-path check to direct-routing real servers (a SYN to VIP:port

@@ -1,0 +1,290 @@
+//! Traffic for the IPVS machine's passive-detection test (`tests/ipvs_passive.sh`), where only
+//! busybox and bash exist and neither can open a connection every millisecond:
+//!
+//! - `serve ADDR:PORT NAME`: answers every connection with `NAME\n` and closes it (a real
+//!   server that says who it is; it stands for the MySQL port, which TCP_CHECK only connects to).
+//! - `client ADDR:PORT EVERY_US FOR_MS TIMEOUT_MS OUT`: starts a connection every `EVERY_US`
+//!   microseconds for `FOR_MS`, each on its own thread, waits at most `TIMEOUT_MS` for the
+//!   connect and the name, and writes one line per attempt to `OUT`:
+//!   `START_MS END_MS RESULT` (wall-clock milliseconds, as bash's `EPOCHREALTIME`; RESULT is the
+//!   name that answered or `fail`).
+//! - `summary OUT FAULT_MS NAME`: from such a file, when the first attempt that started after
+//!   `FAULT_MS` was answered by NAME (`first_ms`, after the fault), how many attempts started
+//!   after it still failed or went elsewhere, how many failed and ended before the fault, and
+//!   the tallies.
+//! - `established SRC DST:PORT COUNT`: COUNT connection entries in a director's IPVS table
+//!   without COUNT connections: from SRC's namespace, a raw SYN then an ACK per source port
+//!   (the director, in DR mode, sees only the client's side and calls each `ESTABLISHED`; the
+//!   real server's reset of the stray ACK goes straight to SRC). Used to fill the table to
+//!   100,000 entries for the cost of reading it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: vm-conn-load serve ADDR:PORT NAME | client ADDR:PORT EVERY_US FOR_MS TIMEOUT_MS OUT \
+         | summary OUT FAULT_MS NAME | established SRC DST:PORT COUNT"
+    );
+    std::process::exit(2)
+}
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
+    args.get(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| usage())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("serve") => serve(arg(&args, 1), &arg::<String>(&args, 2)),
+        Some("client") => client(
+            arg(&args, 1),
+            arg(&args, 2),
+            arg(&args, 3),
+            arg(&args, 4),
+            &arg::<String>(&args, 5),
+        ),
+        Some("summary") => summary(
+            &arg::<String>(&args, 1),
+            arg(&args, 2),
+            &arg::<String>(&args, 3),
+        ),
+        Some("established") => established(arg(&args, 1), arg(&args, 2), arg(&args, 3)),
+        _ => usage(),
+    }
+}
+
+fn serve(addr: SocketAddr, name: &str) {
+    let listener = TcpListener::bind(addr).unwrap_or_else(|e| {
+        eprintln!("vm-conn-load: binding {addr}: {e}");
+        std::process::exit(1)
+    });
+    let line = format!("{name}\n");
+    loop {
+        match listener.accept() {
+            Ok((mut s, _)) => {
+                let _ = s.write_all(line.as_bytes());
+            }
+            // Out of descriptors or memory for a moment: the next accept may do.
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+fn attempt(to: SocketAddr, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let Ok(s) = TcpStream::connect_timeout(&to, timeout) else {
+        return "fail".into();
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+        return "fail".into();
+    }
+    let mut line = String::new();
+    match BufReader::new(s).read_line(&mut line) {
+        Ok(n) if n > 0 => line.trim().to_string(),
+        _ => "fail".into(),
+    }
+}
+
+fn client(to: SocketAddr, every_us: u64, for_ms: u64, timeout_ms: u64, out: &str) {
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = out.to_string();
+    let writer = std::thread::spawn(move || {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&out).expect("the output file"));
+        for line in rx {
+            let _ = f.write_all(line.as_bytes());
+        }
+        let _ = f.flush();
+    });
+    let timeout = Duration::from_millis(timeout_ms);
+    let started = Instant::now();
+    let every = Duration::from_micros(every_us.max(1));
+    let mut next = started;
+    let mut threads = Vec::new();
+    while started.elapsed() < Duration::from_millis(for_ms) {
+        let tx = tx.clone();
+        threads.push(std::thread::spawn(move || {
+            let start = now_ms();
+            let result = attempt(to, timeout);
+            let _ = tx.send(format!("{start} {} {result}\n", now_ms()));
+        }));
+        next += every;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        threads.retain(|t| !t.is_finished());
+    }
+    drop(tx);
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = writer.join();
+}
+
+fn summary(out: &str, fault_ms: u128, name: &str) {
+    let mut text = String::new();
+    if let Err(e) = std::fs::File::open(out).and_then(|mut f| f.read_to_string(&mut text)) {
+        eprintln!("vm-conn-load: reading {out}: {e}");
+        std::process::exit(1)
+    }
+    let mut rows: Vec<(u128, u128, &str)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?, f.next()?))
+        })
+        .collect();
+    rows.sort();
+    let mut tally = std::collections::BTreeMap::<&str, usize>::new();
+    for (_, _, r) in &rows {
+        *tally.entry(r).or_default() += 1;
+    }
+    let before: Vec<_> = rows.iter().filter(|r| r.0 < fault_ms).collect();
+    let after: Vec<_> = rows.iter().filter(|r| r.0 >= fault_ms).collect();
+    println!(
+        "attempts: {} ({} before the fault)",
+        rows.len(),
+        before.len()
+    );
+    println!(
+        "tally: {}",
+        tally
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // Attempts still running when the fault came are the fault's, not failures before it.
+    println!(
+        "fail_before: {}",
+        before
+            .iter()
+            .filter(|r| r.1 < fault_ms && r.2 == "fail")
+            .count()
+    );
+    match after.iter().position(|r| r.2 == name) {
+        Some(i) => {
+            let first = after[i];
+            println!("first_ms: {}", first.1.saturating_sub(fault_ms));
+            println!("first_started_ms: {}", first.0.saturating_sub(fault_ms));
+            let later = &after[i + 1..];
+            println!(
+                "after_first_not_{name}: {}",
+                later.iter().filter(|r| r.2 != name).count()
+            );
+            println!("after_first: {}", later.len());
+        }
+        None => println!("first_ms: never"),
+    }
+}
+
+/// The Internet checksum of `parts` laid end to end (each of even length but the last).
+fn checksum(parts: &[&[u8]]) -> u16 {
+    let mut sum: u32 = 0;
+    for part in parts {
+        let mut chunks = part.chunks_exact(2);
+        for c in &mut chunks {
+            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        }
+        if let [last] = chunks.remainder() {
+            sum += u32::from(*last) << 8;
+        }
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn tcp_packet(
+    src: Ipv4Addr,
+    dst: SocketAddrV4,
+    sport: u16,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+) -> [u8; 40] {
+    let mut p = [0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src.octets());
+    p[16..20].copy_from_slice(&dst.ip().octets());
+    let ip_sum = checksum(&[&p[..20]]);
+    p[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+    let t = &mut p[20..];
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[8..12].copy_from_slice(&ack.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = flags;
+    t[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    let mut pseudo = [0u8; 12];
+    pseudo[0..4].copy_from_slice(&src.octets());
+    pseudo[4..8].copy_from_slice(&dst.ip().octets());
+    pseudo[9] = 6;
+    pseudo[10..12].copy_from_slice(&20u16.to_be_bytes());
+    let sum = checksum(&[&pseudo, &p[20..]]);
+    p[36..38].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+fn established(src: Ipv4Addr, dst: SocketAddrV4, count: u32) {
+    // SAFETY: plain socket calls on a descriptor this function owns; the buffers outlive them.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+        if fd < 0 {
+            eprintln!(
+                "vm-conn-load: raw socket: {}",
+                std::io::Error::last_os_error()
+            );
+            std::process::exit(1);
+        }
+        let mut to: libc::sockaddr_in = std::mem::zeroed();
+        to.sin_family = libc::AF_INET as libc::sa_family_t;
+        to.sin_addr.s_addr = u32::from_ne_bytes(dst.ip().octets());
+        let mut sent = 0u32;
+        for i in 0..count {
+            // Source ports 1024..=65535, then the next address would be needed: COUNT up to
+            // 64,512 per source; the test uses two sources for 100,000.
+            let sport = 1024 + (i % 64_512) as u16;
+            let seq = 1_000_000 + i;
+            for (flags, s, a) in [(0x02u8, seq, 0u32), (0x10, seq + 1, 1)] {
+                let p = tcp_packet(src, dst, sport, s, a, flags);
+                let n = libc::sendto(
+                    fd,
+                    p.as_ptr().cast(),
+                    p.len(),
+                    0,
+                    (&raw const to).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                );
+                if n < 0 {
+                    // A full queue: give the stack a moment and go on.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            sent += 1;
+            if i % 200 == 199 {
+                // Let the bridge and the director keep up (a full backlog drops the rest).
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+        libc::close(fd);
+        println!("sent {sent}");
+    }
+}

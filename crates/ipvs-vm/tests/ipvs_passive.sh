@@ -1,0 +1,256 @@
+#!/bin/bash
+# The passive-detection payload, run by the IPVS VM's /init as /payload/run.sh.
+#
+# One LAN per daemon (IPVS state is per network namespace), prefix P = h (halb) or k
+# (keepalived), bridge brP, every host a network namespace with no route out of 192.168.66.0/24:
+#   P-cl 192.168.66.10 (client), P-d1 192.168.66.2 (director, VIP .251 by VRRP),
+#   P-rs 192.168.66.253 (the seed's real server), P-sorry 192.168.66.254 (its sorry server);
+#   both direct-routing real servers prepared with `halb realserver start`, both answering on
+#   :3306 with their name (vm-conn-load serve stands for MySQL: TCP_CHECK only connects).
+# The director runs /payload/seed.conf: the seed's virtual server 192.168.66.251 3306 and its
+# timings (delay_loop 20, connect_timeout 5, nb_get_retry 3, delay_before_retry 3).
+#
+# Scenarios (SCENARIOS, space-separated) on every LAN of LANS (default "h") at the same moment:
+#   fault:mysql   the real server's listener is killed (connections refused)
+#   fault:host    the real server's link goes down (it vanishes: no answer at all)
+#     a client connects every CLIENT_EVERY_US µs; from the fault, how long until a new
+#     connection is answered by the sorry server (vm-conn-load summary).
+#   steady:N      halb only: N s of a client every STEADY_EVERY_US µs to the healthy real server;
+#     no real server may be taken out and no connection may fail; halb's CPU time over the
+#     window, with passive detection and again with --no-passive.
+#   table:N       halb only: N entries put in the director's table (raw SYN+ACK, ESTABLISHED),
+#     then halb's CPU time over 10 s idle with and without passive detection, and the time one
+#     read of /proc/net/ip_vs_conn takes.
+# Results are printed in sections that start with "@@ipvs-passive@@ NAME".
+set -u
+# shellcheck source=lan.sh
+source /payload/lan.sh
+
+MARK='@@ipvs-passive@@'
+VIP=192.168.66.251
+RS=192.168.66.253
+LANS="${LANS:-h}"
+CLIENT_EVERY_US="${CLIENT_EVERY_US:-15000}"
+STEADY_EVERY_US="${STEADY_EVERY_US:-10000}"
+
+setup() {
+    local p
+    modprobe ip_vs
+    modprobe ip_vs_wrr
+    for p in h k; do
+        bridge "br$p"
+        host "$p-cl" 192.168.66.10 "br$p"
+        host "$p-d1" 192.168.66.2 "br$p"
+        host "$p-rs" "$RS" "br$p"
+        host "$p-sorry" 192.168.66.254 "br$p"
+        ip -n "$p-cl" addr add 192.168.66.11/24 dev eth0
+        # A connection whose SYN went to a vanished server gives up after ~3 s (two
+        # retransmissions), not the default two minutes.
+        ip netns exec "$p-cl" sysctl -qw net.ipv4.tcp_syn_retries=2
+        ip netns exec "$p-rs" halb realserver start --vip "$VIP" >/dev/null
+        ip netns exec "$p-sorry" halb realserver start --vip "$VIP" >/dev/null
+        serve_rs "$p"
+        ip netns exec "$p-sorry" vm-conn-load serve 0.0.0.0:3306 sorry &
+    done
+    # Let the bridge ports forward before anything counts on them.
+    sleep 2
+}
+
+serve_rs() {
+    ip netns exec "$1-rs" vm-conn-load serve 0.0.0.0:3306 rs &
+    echo $! >"/tmp/$1-rs.pid"
+}
+
+daemon_name() {
+    if [ "$1" = k ]; then echo keepalived; else echo halb; fi
+}
+
+# start_daemon P [HALB ARGS...]: the LAN's daemon on P-d1; its pid in /tmp/P.pid.
+start_daemon() {
+    local p="$1"
+    shift
+    if [ "$p" = k ]; then
+        ip netns exec k-d1 keepalived -n -l -D -f /payload/seed.conf -p /run/k-k.pid \
+            -c /run/k-kc.pid -r /run/k-kv.pid -b /run/k-kb.pid >/tmp/k.log 2>&1 &
+    else
+        ip netns exec h-d1 halb run -f /payload/seed.conf --dataplane ipvs \
+            --control-socket /run/h-halb.sock "$@" >/tmp/h.log 2>&1 &
+    fi
+    echo $! >"/tmp/$p.pid"
+}
+
+stop_daemon() {
+    local p="$1" pid i
+    pid="$(cat "/tmp/$p.pid")"
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    ip netns exec "$p-d1" ipvsadm -C
+}
+
+# ready P: the VIP is on the director and the real server in its table.
+ready() {
+    ip -n "$1-d1" -4 addr show dev eth0 | grep -q "inet $VIP/" || return 1
+    ip netns exec "$1-d1" ipvsadm -L -n | grep -q -- "-> $RS:3306"
+}
+
+# cpu_ticks PID: user + system time of PID in clock ticks.
+cpu_ticks() {
+    local f
+    read -r -a f <"/proc/$1/stat"
+    echo $((f[13] + f[14]))
+}
+
+# start_all ARGS: every LAN's daemon, then wait until each is ready; false if one is not.
+start_all() {
+    local p ok=0
+    for p in $LANS; do
+        start_daemon "$p" "$@"
+    done
+    for p in $LANS; do
+        if ! wait_for 60 ready "$p"; then
+            echo "$(daemon_name "$p"): not ready"
+            tail -n 30 "/tmp/$p.log"
+            ok=1
+        fi
+    done
+    return $ok
+}
+
+stop_all() {
+    local p
+    for p in $LANS; do
+        stop_daemon "$p"
+    done
+}
+
+# fault KIND: the fault on each LAN of LANS in turn (one emulated CPU cannot carry two
+# clients and two daemons at once without failing connections that have nothing to do with it).
+scenario_fault() {
+    local lan all="$LANS"
+    for lan in $all; do
+        LANS="$lan" fault_on "$1"
+    done
+    LANS="$all"
+}
+
+fault_on() {
+    local kind="$1" p fault for_ms
+    section "fault $kind"
+    if ! start_all; then
+        stop_all
+        return
+    fi
+    # keepalived takes up to delay_loop + (1 + retries) x connect_timeout + retries x
+    # delay_before_retry: 20 + 20 + 9 s for a vanished host.
+    for_ms=6000
+    case " $LANS " in *" k "*) for_ms=55000 ;; esac
+    for p in $LANS; do
+        ip netns exec "$p-cl" vm-conn-load client "$VIP:3306" "$CLIENT_EVERY_US" "$for_ms" 300 \
+            "/tmp/$p-$kind.out" &
+        echo $! >"/tmp/$p-client.pid"
+    done
+    sleep 2
+    fault="$(now_ms)"
+    for p in $LANS; do
+        case "$kind" in
+        mysql) kill -KILL "$(cat "/tmp/$p-rs.pid")" ;;
+        host) ip link set "v-$p-rs" down ;;
+        esac
+    done
+    for p in $LANS; do
+        wait "$(cat "/tmp/$p-client.pid")"
+    done
+    for p in $LANS; do
+        section "fault $kind $(daemon_name "$p")"
+        vm-conn-load summary "/tmp/$p-$kind.out" "$fault" sorry
+        echo "table:"
+        ip netns exec "$p-d1" ipvsadm -L -n | grep -- '->' | grep -v 'RemoteAddress'
+    done
+    stop_all
+    for p in $LANS; do
+        section "fault-log $kind $(daemon_name "$p")"
+        grep -i -E 'stall|removing|adding|sorry|fail|timeout|down' "/tmp/$p.log" | tail -n 20
+        case "$kind" in
+        mysql) serve_rs "$p" ;;
+        host) ip link set "v-$p-rs" up ;;
+        esac
+    done
+    sleep 1
+}
+
+# steady_window SECONDS [HALB ARGS...]: halb with a client at STEADY_EVERY_US; prints the tally,
+# halb's CPU ticks over the window and whether the real server ever left.
+steady_window() {
+    local secs="$1" pid t0 t1 c0 c1
+    shift
+    LANS=h start_all "$@" || { LANS=h stop_all; return; }
+    pid="$(cat /tmp/h.pid)"
+    ip netns exec h-cl vm-conn-load client "$VIP:3306" "$STEADY_EVERY_US" $((secs * 1000)) 1000 \
+        /tmp/h-steady.out &
+    local client=$!
+    sleep 1
+    c0="$(cpu_ticks "$pid")"
+    t0="$(now_ms)"
+    sleep $((secs - 2))
+    c1="$(cpu_ticks "$pid")"
+    t1="$(now_ms)"
+    echo "entries: $(($(ip netns exec h-d1 cat /proc/net/ip_vs_conn | wc -l) - 1))"
+    wait "$client"
+    vm-conn-load summary /tmp/h-steady.out 0 rs
+    echo "cpu_ticks: $((c1 - c0)) in $((t1 - t0)) ms"
+    echo "removed: $(grep -c -i 'removing service' /tmp/h.log)"
+    echo "stall_lines: $(grep -c 'stall' /tmp/h.log)"
+    LANS=h stop_all
+}
+
+# steady SECONDS
+scenario_steady() {
+    section "steady passive"
+    steady_window "$1"
+    section "steady-log passive"
+    grep -i -E 'stall|removing|fail|timeout' /tmp/h.log | tail -n 10
+    section "steady no-passive"
+    steady_window "$1" --no-passive
+}
+
+# table COUNT: for each mode, halb started, COUNT entries added (they go when its service is
+# deleted at its stop: halb sets expire_nodest_conn), the cost of one read, halb's CPU over 10 s.
+scenario_table() {
+    local count="$1" half pid c0 c1 t0 t1 mode args
+    half=$((count / 2))
+    for mode in no-passive passive; do
+        section "table $count $mode"
+        args=()
+        [ "$mode" = no-passive ] && args=(--no-passive)
+        LANS=h start_all "${args[@]}" || { LANS=h stop_all; continue; }
+        pid="$(cat /tmp/h.pid)"
+        ip netns exec h-cl vm-conn-load established 192.168.66.10 "$VIP:3306" "$half"
+        ip netns exec h-cl vm-conn-load established 192.168.66.11 "$VIP:3306" $((count - half))
+        sleep 2
+        echo "entries: $(($(ip netns exec h-d1 cat /proc/net/ip_vs_conn | wc -l) - 1))"
+        t0="$(now_ms)"
+        ip netns exec h-d1 cat /proc/net/ip_vs_conn >/dev/null
+        t1="$(now_ms)"
+        echo "one_read_ms: $((t1 - t0))"
+        c0="$(cpu_ticks "$pid")"
+        t0="$(now_ms)"
+        sleep 10
+        c1="$(cpu_ticks "$pid")"
+        t1="$(now_ms)"
+        echo "cpu_ticks: $((c1 - c0)) in $((t1 - t0)) ms"
+        echo "removed: $(grep -c -i 'removing service' /tmp/h.log)"
+        LANS=h stop_all
+    done
+}
+
+setup
+for s in ${SCENARIOS:-fault:mysql fault:host steady:12}; do
+    "scenario_${s%%:*}" "${s#*:}"
+done
+section end
+exit 0
