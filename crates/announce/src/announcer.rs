@@ -32,6 +32,21 @@ pub enum WithdrawReason {
     Shutdown,
 }
 
+impl WithdrawReason {
+    /// The reason's kind, as a metric label: `waiting`, `quorum_lost`, `not_master`,
+    /// `group_not_master`, `drain`, `shutdown`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WithdrawReason::Waiting { .. } => "waiting",
+            WithdrawReason::QuorumLost { .. } => "quorum_lost",
+            WithdrawReason::NotMaster { .. } => "not_master",
+            WithdrawReason::GroupNotMaster { .. } => "group_not_master",
+            WithdrawReason::Drain => "drain",
+            WithdrawReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 impl fmt::Display for WithdrawReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

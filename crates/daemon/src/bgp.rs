@@ -291,6 +291,7 @@ fn view(core: &Announcer, sessions: &[BgpSessionView], drain: &DrainView) -> Bgp
             .map(|s| AnnouncementView {
                 prefix: s.prefix,
                 announced: s.announced,
+                reason_kind: s.reason.as_ref().map(|r| r.kind().to_string()),
                 reason: s.reason.map(|r| r.to_string()),
                 since: unix_seconds(wall - now.saturating_duration_since(s.since)),
             })

@@ -532,6 +532,19 @@ impl<H: Addresses + VrrpSockets> Shell<H> {
             let kept = matched.and_then(|o| previous.get_mut(o).and_then(Option::take));
             let instance = match kept {
                 Some(mut instance) => {
+                    // A tracked file's new weight first, as one change: the reconfiguration
+                    // keeps a tracker's last result, which must already be the new one.
+                    for t in &mapped.config.trackers {
+                        if mapped
+                            .files
+                            .iter()
+                            .any(|(f, _)| vrrp_map::file_tracker_name(f) == t.name)
+                        {
+                            instance
+                                .machine
+                                .set_tracker(now, &t.name, t.weight, t.initial);
+                        }
+                    }
                     let (changes, warnings) =
                         instance.machine.reconfigure(now, mapped.config.clone());
                     for w in warnings {

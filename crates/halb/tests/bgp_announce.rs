@@ -200,6 +200,20 @@ fn connect(router: &Netns) -> std::io::Result<(TcpStream, String)> {
     })
 }
 
+/// halb's /metrics in `ns` (the endpoint's default address, inside the namespace).
+fn metrics(ns: &Netns) -> String {
+    ns.run_in(|| {
+        let Ok(mut s) = TcpStream::connect("127.0.0.1:9165") else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let _ = s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+        let mut out = String::new();
+        let _ = std::io::Read::read_to_string(&mut s, &mut out);
+        out
+    })
+}
+
 fn status(d: &Director) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_halb"))
         .args(["status", "--json", "--control-socket"])
@@ -311,6 +325,27 @@ fn routes_follow_health_drain_kill_and_stop() {
     println!(
         "both paths in the router's table {:?} after start",
         up.unwrap()
+    );
+
+    // halb status and /metrics show the route and the session.
+    let text = Command::new(env!("CARGO_BIN_EXE_halb"))
+        .args(["status", "--control-socket"])
+        .arg(&directors[0].socket)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    println!("halb status:\n{text}");
+    assert!(text.contains("192.168.66.251/32    announced"), "{text}");
+    let established = wait_for(Duration::from_secs(5), || {
+        metrics(&directors[0].ns).contains(
+            "halb_bgp_session_established{neighbor=\"192.168.66.1\",protocol=\"halb_n0\",state=\"Established\"} 1",
+        )
+    });
+    let m = metrics(&directors[0].ns);
+    assert!(established.is_some(), "{m}");
+    assert!(
+        m.contains("halb_bgp_route_announced{prefix=\"192.168.66.251/32\"} 1"),
+        "{m}"
     );
 
     // New connections reach both directors (L4 hashing over the two paths).

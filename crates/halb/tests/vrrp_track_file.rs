@@ -124,4 +124,42 @@ fn track_file_value_moves_priority_and_weight_0_faults_against_keepalived() {
     std::fs::remove_file(&down).expect("remove down");
     wait_vip(&lab.a, true, Duration::from_secs(10), &both);
     wait_vip(&lab.b, false, Duration::from_secs(3), &both);
+
+    // A reload that turns prio's weight to -10 with the file at 2: 100 - 20 = 80, and the
+    // instance keeps running (no restart: it goes BACKUP, it does not start over).
+    std::fs::write(&prio, "2\n").expect("write prio");
+    wait_log(
+        &halb,
+        "Changing effective priority from 100 to 120",
+        Duration::from_secs(5),
+    );
+    let text = std::fs::read_to_string(&a_conf).expect("a.conf");
+    std::fs::write(&a_conf, text.replace("weight 10", "weight -10")).expect("rewrite a.conf");
+    let socket = lab.dir.path().join("halb.sock");
+    let reload = lab
+        .a
+        .ns
+        .command(env!("CARGO_BIN_EXE_halb"))
+        .args(["reload", "--control-socket"])
+        .arg(&socket)
+        .output()
+        .expect("run halb reload");
+    assert!(
+        reload.status.success(),
+        "halb reload: {}{}",
+        String::from_utf8_lossy(&reload.stdout),
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    wait_vip(&lab.b, true, Duration::from_secs(8), &both);
+    wait_vip(&lab.a, false, Duration::from_secs(3), &both);
+    wait_log(
+        &halb,
+        "Changing effective priority from 120 to 80",
+        Duration::from_secs(1),
+    );
+    let said = String::from_utf8_lossy(&reload.stdout);
+    assert!(
+        !said.contains("(INT) added"),
+        "the instance was started anew: {said}"
+    );
 }

@@ -128,7 +128,7 @@ ready() {
         ! echo "$t" | grep -q -- "-r $DEAD:"
 }
 
-# settle: both tables and both directors' addresses unchanged over three polls 500 ms apart, 1 s
+# settle: both tables and both directors' addresses (not their lifetimes) unchanged over three polls 500 ms apart, 1 s
 # after the change at the earliest (keepalived applies a SIGHUP in the background), 60 s at most.
 settle() {
     local prev="" cur same=0 polls=0 started limit p
@@ -139,7 +139,9 @@ settle() {
         cur=""
         for p in $PREFIXES; do
             signature "${PIDS[$p]}"
-            cur+="$SIG|$(ip -n "$p-d1" -4 -o addr show dev eth0)|"
+            # The addresses alone: halb's VIPs carry a lease whose remaining lifetime `ip`
+            # prints and which changes at every poll.
+            cur+="$SIG|$(ip -n "$p-d1" -4 -o addr show dev eth0 | awk '{print $4}')|"
         done
         polls=$((polls + 1))
         if [ "$cur" = "$prev" ]; then

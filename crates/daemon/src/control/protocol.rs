@@ -116,6 +116,9 @@ pub struct AnnouncementView {
     pub announced: bool,
     /// Why not, when withdrawn.
     pub reason: Option<String>,
+    /// The reason's kind (`quorum_lost`, `drain`, …), when withdrawn.
+    #[serde(default)]
+    pub reason_kind: Option<String>,
     /// Since when (seconds since the Unix epoch).
     pub since: u64,
 }

@@ -531,6 +531,16 @@ impl Levels {
             v.real_servers.len().hash(&mut h);
         }
         s.virtual_servers.len().hash(&mut h);
+        // The withdrawal reason is a label: its series changes with it.
+        if let Some(b) = &s.bgp {
+            for a in &b.announcements {
+                (&a.prefix, &a.reason_kind).hash(&mut h);
+            }
+            for x in &b.sessions {
+                (&x.protocol, &x.neighbor, &x.state).hash(&mut h);
+            }
+        }
+        s.bgp.is_some().hash(&mut h);
         h.finish()
     }
 
@@ -686,6 +696,51 @@ impl Levels {
                 (
                     [("virtual_server", v.name.as_str())],
                     u64::from(v.sorry_server_active),
+                )
+            }),
+        )?;
+        // Route announcement (bgp_announce).
+        let bgp = s.bgp.as_ref();
+        let routes = bgp.map(|b| b.announcements.as_slice()).unwrap_or(&[]);
+        let sessions = bgp.map(|b| b.sessions.as_slice()).unwrap_or(&[]);
+        f.family(
+            "halb_bgp_route_announced",
+            "Whether the route is announced by BGP (0: withdrawn)",
+            G,
+            routes
+                .iter()
+                .map(|a| ([("prefix", a.prefix.as_str())], u64::from(a.announced))),
+        )?;
+        f.family(
+            "halb_bgp_route_withdrawn",
+            "1 for a withdrawn route, with why (waiting, quorum_lost, not_master, group_not_master, drain, shutdown)",
+            G,
+            routes.iter().filter_map(|a| {
+                a.reason_kind
+                    .as_deref()
+                    .map(|r| ([("prefix", a.prefix.as_str()), ("reason", r)], 1u64))
+            }),
+        )?;
+        f.family(
+            "halb_bgp_route_since_seconds",
+            "When the route was last announced or withdrawn (seconds since the Unix epoch)",
+            G,
+            routes
+                .iter()
+                .map(|a| ([("prefix", a.prefix.as_str())], a.since)),
+        )?;
+        f.family(
+            "halb_bgp_session_established",
+            "Whether BIRD's BGP session with the neighbor is Established, with BIRD's state",
+            G,
+            sessions.iter().map(|x| {
+                (
+                    [
+                        ("neighbor", x.neighbor.as_str()),
+                        ("protocol", x.protocol.as_str()),
+                        ("state", x.state.as_str()),
+                    ],
+                    u64::from(x.state == "Established"),
                 )
             }),
         )?;

@@ -190,3 +190,70 @@ impl Watch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The next value `rx` is told of, within a generous time (inotify answers at once).
+    async fn next(rx: &mut watch::Receiver<i64>) -> i64 {
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .expect("a change within 10 s")
+            .expect("the watcher is alive");
+        *rx.borrow_and_update()
+    }
+
+    #[tokio::test]
+    async fn writes_renames_and_removal_reach_every_subscriber() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("flag");
+        std::fs::write(&path, "3\n").expect("write");
+        let files = TrackFiles::default();
+        let mut a = files.subscribe("flag", &path);
+        let mut b = files.subscribe("flag", &path);
+        assert_eq!(*a.borrow(), 3);
+        assert_eq!(
+            files.watching.lock().expect("registry").len(),
+            1,
+            "one watcher for both"
+        );
+
+        std::fs::write(&path, "-7\n").expect("write");
+        assert_eq!(next(&mut a).await, -7);
+        assert_eq!(next(&mut b).await, -7);
+
+        // Another file in the directory is none of its business.
+        std::fs::write(dir.path().join("other"), "9\n").expect("write");
+        let tmp = dir.path().join("flag.new");
+        std::fs::write(&tmp, "0x10").expect("write");
+        std::fs::rename(&tmp, &path).expect("rename");
+        assert_eq!(next(&mut a).await, 16);
+
+        // An invalid number leaves the value as it was; the next good one is read.
+        std::fs::write(&path, "99999999999").expect("write");
+        std::fs::write(&path, "5").expect("write");
+        assert_eq!(next(&mut a).await, 5);
+
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(next(&mut a).await, 0);
+
+        // Once nobody listens, the watcher goes.
+        drop((a, b));
+        let gone = tokio::time::timeout(Duration::from_secs(10), async {
+            while !files.watching.lock().expect("registry").is_empty() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        assert!(gone.is_ok(), "the watcher outlived its subscribers");
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_reads_as_zero() {
+        let files = TrackFiles::default();
+        let rx = files.subscribe("flag", Path::new("/nonexistent/halb/flag"));
+        assert_eq!(*rx.borrow(), 0);
+    }
+}
