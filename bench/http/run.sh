@@ -16,6 +16,9 @@
 #   --time S     seconds per iperf3 run (default 10)
 #   --halb PATH  use this halb binary (default: cargo build --release -p halb)
 #   --scrape-only  part 1 alone (light: no iperf3, no Prometheus)
+#   --split-cpus   part 2 with the data path (halb, iperf3, the real servers) on CPU 0 and the
+#                  scrapers (curl, Prometheus) on CPU 1, as a Prometheus on a machine of its
+#                  own: what is left of a difference is halb's cost of being scraped
 #
 # Everything is on the root namespace's loopback: the real servers are 10 listeners on
 # 127.0.0.1:25001-25010 shared by every virtual server (127.79.V.W:80), iperf3 on
@@ -25,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 
-reps=3 scrapes=50 run_time=10 halb_bin="" scrape_only=0
+reps=3 scrapes=50 run_time=10 halb_bin="" scrape_only=0 split_cpus=0
 while [ $# -gt 0 ]; do
     case $1 in
         -n) reps=$2; shift 2 ;;
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
         --time) run_time=$2; shift 2 ;;
         --halb) halb_bin=$2; shift 2 ;;
         --scrape-only) scrape_only=1; shift ;;
+        --split-cpus) split_cpus=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -78,6 +82,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 spawn() { local out=$1; shift; "$@" >"$out" 2>&1 </dev/null & spawned=$!; pids+=("$spawned"); }
+# With --split-cpus: the data path on CPU 0, the scrapers on CPU 1 (empty: wherever they run).
+datapath=() scraper=()
+if [ "$split_cpus" -eq 1 ]; then
+    [ "$(nproc)" -ge 2 ] || { echo "run.sh: --split-cpus needs two CPUs" >&2; exit 2; }
+    datapath=(taskset -c 0) scraper=(taskset -c 1)
+fi
 
 # The real servers: accept and close, on ten ports.
 cat >"$work/rs.py" <<'EOF'
@@ -95,8 +105,8 @@ while True:
         except OSError:
             pass
 EOF
-spawn "$work/rs.log" python3 "$work/rs.py"
-spawn "$work/iperf3-server.log" iperf3 -s -B 127.0.0.1 -p 25201
+spawn "$work/rs.log" "${datapath[@]}" python3 "$work/rs.py"
+spawn "$work/iperf3-server.log" "${datapath[@]}" iperf3 -s -B 127.0.0.1 -p 25201
 
 python3 - "$work/keepalived.conf" <<'EOF'
 import sys
@@ -115,7 +125,7 @@ with open(sys.argv[1], "w") as out:
 EOF
 
 log "starting halb: 1,001 virtual servers, 10,001 real servers"
-spawn "$work/halb.log" "$halb_bin" run -f "$work/keepalived.conf" --dataplane proxy \
+spawn "$work/halb.log" "${datapath[@]}" "$halb_bin" run -f "$work/keepalived.conf" --dataplane proxy \
     --control-socket "$work/halb.sock" --http-listen 127.0.0.1:29165
 halb_pid=$spawned
 up=0
@@ -169,7 +179,7 @@ scrape_configs:
       - targets: ['127.0.0.1:29165']
 EOF
 iperf() {   # prints Gbit/s received
-    iperf3 -c 127.79.200.1 -p 5201 -t "$run_time" -J 2>/dev/null \
+    "${datapath[@]}" iperf3 -c 127.79.200.1 -p 5201 -t "$run_time" -J 2>/dev/null \
         | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9))'
 }
 # One throughput run while PID (if any) runs beside: "Gbit/s halb_cpu_share other_cpu_share",
@@ -190,7 +200,7 @@ for ((r = 0; r < reps; r++)); do
     read -r g c _ < <(measured_run)
     without+=("$g"); cpu_without+=("$c")
     log "throughput, repetition $((r + 1))/$reps: with curl fetching /metrics every second"
-    spawn "$work/curl-loop.log" bash -c 'while :; do
+    spawn "$work/curl-loop.log" "${scraper[@]}" bash -c 'while :; do
         curl -s -o /dev/null http://127.0.0.1:29165/metrics & sleep 1; wait; done'
     curl_pid=$spawned
     read -r g c _ < <(measured_run)
@@ -198,7 +208,7 @@ for ((r = 0; r < reps; r++)); do
     stop_pid "$curl_pid"
     log "throughput, repetition $((r + 1))/$reps: with Prometheus scraping every second"
     rm -rf "$work/tsdb"
-    spawn "$work/prometheus.log" prometheus --config.file="$work/prometheus.yml" \
+    spawn "$work/prometheus.log" "${scraper[@]}" prometheus --config.file="$work/prometheus.yml" \
         --storage.tsdb.path="$work/tsdb" --web.listen-address=127.0.0.1:29090
     prom_pid=$spawned
     sleep 3
@@ -219,7 +229,8 @@ w=$(median "${with[@]}") wo=$(median "${without[@]}") cu=$(median "${curled[@]}"
 
 cat <<EOF
 
-halb HTTP endpoint benchmark ($(nproc) CPUs, load at start $(cut -d' ' -f1-3 /proc/loadavg))
+halb HTTP endpoint benchmark ($(nproc) CPUs, load at start $(cut -d' ' -f1-3 /proc/loadavg))$([ "$split_cpus" -eq 1 ] && echo "
+data path (halb, iperf3, real servers) on CPU 0, curl and Prometheus on CPU 1")
 1,001 virtual servers x 10 real servers (10,001 real servers in all, all up), userspace proxy
 
 scrape                         median ms   p90 ms      bytes   ($scrapes scrapes, curl, one at a time)
