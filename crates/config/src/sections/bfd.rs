@@ -6,6 +6,7 @@ use crate::read::Ctx;
 use crate::sections::lvs::block_end;
 use crate::tree::Node;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 /// keepalived's longest BFD instance name (BFD_INAME_MAX - 1).
@@ -52,8 +53,23 @@ fn default_ttl(neighbor: IpAddr) -> u8 {
     }
 }
 
+/// The names and (neighbour, source) pairs of the instances read so far: each new block is a
+/// lookup, not a scan of the earlier ones.
+#[derive(Debug, Default)]
+pub struct Seen {
+    names: HashSet<String>,
+    peers: HashSet<(IpAddr, Option<IpAddr>)>,
+}
+
 /// Reads one block; `None` when keepalived would ignore the instance (with its message).
-pub fn read(node: &Node, existing: &[BfdInstance], ctx: &mut Ctx) -> Option<BfdInstance> {
+pub fn read(node: &Node, seen: &mut Seen, ctx: &mut Ctx) -> Option<BfdInstance> {
+    let b = read_block(node, seen, ctx)?;
+    seen.names.insert(b.name.clone());
+    seen.peers.insert((b.neighbor_ip, b.source_ip));
+    Some(b)
+}
+
+fn read_block(node: &Node, existing: &Seen, ctx: &mut Ctx) -> Option<BfdInstance> {
     let name = ctx.string(node, 0)?;
     if name.len() > MAX_NAME {
         ctx.diags.warn(
@@ -65,7 +81,7 @@ pub fn read(node: &Node, existing: &[BfdInstance], ctx: &mut Ctx) -> Option<BfdI
         );
         return None;
     }
-    if existing.iter().any(|b| b.name == name) {
+    if existing.names.contains(&name) {
         ctx.diags.warn(
             node.line_span(),
             format!("Configuration error: BFD instance {name} already configured - ignoring"),
@@ -209,10 +225,7 @@ pub fn read(node: &Node, existing: &[BfdInstance], ctx: &mut Ctx) -> Option<BfdI
         );
         return None;
     }
-    if existing
-        .iter()
-        .any(|o| o.neighbor_ip == neighbor && o.source_ip == b.source_ip)
-    {
+    if existing.peers.contains(&(neighbor, b.source_ip)) {
         ctx.diags.warn(
             block_end(node),
             format!(

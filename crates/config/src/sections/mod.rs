@@ -50,6 +50,10 @@ pub struct ConfigReader {
     config: Config,
     /// Places in `bgp_announce`, for the checks that need the whole file.
     bgp_spans: bgp::Spans,
+    /// The BFD instances read so far, for the duplicate checks.
+    bfd_seen: bfd::Seen,
+    /// The LVS groups and the services waiting for them, by name.
+    lvs_pending: lvs::Pending,
 }
 
 impl ConfigReader {
@@ -59,7 +63,9 @@ impl ConfigReader {
         match node.name() {
             "global_defs" => global_defs::read(node, ctx, &mut config.global),
             name if vrrp::TOP_LEVEL.contains(&name) => vrrp::read_top(node, ctx, &mut config.vrrp),
-            name if lvs::TOP_LEVEL.contains(&name) => lvs::read_top(node, ctx, &mut config.lvs),
+            name if lvs::TOP_LEVEL.contains(&name) => {
+                lvs::read_top(node, ctx, &mut config.lvs, &mut self.lvs_pending)
+            }
             bgp::KEYWORD => {
                 if let Some(a) = bgp::read(node, ctx, &mut self.bgp_spans) {
                     config.bgp = Some(a);
@@ -70,7 +76,7 @@ impl ConfigReader {
             // Kept as written for the round trip, and read into the model halb runs.
             "bfd_instance" => {
                 config.other.push(Setting::from_node(node));
-                if let Some(b) = bfd::read(node, &config.bfd, ctx) {
+                if let Some(b) = bfd::read(node, &mut self.bfd_seen, ctx) {
                     config.bfd.push(b);
                 }
             }

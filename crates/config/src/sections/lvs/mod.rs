@@ -10,13 +10,16 @@ pub mod model;
 pub(crate) mod addr;
 mod forwarding;
 mod group;
+mod pending;
+
+pub use self::pending::Pending;
 mod real_server;
 mod validate;
 mod virtual_server;
 mod write;
 
 use self::addr::format_addr;
-use self::model::{LvsConfig, VirtualServer, VirtualServerKey};
+use self::model::{LvsConfig, VirtualServer, VirtualServerGroup};
 use self::validate::{describe, link_late};
 use self::write::write_virtual_server;
 use crate::read::Ctx;
@@ -28,13 +31,13 @@ use crate::write::ConfWriter;
 /// Top-level keywords this module reads.
 pub const TOP_LEVEL: &[&str] = &["virtual_server_group", "virtual_server"];
 
-pub fn read_top(node: &Node, ctx: &mut Ctx, lvs: &mut LvsConfig) {
+pub fn read_top(node: &Node, ctx: &mut Ctx, lvs: &mut LvsConfig, pending: &mut Pending) {
     match node.name() {
         "virtual_server_group" => {
             let Some(g) = group::read(node, ctx) else {
                 return;
             };
-            if lvs.group(&g.name).is_some() {
+            if !pending.add_group(&g.name, lvs.groups.len()) {
                 ctx.diags.note(
                     node.span(),
                     format!(
@@ -43,21 +46,46 @@ pub fn read_top(node: &Node, ctx: &mut Ctx, lvs: &mut LvsConfig) {
                     ),
                 );
             } else {
-                // Services above that use this group could not be linked when they were read.
-                lvs.virtual_servers.retain_mut(|vs| {
-                    vs.key != VirtualServerKey::Group(g.name.clone())
-                        || link_late(vs, &g, node.span(), ctx)
-                });
+                link_waiting(lvs, pending, &g, node.span(), ctx);
             }
             lvs.groups.push(g);
         }
         "virtual_server" => {
-            if let Some(vs) = virtual_server::read(node, ctx, &lvs.groups) {
+            if let Some(vs) = virtual_server::read(node, ctx, &lvs.groups, pending) {
+                pending.add_service(&vs, lvs.virtual_servers.len());
                 lvs.virtual_servers.push(vs);
             }
         }
         _ => ctx.unknown(node),
     }
+}
+
+/// Links the services above that use `g`, which could not be linked when they were read;
+/// keepalived drops those whose address family does not match.
+fn link_waiting(
+    lvs: &mut LvsConfig,
+    pending: &mut Pending,
+    g: &VirtualServerGroup,
+    at: Span,
+    ctx: &mut Ctx,
+) {
+    let mut dropped = Vec::new();
+    for i in pending.take_waiting(&g.name) {
+        if !link_late(&mut lvs.virtual_servers[i], g, at, ctx) {
+            dropped.push(i);
+        }
+    }
+    if dropped.is_empty() {
+        return;
+    }
+    // Rare (each is a warning): the positions after a dropped service move down.
+    let mut i = 0;
+    lvs.virtual_servers.retain(|_| {
+        let keep = dropped.binary_search(&i).is_err();
+        i += 1;
+        keep
+    });
+    pending.index_waiting(&lvs.virtual_servers);
 }
 
 /// Writes the groups, then the virtual servers (so that every group is defined before use).

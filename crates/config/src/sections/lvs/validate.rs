@@ -57,6 +57,7 @@ impl At {
 pub fn finish(
     mut d: VsDraft,
     groups: &[VirtualServerGroup],
+    pending: &super::Pending,
     ctx: &mut Ctx,
 ) -> Option<VirtualServer> {
     end_of_block(&mut d, ctx);
@@ -64,7 +65,7 @@ pub fn finish(
     let group = match &d.vs.key {
         VirtualServerKey::Group(g) => {
             let at = d.at.group_name.unwrap_or(d.keyword);
-            match groups.iter().find(|x| &x.name == g) {
+            match pending.group(groups, g) {
                 Some(found) => {
                     if !link_family(&mut d.af, found, &name, at, ctx) {
                         return None;
@@ -328,19 +329,28 @@ fn service_checks(
 /// Duplicates, forwarding methods, weights and the sorry server's inhibit setting.
 fn real_servers(d: &mut VsDraft, name: &str, ctx: &mut Ctx) {
     let mut kept: Vec<RsDraft> = Vec::new();
-    // A set, not a scan of `kept`: a service with 100,000 real servers must stay linear.
-    let mut seen = std::collections::HashSet::new();
+    // A map, not a scan of `kept`: a service with 100,000 real servers must stay linear. One
+    // finding per duplicate, naming the first.
+    let mut first = std::collections::HashMap::new();
     for mut r in std::mem::take(&mut d.real_servers) {
-        if !seen.insert((r.rs.ip, r.rs.port)) {
-            ctx.diags.warn(
-                r.span,
-                format!(
-                    "VS {name}: real server {} is duplicated - removing second rs",
-                    format_addr(&r.rs.ip, r.rs.port)
-                ),
-            );
+        if let Some(at) = first.get(&(r.rs.ip, r.rs.port)) {
+            let at: &Span = at;
+            ctx.diags
+                .warn(
+                    r.span,
+                    format!(
+                        "VS {name}: real server {} is duplicated - removing second rs",
+                        format_addr(&r.rs.ip, r.rs.port)
+                    ),
+                )
+                .set_help(if at.file == r.span.file {
+                    format!("the first is on line {}", at.line)
+                } else {
+                    format!("the first is on line {} of another file", at.line)
+                });
             continue;
         }
+        first.insert((r.rs.ip, r.rs.port), r.span);
         if r.forwarding.is_none() {
             r.forwarding = Some(default_forwarding(d.keyword, &mut d.forwarding, name, ctx));
         }

@@ -63,7 +63,12 @@ pub struct SorryDraft {
 }
 
 /// Reads a `virtual_server` block; `None` when keepalived ignores it.
-pub fn read(node: &Node, ctx: &mut Ctx, groups: &[VirtualServerGroup]) -> Option<VirtualServer> {
+pub fn read(
+    node: &Node,
+    ctx: &mut Ctx,
+    groups: &[VirtualServerGroup],
+    pending: &super::Pending,
+) -> Option<VirtualServer> {
     let (key, group_name) = read_key(node, ctx)?;
     let end = super::block_end(node);
     let vs = VirtualServer::new(key);
@@ -92,7 +97,7 @@ pub fn read(node: &Node, ctx: &mut Ctx, groups: &[VirtualServerGroup]) -> Option
         ctx.no_block(n);
         read_keyword(n, ctx, &mut d);
     }
-    validate::finish(d, groups, ctx)
+    validate::finish(d, groups, pending, ctx)
 }
 
 /// The words after `virtual_server`, and the span of a group name.

@@ -7,8 +7,8 @@ use super::model::{
     AuthType, Authentication, SyncGroup, TrackFile, VrrpConfig, VrrpInstance, VrrpScript,
     VrrpState, DEFAULT_DOWN_TIMER_ADVERTS, DEFAULT_PRIORITY, OWNER_PRIORITY,
 };
-use super::pending::VridKey;
 use super::pending::{check_advert_int, Report};
+use super::pending::{Pending, VridKey};
 use crate::read::Ctx;
 use crate::source::Span;
 use std::net::IpAddr;
@@ -113,7 +113,12 @@ pub fn complete(
     }
     check_own_interface(inst, at, report);
     if inst.priority == OWNER_PRIORITY {
-        drop_weighted_tracking(inst, None, &vrrp.scripts, &vrrp.track_files, at, report);
+        let tracked = Tracked {
+            scripts: &vrrp.scripts,
+            files: &vrrp.track_files,
+            pending: &vrrp.pending,
+        };
+        drop_weighted_tracking(inst, None, &tracked, at, report);
     }
 }
 
@@ -375,14 +380,33 @@ fn check_own_interface(inst: &mut VrrpInstance, at: Span, report: &mut Report) {
     }
 }
 
+/// The scripts and track files read so far, found by name (keepalived takes the first of a
+/// name) without a scan.
+pub struct Tracked<'a> {
+    pub scripts: &'a [VrrpScript],
+    pub files: &'a [TrackFile],
+    pub pending: &'a Pending,
+}
+
+impl Tracked<'_> {
+    fn script_weight(&self, name: &str) -> Option<i32> {
+        let at = self.pending.script_at.get(name)?;
+        self.scripts.get(at).map(|s| s.weight)
+    }
+
+    fn file_weight(&self, name: &str) -> Option<i32> {
+        let at = self.pending.track_file_at.get(name)?;
+        self.files.get(at).map(|f| f.weight)
+    }
+}
+
 /// keepalived ignores tracking weights of an address owner (priority 255), and of a sync
 /// group member unless the group has `sync_group_tracking_weight`: a weighted tracker would
 /// let members' priorities drift apart.
 pub fn drop_weighted_tracking(
     inst: &mut VrrpInstance,
     group: Option<&SyncGroup>,
-    scripts: &[VrrpScript],
-    files: &[TrackFile],
+    tracked: &Tracked,
     at: Span,
     report: &mut Report,
 ) {
@@ -413,7 +437,7 @@ pub fn drop_weighted_tracking(
         "address_owner"
     };
     inst.track_script.retain(|t| {
-        let own = scripts.iter().find(|s| s.name == t.name).map(|s| s.weight);
+        let own = tracked.script_weight(&t.name);
         if t.weight.or(own).unwrap_or(0) == 0 {
             return true;
         }
@@ -427,7 +451,7 @@ pub fn drop_weighted_tracking(
         false
     });
     inst.track_file.retain_mut(|t| {
-        let own = files.iter().find(|f| f.name == t.name).map(|f| f.weight);
+        let own = tracked.file_weight(&t.name);
         match t.weight.or(own).unwrap_or(1) {
             0 => true,
             1 => {
@@ -460,13 +484,12 @@ pub fn drop_weighted_tracking(
 pub fn apply_sync_group(
     inst: &mut VrrpInstance,
     group: &SyncGroup,
-    scripts: &[VrrpScript],
-    files: &[TrackFile],
+    tracked: &Tracked,
     at: Span,
     report: &mut Report,
 ) {
     if !group.sync_group_tracking_weight {
-        drop_weighted_tracking(inst, Some(group), scripts, files, at, report);
+        drop_weighted_tracking(inst, Some(group), tracked, at, report);
     }
     for t in &group.track_interface {
         let by_instance = inst.track_interface.iter().any(|i| i.name == t.name)
@@ -486,13 +509,7 @@ pub fn apply_sync_group(
 
 /// keepalived's `sync_group_tracking_init`: with an address owner among the members, the
 /// group's own trackers lose their weights.
-pub fn clear_group_weights(
-    g: &mut SyncGroup,
-    scripts: &[VrrpScript],
-    files: &[TrackFile],
-    at: Span,
-    report: &mut Report,
-) {
+pub fn clear_group_weights(g: &mut SyncGroup, tracked: &Tracked, at: Span, report: &mut Report) {
     let name = g.name.clone();
     let mut cleared = |kind: &str, tracked: &str| {
         report.warn(
@@ -503,14 +520,14 @@ pub fn clear_group_weights(
         );
     };
     for t in &mut g.track_script {
-        let own = scripts.iter().find(|s| s.name == t.name).map(|s| s.weight);
+        let own = tracked.script_weight(&t.name);
         if t.weight.or(own).unwrap_or(0) != 0 {
             cleared("script", &t.name);
             t.weight = Some(0);
         }
     }
     for t in &mut g.track_file {
-        let own = files.iter().find(|f| f.name == t.name).map(|f| f.weight);
+        let own = tracked.file_weight(&t.name);
         if t.weight.or(own).unwrap_or(1) != 0 {
             cleared("file", &t.name);
             t.weight = Some(0);

@@ -27,7 +27,7 @@ pub fn read_sync_group(node: &Node, ctx: &mut Ctx, vrrp: &mut VrrpConfig) {
         return;
     }
     let name = node.args()[0].text.clone();
-    if vrrp.sync_groups.iter().any(|g| g.name == name) {
+    if vrrp.pending.has_sync_group(&name) {
         ctx.diags
             .warn(
                 node.args()[0].span,
@@ -51,8 +51,9 @@ pub fn read_sync_group(node: &Node, ctx: &mut Ctx, vrrp: &mut VrrpConfig) {
             .set_help("list the group's instances in `group { ... }`");
         return;
     }
+    vrrp.pending
+        .add_group(&name, vrrp.sync_groups.len(), node.line_span(), members);
     vrrp.sync_groups.push(g);
-    vrrp.pending.add_group(&name, node.line_span(), members);
     resolve_groups(vrrp, &mut Report(Some(&mut *ctx.diags)), false);
 }
 
@@ -93,8 +94,16 @@ fn keyword(
             *members = Some(list);
         }
         "track_interface" => read_track_interfaces(n, ctx, &name, &mut g.track_interface),
-        "track_script" => read_track_scripts(n, ctx, &name, &vrrp.scripts, &mut g.track_script),
-        "track_file" => read_track_files(n, ctx, &name, &vrrp.track_files, &mut g.track_file),
+        "track_script" => {
+            read_track_scripts(n, ctx, &name, &vrrp.pending.script_at, &mut g.track_script)
+        }
+        "track_file" => read_track_files(
+            n,
+            ctx,
+            &name,
+            &vrrp.pending.track_file_at,
+            &mut g.track_file,
+        ),
         "notify" | "notify_master" | "notify_backup" | "notify_fault" | "notify_stop" => {
             read_notify_slot(n, ctx, &format!("vrrp group {name}:"), &mut g.notify)
         }

@@ -178,14 +178,14 @@ impl Reader<'_> {
                 n,
                 ctx,
                 &name,
-                &self.vrrp.scripts,
+                &self.vrrp.pending.script_at,
                 &mut self.inst.track_script,
             ),
             "track_file" => read_track_files(
                 n,
                 ctx,
                 &name,
-                &self.vrrp.track_files,
+                &self.vrrp.pending.track_file_at,
                 &mut self.inst.track_file,
             ),
             "dont_track_primary" => self.inst.dont_track_primary = true,
@@ -543,16 +543,12 @@ impl Reader<'_> {
                         w.text
                     ),
                 );
-            } else if let Some(other) = self.vrrp.instances.iter().find(|o| {
-                o.use_vmac
-                    .as_ref()
-                    .is_some_and(|v| v.interface.as_deref() == Some(&w.text))
-            }) {
+            } else if let Some(other) = self.vrrp.pending.vmac_user(&w.text) {
                 ctx.diags.warn(
                     w.span,
                     format!(
                         "({}) VRRP instance {} is already using {} - ignoring name",
-                        self.inst.name, other.name, w.text
+                        self.inst.name, other, w.text
                     ),
                 );
             } else {

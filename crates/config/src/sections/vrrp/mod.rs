@@ -100,11 +100,13 @@ fn drop_unrunnable(vrrp: &mut VrrpConfig) {
     // An instance without a VRID cannot run: keepalived drops it (after saying so), and with
     // it its place in sync groups; a group left without members goes too.
     vrrp.instances.retain(|i| i.virtual_router_id != 0);
-    let names: Vec<String> = vrrp.instances.iter().map(|i| i.name.clone()).collect();
+    let names: std::collections::HashSet<&str> =
+        vrrp.instances.iter().map(|i| i.name.as_str()).collect();
     for g in &mut vrrp.sync_groups {
-        g.group.retain(|m| names.contains(m));
+        g.group.retain(|m| names.contains(m.as_str()));
     }
     vrrp.sync_groups.retain(|g| !g.group.is_empty());
+    vrrp.pending.index_sync_groups(&vrrp.sync_groups);
 }
 
 /// Completes the model once the file is read (without diagnostics when [`finish`] did not run

@@ -6,6 +6,7 @@
 //! places to report at); [`settle`] runs them and empties it.
 
 use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::model::{VrrpConfig, VrrpInstance, DEFAULT_DOWN_TIMER_ADVERTS};
@@ -23,11 +24,42 @@ pub struct Pending {
     by_name: HashMap<String, usize>,
     /// Every `vrrp_script` read, with its name line, for the "not used" check.
     scripts: Vec<(String, Span)>,
+    /// The first `vrrp_script` and `track_file` of each name (keepalived resolves a name to
+    /// the first), as positions in the model's lists: a tracking line is a lookup, not a scan.
+    pub(crate) script_at: FirstByName,
+    pub(crate) track_file_at: FirstByName,
+    /// The sync groups in the model by name, as positions in `VrrpConfig::sync_groups`.
+    sync_group_at: HashMap<String, usize>,
+    /// The groups that wait for an instance, by that instance's name.
+    waiting_on: HashMap<String, Vec<usize>>,
+    /// The groups to look at on the next [`resolve_groups`]: added, or an instance they
+    /// wait for was read.
+    touched: Vec<usize>,
+    /// The instances that joined a group (an instance joins at most one).
+    joined: HashSet<String>,
+    /// The first instance using each VMAC interface name.
+    vmac_users: HashMap<String, String>,
     /// The first keepalived 1.x `lvs_sync_daemon_interface`: (interface, instance), for
     /// `fold_into_global`.
     lvs_sync_daemon: Option<(String, String)>,
     /// The instances read so far by what makes two of them the same VRRP router.
     pub(crate) vrids: VridIndex,
+}
+
+/// The first position of each name in a list read in file order.
+#[derive(Debug, Clone, Default)]
+pub struct FirstByName(HashMap<String, usize>);
+
+impl FirstByName {
+    pub fn add(&mut self, name: &str, position: usize) {
+        if !self.0.contains_key(name) {
+            self.0.insert(name.to_string(), position);
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<usize> {
+        self.0.get(name).copied()
+    }
 }
 
 /// What makes two instances the same VRRP router on the wire, as keepalived's
@@ -147,7 +179,23 @@ impl Report<'_> {
 }
 
 impl Pending {
-    pub(crate) fn add_group(&mut self, name: &str, span: Span, members: Vec<(String, Span)>) {
+    /// A group just pushed to the model's `sync_groups` at `position`.
+    pub(crate) fn add_group(
+        &mut self,
+        name: &str,
+        position: usize,
+        span: Span,
+        members: Vec<(String, Span)>,
+    ) {
+        let index = self.groups.len();
+        self.sync_group_at.insert(name.to_string(), position);
+        for (member, _) in &members {
+            self.waiting_on
+                .entry(member.clone())
+                .or_default()
+                .push(index);
+        }
+        self.touched.push(index);
         self.groups.push(PendingGroup {
             name: name.to_string(),
             span,
@@ -163,7 +211,20 @@ impl Pending {
         });
     }
 
+    /// The first instance read that uses the VMAC interface `name`.
+    pub(crate) fn vmac_user(&self, name: &str) -> Option<&str> {
+        self.vmac_users.get(name).map(String::as_str)
+    }
+
     pub(crate) fn add_instance(&mut self, inst: &VrrpInstance, span: Span) {
+        if let Some(vmac) = inst.use_vmac.as_ref().and_then(|v| v.interface.as_ref()) {
+            self.vmac_users
+                .entry(vmac.clone())
+                .or_insert_with(|| inst.name.clone());
+        }
+        if let Some(groups) = self.waiting_on.remove(&inst.name) {
+            self.touched.extend(groups);
+        }
         self.by_name
             .entry(inst.name.clone())
             .or_insert(self.instances.len());
@@ -174,8 +235,32 @@ impl Pending {
         });
     }
 
-    fn instance_span(&self, name: &str) -> Option<Span> {
-        self.by_name.get(name).map(|&i| self.instances[i].span)
+    /// Whether a sync group of that name is in the model.
+    pub(crate) fn has_sync_group(&self, name: &str) -> bool {
+        self.sync_group_at.contains_key(name)
+    }
+
+    /// Finds the model's sync groups anew after some were taken out.
+    pub(crate) fn index_sync_groups(&mut self, groups: &[super::model::SyncGroup]) {
+        self.sync_group_at = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.name.clone(), i))
+            .collect();
+    }
+
+    /// Takes a group out of the model's `sync_groups` (a group left with no member).
+    fn remove_sync_group(&mut self, groups: &mut Vec<super::model::SyncGroup>, name: &str) {
+        let Some(at) = self.sync_group_at.remove(name) else {
+            return;
+        };
+        groups.remove(at);
+        // Rare (a group none of whose members exist): the positions after it move down.
+        for p in self.sync_group_at.values_mut() {
+            if *p > at {
+                *p -= 1;
+            }
+        }
     }
 
     /// Whether an instance of that name was read already.
@@ -207,9 +292,39 @@ impl Pending {
 
 /// Joins the members that exist now to their groups, and checks each group whose members are
 /// all known. With `at_end`, members still unknown are reported and dropped.
+///
+/// While reading, only the groups just added or waiting for an instance just read are looked
+/// at (the others cannot change), so that thousands of groups and instances stay linear.
 pub fn resolve_groups(vrrp: &mut VrrpConfig, report: &mut Report, at_end: bool) {
     let mut pending = std::mem::take(&mut vrrp.pending);
-    for gi in 0..pending.groups.len() {
+    let groups: Vec<usize> = if at_end {
+        pending.touched.clear();
+        (0..pending.groups.len()).collect()
+    } else {
+        let mut touched = std::mem::take(&mut pending.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        touched
+    };
+    if groups.is_empty() {
+        vrrp.pending = pending;
+        return;
+    }
+    // Where each instance is in the model. While reading, the model's instances are the ones
+    // `add_instance` saw, in the same order; at the end some may have been dropped.
+    let by_name = std::mem::take(&mut pending.by_name);
+    let at_end_positions: HashMap<String, usize>;
+    let positions = if at_end {
+        let mut m = HashMap::new();
+        for (i, inst) in vrrp.instances.iter().enumerate() {
+            m.entry(inst.name.clone()).or_insert(i);
+        }
+        at_end_positions = m;
+        &at_end_positions
+    } else {
+        &by_name
+    };
+    for gi in groups {
         if pending.groups[gi].settled {
             continue;
         }
@@ -220,7 +335,7 @@ pub fn resolve_groups(vrrp: &mut VrrpConfig, report: &mut Report, at_end: bool) 
             }
             let (name, span) = (m.name.clone(), m.span);
             let group = pending.groups[gi].name.clone();
-            let state = if vrrp.instance(&name).is_none() {
+            let state = if !positions.contains_key(&name) {
                 if !at_end {
                     continue;
                 }
@@ -231,7 +346,7 @@ pub fn resolve_groups(vrrp: &mut VrrpConfig, report: &mut Report, at_end: bool) 
                     ),
                 );
                 MemberState::Rejected
-            } else if already_joined(&pending, &name) {
+            } else if pending.joined.contains(&name) {
                 report.warn(
                     span,
                     format!(
@@ -240,6 +355,7 @@ pub fn resolve_groups(vrrp: &mut VrrpConfig, report: &mut Report, at_end: bool) 
                 );
                 MemberState::Rejected
             } else {
+                pending.joined.insert(name);
                 MemberState::Joined
             };
             pending.groups[gi].members[mi].state = state;
@@ -251,8 +367,8 @@ pub fn resolve_groups(vrrp: &mut VrrpConfig, report: &mut Report, at_end: bool) 
             .filter(|m| m.state == MemberState::Joined)
             .map(|m| m.name.clone())
             .collect();
-        if let Some(model) = vrrp.sync_groups.iter_mut().find(|s| s.name == g.name) {
-            model.group = joined.clone();
+        if let Some(&at) = pending.sync_group_at.get(&g.name) {
+            vrrp.sync_groups[at].group = joined.clone();
         }
         if g.members.iter().any(|m| m.state == MemberState::Waiting) {
             continue;
@@ -267,7 +383,8 @@ pub fn resolve_groups(vrrp: &mut VrrpConfig, report: &mut Report, at_end: bool) 
                         g.name
                     ),
                 );
-                vrrp.sync_groups.retain(|s| s.name != g.name);
+                let name = g.name.clone();
+                pending.remove_sync_group(&mut vrrp.sync_groups, &name);
             }
             n => {
                 if n == 1 {
@@ -281,18 +398,30 @@ pub fn resolve_groups(vrrp: &mut VrrpConfig, report: &mut Report, at_end: bool) 
                 );
                 }
                 let (group_name, group_span) = (g.name.clone(), g.span);
-                apply_to_members(vrrp, &pending, &group_name, group_span, report);
+                // The instance's position in the model, and its name line.
+                let mut members: Vec<(usize, Span)> = joined
+                    .iter()
+                    .filter_map(|n| {
+                        let line = by_name.get(n).map(|&i| pending.instances[i].span)?;
+                        Some((*positions.get(n)?, line))
+                    })
+                    .collect();
+                members.sort_unstable_by_key(|&(i, _)| i);
+                apply_to_members(vrrp, &pending, &group_name, &members, group_span, report);
             }
         }
     }
+    pending.by_name = by_name;
     vrrp.pending = pending;
 }
 
-/// keepalived's rules for the members of a sync group, once its members are known.
+/// keepalived's rules for the members of a sync group (at `members`: their positions in the
+/// model, in file order, with their name lines), once its members are known.
 fn apply_to_members(
     vrrp: &mut VrrpConfig,
     pending: &Pending,
     group: &str,
+    members: &[(usize, Span)],
     group_span: Span,
     report: &mut Report,
 ) {
@@ -303,28 +432,24 @@ fn apply_to_members(
         track_files,
         ..
     } = vrrp;
-    let Some(g) = sync_groups.iter_mut().find(|s| s.name == group) else {
+    let Some(&at) = pending.sync_group_at.get(group) else {
         return;
     };
+    let g = &mut sync_groups[at];
+    let tracked = super::complete::Tracked {
+        scripts,
+        files: track_files,
+        pending,
+    };
     let mut has_owner = false;
-    for inst in instances.iter_mut().filter(|i| g.group.contains(&i.name)) {
-        if let Some(span) = pending.instance_span(&inst.name) {
-            super::complete::apply_sync_group(inst, g, scripts, track_files, span, report);
-        }
+    for &(i, span) in members {
+        let inst = &mut instances[i];
+        super::complete::apply_sync_group(inst, g, &tracked, span, report);
         has_owner |= inst.priority == super::model::OWNER_PRIORITY;
     }
     if has_owner {
-        super::complete::clear_group_weights(g, scripts, track_files, group_span, report);
+        super::complete::clear_group_weights(g, &tracked, group_span, report);
     }
-}
-
-/// True when an instance already joined a group (this one too: a name listed twice).
-fn already_joined(pending: &Pending, name: &str) -> bool {
-    pending.groups.iter().any(|g| {
-        g.members
-            .iter()
-            .any(|m| m.state == MemberState::Joined && m.name == name)
-    })
 }
 
 /// Runs the checks that need the whole file and `global_defs`, once; later calls do nothing.
@@ -419,19 +544,19 @@ pub fn check_advert_int(inst: &VrrpInstance, version: u8, span: Span, report: &m
 /// keepalived drops scripts that no instance or sync group tracks (it says so when it runs,
 /// not with `-t`: a note).
 fn drop_unused_scripts(vrrp: &mut VrrpConfig, spans: &[(String, Span)], report: &mut Report) {
-    let tracked = |name: &str| {
-        vrrp.instances
-            .iter()
-            .flat_map(|i| i.track_script.iter())
-            .chain(vrrp.sync_groups.iter().flat_map(|g| g.track_script.iter()))
-            .any(|t| t.name == name)
-    };
+    let tracked: HashSet<&str> = vrrp
+        .instances
+        .iter()
+        .flat_map(|i| i.track_script.iter())
+        .chain(vrrp.sync_groups.iter().flat_map(|g| g.track_script.iter()))
+        .map(|t| t.name.as_str())
+        .collect();
     // Only the first script of a name can be tracked: lookups find it.
-    let used: Vec<bool> = (0..vrrp.scripts.len())
-        .map(|i| {
-            let name = &vrrp.scripts[i].name;
-            vrrp.scripts[..i].iter().all(|o| &o.name != name) && tracked(name)
-        })
+    let mut named = HashSet::new();
+    let used: Vec<bool> = vrrp
+        .scripts
+        .iter()
+        .map(|s| named.insert(s.name.as_str()) && tracked.contains(s.name.as_str()))
         .collect();
     for (i, s) in vrrp.scripts.iter().enumerate() {
         if used[i] {

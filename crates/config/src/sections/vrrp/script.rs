@@ -62,6 +62,7 @@ pub fn read_vrrp_script(node: &Node, ctx: &mut Ctx, vrrp: &mut VrrpConfig) {
         return;
     }
     vrrp.pending.add_script(&name, node.line_span());
+    vrrp.pending.script_at.add(&name, vrrp.scripts.len());
     vrrp.scripts.push(s);
 }
 
@@ -168,6 +169,9 @@ pub fn read_track_file(node: &Node, ctx: &mut Ctx, vrrp: &mut VrrpConfig) {
             .warn(at, format!("No file set for track_file {name} - ignoring"));
         return;
     }
+    vrrp.pending
+        .track_file_at
+        .add(&f.name, vrrp.track_files.len());
     vrrp.track_files.push(f);
 }
 

@@ -3,10 +3,12 @@
 //! keepalived resolves tracked scripts and files when it reads the block, so they must be
 //! defined above; a name it cannot find is reported and ignored.
 
-use super::model::{TrackFile, TrackFileRef, TrackInterface, TrackScript, VrrpScript};
+use super::model::{TrackFileRef, TrackInterface, TrackScript};
+use super::pending::FirstByName;
 use crate::read::Ctx;
 use crate::tree::Node;
 use crate::write::{quote, ConfWriter};
+use std::collections::HashSet;
 
 /// The lines of a value block (`track_interface { ... }`, `virtual_ipaddress { ... }`, ...),
 /// reporting words after the keyword, which keepalived ignores.
@@ -132,12 +134,13 @@ pub fn read_track_scripts(
     node: &Node,
     ctx: &mut Ctx,
     owner: &str,
-    scripts: &[VrrpScript],
+    scripts: &FirstByName,
     list: &mut Vec<TrackScript>,
 ) {
+    let mut listed: HashSet<String> = list.iter().map(|t| t.name.clone()).collect();
     for line in value_lines(node, ctx) {
         let name = line.name();
-        if !scripts.iter().any(|s| s.name == name) {
+        if scripts.get(name).is_none() {
             ctx.diags
                 .warn(
                     line.span(),
@@ -146,7 +149,7 @@ pub fn read_track_scripts(
                 .set_help("a vrrp_script must be defined before the block that tracks it");
             continue;
         }
-        if list.iter().any(|t| t.name == name) {
+        if listed.contains(name) {
             ctx.diags.warn(
                 line.span(),
                 format!("({owner}) duplicate track_script {name} - ignoring"),
@@ -157,6 +160,7 @@ pub fn read_track_scripts(
             continue;
         }
         let has_weight = line.arg(1).is_some();
+        listed.insert(name.to_string());
         list.push(TrackScript {
             name: name.to_string(),
             weight: if has_weight {
@@ -173,12 +177,13 @@ pub fn read_track_files(
     node: &Node,
     ctx: &mut Ctx,
     owner: &str,
-    files: &[TrackFile],
+    files: &FirstByName,
     list: &mut Vec<TrackFileRef>,
 ) {
+    let mut listed: HashSet<String> = list.iter().map(|t| t.name.clone()).collect();
     for line in value_lines(node, ctx) {
         let name = line.name();
-        if !files.iter().any(|f| f.name == name) {
+        if files.get(name).is_none() {
             ctx.diags
                 .warn(
                     line.span(),
@@ -187,7 +192,7 @@ pub fn read_track_files(
                 .set_help("a track_file must be defined before the block that tracks it");
             continue;
         }
-        if list.iter().any(|t| t.name == name) {
+        if listed.contains(name) {
             ctx.diags.warn(
                 line.span(),
                 format!("({owner}) duplicate track_file {name} - ignoring"),
@@ -198,6 +203,7 @@ pub fn read_track_files(
             continue;
         }
         let has_weight = line.arg(1).is_some();
+        listed.insert(name.to_string());
         list.push(TrackFileRef {
             name: name.to_string(),
             weight: if has_weight {
