@@ -45,13 +45,28 @@ rss_kib() {
     echo "$total"
 }
 
+# memory_detail DAEMON ROUND PID: where the RSS is, per process of the daemon: anonymous memory
+# (the heap), file-backed pages (the binary and libraries), threads.
+memory_detail() {
+    local daemon="$1" round="$2" root="$3" pid ppid
+    for stat in /proc/[0-9]*/stat; do
+        pid="${stat#/proc/}"
+        pid="${pid%/stat}"
+        ppid="$(awk '{print $4}' "$stat" 2>/dev/null)"
+        if [ "$pid" = "$root" ] || [ "$ppid" = "$root" ]; then
+            echo "memory $daemon $round pid $pid $(awk '/^(VmRSS|RssAnon|RssFile|RssShmem|VmHWM|Threads):/ {printf "%s %s ", $1, $2}' "/proc/$pid/status" 2>/dev/null)"
+        fi
+    done
+}
+
 start() {
     local daemon="$1" conf="$2" tag="$3"
     if [ "$daemon" = keepalived ]; then
         keepalived -n -D -f "$conf" -p "/run/k-$tag.pid" -c "/run/kc-$tag.pid" \
             -r "/run/kv-$tag.pid" -b "/run/kb-$tag.pid" >"/tmp/$daemon-$tag.log" 2>&1 &
     else
-        halb run -f "$conf" --dataplane ipvs --no-dr-path-check --control-socket "/run/halb-$tag.sock" \
+        # shellcheck disable=SC2086 # HALB_ENV is a list of NAME=VALUE words
+        env ${HALB_ENV:-} halb run -f "$conf" --dataplane ipvs --no-dr-path-check --control-socket "/run/halb-$tag.sock" \
             >"/tmp/$daemon-$tag.log" 2>&1 &
     fi
     echo $!
@@ -87,6 +102,7 @@ apply_round() {
     # Let the daemon settle (keepalived's checker child finishes its start) before measuring.
     sleep 2
     rss="$(rss_kib "$pid")"
+    memory_detail "$daemon" "$round" "$pid"
     digest="$(ipvsadm -S -n | sort | md5sum | cut -c1-12)"
     t0="$(now_ms)"
     kill -TERM "$pid"

@@ -10,11 +10,13 @@
 #   --pps-time S    seconds per iperf3 run (default 8)
 #   --only WHAT     apply or pps (default both)
 #   --halb PATH     use this halb binary instead of building one (dist profile)
+#   --halb-env VARS environment for halb in the machine, as "NAME=VALUE NAME=VALUE" (to try an
+#                   allocator setting, e.g. "MIMALLOC_PURGE_DELAY=0")
 # The machine's whole output is kept in /tmp/halb-bench-ipvs.out.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
-rounds=3 services=1000 dests=10 pps_time=8 halb_bin="" only=apply,pps
+rounds=3 services=1000 dests=10 pps_time=8 halb_bin="" only=apply,pps halb_env=""
 while [ $# -gt 0 ]; do
     case $1 in
         -n) rounds=$2; shift 2 ;;
@@ -23,6 +25,7 @@ while [ $# -gt 0 ]; do
         --pps-time) pps_time=$2; shift 2 ;;
         --halb) halb_bin=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
+        --halb-env) halb_env=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -39,6 +42,7 @@ mkdir "$work/payload"
 objcopy --strip-debug "$halb_bin" "$work/halb" 2>/dev/null || cp "$halb_bin" "$work/halb"
 {
     echo "ROUNDS=$rounds PPS_TIME=$pps_time SERVICES=$services DESTS=$dests ONLY=$only"
+    printf 'HALB_ENV=%q\n' "$halb_env"
     cat bench/ipvs/payload.sh
 } >"$work/payload/run.sh"
 
