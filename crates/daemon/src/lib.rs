@@ -112,8 +112,10 @@ impl DumpRequests {
 }
 
 /// Runs every part of the daemon on this host until SIGTERM or SIGINT; SIGHUP reloads,
-/// SIGUSR1, SIGUSR2 and `SIGRTMIN+2` write keepalived's dumps.
-pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
+/// SIGUSR1, SIGUSR2 and `SIGRTMIN+2` write keepalived's dumps. The parts share `config`: a
+/// file of 10,000 real servers is held once, not once per part.
+pub async fn run(config: Config, options: &Options) -> anyhow::Result<()> {
+    let config = std::sync::Arc::new(config);
     use anyhow::Context;
     use tokio::signal::unix::{signal, SignalKind};
     // Signals first: a SIGTERM during start-up must still clean up.
@@ -139,7 +141,7 @@ pub async fn run(config: &Config, options: &Options) -> anyhow::Result<()> {
     let events = EventBus::new();
     sd_notify::spawn(
         &events,
-        config,
+        &config,
         options.reload.clone(),
         options.handover.takeover,
     );
@@ -181,12 +183,13 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     events: EventBus,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let config = std::sync::Arc::new(config.clone());
     run_with(config, options, host, dataplane, events, stop, None).await
 }
 
 /// [`run_on`], with the SIGHUPs that ask for reloads.
 async fn run_with<H: host::Addresses + host::VrrpSockets>(
-    config: &Config,
+    config: std::sync::Arc<Config>,
     options: &Options,
     host: std::sync::Arc<H>,
     dataplane: Option<Box<dyn halb_dataplane::Dataplane>>,
@@ -346,7 +349,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         }
     };
     // keepalived writes `init_file` values while it reads the configuration.
-    track_file::init_files(config, false);
+    track_file::init_files(&config, false);
     let track_files = track_file::TrackFiles::default();
     let lvs_options = lvs::LvsOptions {
         dataplane: options.dataplane,
@@ -362,7 +365,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     };
     let (bfd_view, bfd_task) = bfd::spawn(&config.bfd);
     let lvs = tokio::spawn(lvs::run(
-        std::sync::Arc::new(config.clone()),
+        std::sync::Arc::clone(&config),
         lvs_options,
         std::sync::Arc::clone(&host),
         dataplane,
@@ -378,7 +381,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         bfd_view.clone(),
     ));
     let announcing = tokio::spawn(bgp::run(
-        std::sync::Arc::new(config.clone()),
+        std::sync::Arc::clone(&config),
         options.control_socket.clone(),
         bgp::Inputs {
             queries: lvs_queries,
@@ -395,7 +398,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     };
     let events_on_handover = events.clone();
     let vrrp = daemon::run(
-        config,
+        &config,
         host,
         views_tx,
         counters_tx,

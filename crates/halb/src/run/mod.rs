@@ -153,7 +153,15 @@ pub fn run(args: &Args) -> ExitCode {
         http_listen: args.http_listen.0,
         successor: successor_command(),
     };
-    match runtime.block_on(halb_daemon::run(&loaded.config, &options)) {
+    // The file's text and the diagnostics are not needed any more (a file of 10,000 real
+    // servers is half a megabyte); the model goes to the daemon.
+    let halb_config::Loaded {
+        config,
+        sources,
+        diagnostics,
+    } = loaded;
+    drop((sources, diagnostics));
+    match runtime.block_on(halb_daemon::run(config, &options)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e:#}");
