@@ -3,6 +3,7 @@
 # generated configuration, measured in the same run. Not part of the test suite.
 #
 # Usage: bench/config-parse.sh [REAL_SERVERS (default 10000)] [RUNS (default 5)]
+# HALB=PATH measures that halb binary instead of building the dist profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 real_servers=${1:-10000}
@@ -10,9 +11,13 @@ runs=${2:-5}
 
 scripts/deps.sh
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
-# The dist profile (Cargo.toml): the binary as packages ship it.
-cargo build --profile dist --locked -p halb >/dev/null 2>&1
-halb_bin=${CARGO_TARGET_DIR:-target}/dist/halb
+if [ -n "${HALB:-}" ]; then
+    halb_bin=$HALB
+else
+    # The dist profile (Cargo.toml): the binary as packages ship it.
+    cargo build --profile dist --locked -p halb >/dev/null 2>&1
+    halb_bin=${CARGO_TARGET_DIR:-target}/dist/halb
+fi
 
 work=$(mktemp -d)
 ns="halbb-parse-$$"
