@@ -30,8 +30,8 @@
 //! table filled toward 100,000 entries for the cost of reading it.
 //!
 //! Needs root on Debian (missing packages are installed). Run with
-//! `cargo test -p halb-ipvs-vm --test ipvs_passive -- --nocapture` to see the figures (about
-//! 2.5 minutes of machine time on a loaded 2-core host).
+//! `cargo test -p halb-ipvs-vm --test ipvs_passive -- --nocapture` to see the figures (2.5 to
+//! 3.5 minutes of machine time on a loaded 2-core host).
 
 use anyhow::{bail, Result};
 use halb_ipvs_vm::kernel_vm::{sections, KernelVm, Payload};
