@@ -32,7 +32,7 @@
 //!   `moved` (another server answered), `close-reset`, `error`; FAILED_AT_MS wall-clock, 0 when
 //!   ok).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
