@@ -5,18 +5,32 @@
 //!   server that says who it is; it stands for the MySQL port, which TCP_CHECK only connects to).
 //! - `client ADDR:PORT EVERY_US FOR_MS TIMEOUT_MS OUT`: starts a connection every `EVERY_US`
 //!   microseconds for `FOR_MS`, each on its own thread, waits at most `TIMEOUT_MS` for the
-//!   connect and the name, and writes one line per attempt to `OUT`:
+//!   connect and the server's name (a MariaDB server's greeting names it by the end of its
+//!   version string, see `halb_ipvs_vm::mariadb`; `serve` by its line), and writes one line per attempt to `OUT`:
 //!   `START_MS END_MS RESULT` (wall-clock milliseconds, as bash's `EPOCHREALTIME`; RESULT is the
-//!   name that answered or `fail`).
+//!   name that answered or `fail:WHY`: `refused`, `connect-timeout`, `reset`, `closed`,
+//!   `read-timeout`).
 //! - `summary OUT FAULT_MS NAME`: from such a file, when the first attempt that started after
 //!   `FAULT_MS` was answered by NAME (`first_ms`, after the fault), how many attempts started
-//!   after it still failed or went elsewhere, how many failed and ended before the fault, and
-//!   the tallies.
+//!   after it still failed or went elsewhere (`after_first_unserved`: of those, how many no
+//!   server took), how many failed and ended before the fault (`unserved_before`: the same), and
+//!   the tallies, and the runs of equal results after the fault (`timeline`).
 //! - `established SRC DST:PORT COUNT`: COUNT connection entries in a director's IPVS table
 //!   without COUNT connections: from SRC's namespace, a raw SYN then an ACK per source port
 //!   (the director, in DR mode, sees only the client's side and calls each `ESTABLISHED`; the
 //!   real server's reset of the stray ACK goes straight to SRC). Used to fill the table to
 //!   100,000 entries for the cost of reading it.
+//! - `echo ADDR:PORT NAME`: a real server for long-lived connections (`tests/bgp_lab.sh`):
+//!   greets each connection with `NAME\n`, answers every line with `NAME\n`, and closes when the
+//!   client does.
+//! - `hold ADDR:PORT COUNT SPREAD_MS FOR_MS OUT`: COUNT long-lived connections opened over
+//!   SPREAD_MS, each sending a line every 100 ms and reading the answer (at most
+//!   [`HOLD_READ_TIMEOUT`] each) until FOR_MS after the start or until `OUT.stop` exists,
+//!   then closing (shutdown, then reading to the end: a reset there counts too). `OUT.ready`
+//!   appears once every connection is open; `OUT` gets one line per connection: `LOCAL_PORT NAME RESULT EXCHANGES FAILED_AT_MS`
+//!   (NAME the greeting, RESULT `ok` or how it ended: `connect`, `reset`, `timeout`, `eof`,
+//!   `moved` (another server answered), `close-reset`, `error`; FAILED_AT_MS wall-clock, 0 when
+//!   ok).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -33,7 +47,8 @@ fn now_ms() -> u128 {
 fn usage() -> ! {
     eprintln!(
         "usage: vm-conn-load serve ADDR:PORT NAME | client ADDR:PORT EVERY_US FOR_MS TIMEOUT_MS OUT \
-         | summary OUT FAULT_MS NAME | established SRC DST:PORT COUNT"
+         | summary OUT FAULT_MS NAME | established SRC DST:PORT COUNT | echo ADDR:PORT NAME \
+         | hold ADDR:PORT COUNT SPREAD_MS FOR_MS OUT"
     );
     std::process::exit(2)
 }
@@ -61,6 +76,14 @@ fn main() {
             &arg::<String>(&args, 3),
         ),
         Some("established") => established(arg(&args, 1), arg(&args, 2), arg(&args, 3)),
+        Some("echo") => echo(arg(&args, 1), &arg::<String>(&args, 2)),
+        Some("hold") => hold(
+            arg(&args, 1),
+            arg(&args, 2),
+            arg(&args, 3),
+            arg(&args, 4),
+            &arg::<String>(&args, 5),
+        ),
         _ => usage(),
     }
 }
@@ -84,18 +107,51 @@ fn serve(addr: SocketAddr, name: &str) {
 
 fn attempt(to: SocketAddr, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
-    let Ok(s) = TcpStream::connect_timeout(&to, timeout) else {
-        return "fail".into();
+    let mut s = match TcpStream::connect_timeout(&to, timeout) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return "fail:refused".into()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return "fail:connect-timeout".into(),
+        Err(_) => return "fail:connect".into(),
     };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
-        return "fail".into();
+    let mut got = Vec::with_capacity(128);
+    let mut buf = [0u8; 256];
+    loop {
+        if let Some(name) = server_name(&got) {
+            return name;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || got.len() > 4096 || s.set_read_timeout(Some(left)).is_err() {
+            return "fail:read-timeout".into();
+        }
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            Ok(_) => return "fail:closed".into(),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return "fail:reset".into()
+            }
+            Err(_) => return "fail:read-timeout".into(),
+        }
     }
-    let mut line = String::new();
-    match BufReader::new(s).read_line(&mut line) {
-        Ok(n) if n > 0 => line.trim().to_string(),
-        _ => "fail".into(),
+}
+
+/// Who answered, from the first bytes a server sent: a MySQL greeting (protocol 10) names the
+/// server by the end of its version string (`10.11-rs` is `rs`), `serve` by its line.
+fn server_name(got: &[u8]) -> Option<String> {
+    if got.len() >= 5 && got[3] == 0 && got[4] == 10 {
+        let len = usize::from(got[0]) | usize::from(got[1]) << 8 | usize::from(got[2]) << 16;
+        let packet = got.get(4..4 + len)?;
+        let version = &packet[1..packet.iter().position(|&b| b == 0)?];
+        let version = String::from_utf8_lossy(version);
+        return Some(version.rsplit('-').next().unwrap_or_default().to_string());
     }
+    if got.len() >= 5 && got[3] == 0 && got[4] == 0xff {
+        // A MySQL error packet before any greeting ("Host ... is not allowed").
+        return Some("refused".into());
+    }
+    let end = got.iter().position(|&b| b == b'\n')?;
+    Some(String::from_utf8_lossy(&got[..end]).trim().to_string())
 }
 
 fn client(to: SocketAddr, every_us: u64, for_ms: u64, timeout_ms: u64, out: &str) {
@@ -171,7 +227,14 @@ fn summary(out: &str, fault_ms: u128, name: &str) {
         "fail_before: {}",
         before
             .iter()
-            .filter(|r| r.1 < fault_ms && r.2 == "fail")
+            .filter(|r| r.1 < fault_ms && r.2.starts_with("fail"))
+            .count()
+    );
+    println!(
+        "unserved_before: {}",
+        before
+            .iter()
+            .filter(|r| r.1 < fault_ms && unserved(r.2))
             .count()
     );
     match after.iter().position(|r| r.2 == name) {
@@ -185,9 +248,43 @@ fn summary(out: &str, fault_ms: u128, name: &str) {
                 later.iter().filter(|r| r.2 != name).count()
             );
             println!("after_first: {}", later.len());
+            println!(
+                "after_first_unserved: {}",
+                later.iter().filter(|r| unserved(r.2)).count()
+            );
         }
         None => println!("first_ms: never"),
     }
+    // Runs of the same result among the attempts started after the fault: where the time went
+    // on the client's side ("fail 12 @0..180" is 12 failures started 0 to 180 ms after it).
+    let mut runs: Vec<(&str, usize, u128, u128)> = Vec::new();
+    for r in &after {
+        let at = r.0.saturating_sub(fault_ms);
+        match runs.last_mut() {
+            Some(last) if last.0 == r.2 => {
+                last.1 += 1;
+                last.3 = at;
+            }
+            _ => runs.push((r.2, 1, at, at)),
+        }
+    }
+    println!(
+        "timeline: {}",
+        runs.iter()
+            .take(12)
+            .map(|(what, n, from, to)| format!("{what} {n} @{from}..{to}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// A failure that says no server took the connection (refused, reset, no answer to the SYN),
+/// as opposed to a server that accepted it and was slow to greet (`read-timeout`, `closed`): an
+/// emulated machine running MariaDB is sometimes that slow, whatever the director does.
+fn unserved(result: &str) -> bool {
+    result.starts_with("fail:refused")
+        || result.starts_with("fail:reset")
+        || result.starts_with("fail:connect")
 }
 
 /// The Internet checksum of `parts` laid end to end (each of even length but the last).
@@ -286,5 +383,150 @@ fn established(src: Ipv4Addr, dst: SocketAddrV4, count: u32) {
         }
         libc::close(fd);
         println!("sent {sent}");
+    }
+}
+
+fn echo(addr: SocketAddr, name: &str) {
+    let listener = TcpListener::bind(addr).unwrap_or_else(|e| {
+        eprintln!("vm-conn-load: binding {addr}: {e}");
+        std::process::exit(1)
+    });
+    let line = format!("{name}\n");
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                let line = line.clone();
+                std::thread::spawn(move || {
+                    let Ok(mut w) = s.try_clone() else { return };
+                    if w.write_all(line.as_bytes()).is_err() {
+                        return;
+                    }
+                    let mut r = BufReader::new(s);
+                    let mut got = String::new();
+                    while matches!(r.read_line(&mut got), Ok(n) if n > 0) {
+                        if w.write_all(line.as_bytes()).is_err() {
+                            return;
+                        }
+                        got.clear();
+                    }
+                });
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// How long a held connection waits for one answer: longer than a VRRP takeover (3 adverts and
+/// the skew) plus TCP's retransmission backoff, so that a connection that comes back counts as
+/// kept.
+const HOLD_READ_TIMEOUT: Duration = Duration::from_secs(12);
+/// Between two lines of a held connection.
+const HOLD_EVERY: Duration = Duration::from_millis(100);
+
+fn io_result(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => "reset",
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timeout",
+        std::io::ErrorKind::BrokenPipe => "reset",
+        _ => "error",
+    }
+}
+
+/// One held connection: (local port, greeting, result, exchanges). `settled` counts the
+/// connections that are open (greeted) or failed before that.
+fn hold_one(
+    to: SocketAddr,
+    until: Instant,
+    settled: &std::sync::atomic::AtomicU32,
+    stop: &std::sync::atomic::AtomicBool,
+) -> (u16, String, &'static str, u64) {
+    let settle = || settled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let Ok(s) = TcpStream::connect_timeout(&to, Duration::from_secs(5)) else {
+        settle();
+        return (0, "-".into(), "connect", 0);
+    };
+    let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
+    let _ = s.set_nodelay(true);
+    let (Ok(()), Ok(mut w)) = (s.set_read_timeout(Some(HOLD_READ_TIMEOUT)), s.try_clone()) else {
+        settle();
+        return (port, "-".into(), "error", 0);
+    };
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let greeting = r.read_line(&mut line);
+    settle();
+    let name = match greeting {
+        Ok(0) => return (port, "-".into(), "eof", 0),
+        Ok(_) => line.trim().to_string(),
+        Err(e) => return (port, "-".into(), io_result(&e), 0),
+    };
+    let mut exchanges = 0u64;
+    let mut next = Instant::now();
+    while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Err(e) = w.write_all(b"ping\n") {
+            return (port, name, io_result(&e), exchanges);
+        }
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return (port, name, "eof", exchanges),
+            Ok(_) if line.trim() != name => return (port, name, "moved", exchanges),
+            Ok(_) => exchanges += 1,
+            Err(e) => return (port, name, io_result(&e), exchanges),
+        }
+        next += HOLD_EVERY;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    // A clean end: our FIN, then the server's; a reset on the way is a failure too.
+    let _ = w.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    match r.read_to_end(&mut rest) {
+        Ok(_) => (port, name, "ok", exchanges),
+        Err(e) if io_result(&e) == "reset" => (port, name, "close-reset", exchanges),
+        Err(e) => (port, name, io_result(&e), exchanges),
+    }
+}
+
+fn hold(to: SocketAddr, count: u32, spread_ms: u64, for_ms: u64, out: &str) {
+    let started = Instant::now();
+    let until = started + Duration::from_millis(for_ms);
+    let settled = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for i in 0..count {
+        let at =
+            started + Duration::from_millis(spread_ms * u64::from(i) / u64::from(count.max(1)));
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let (settled, stop) = (settled.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let (port, name, result, exchanges) = hold_one(to, until, &settled, &stop);
+            let failed_at = if result == "ok" { 0 } else { now_ms() };
+            format!("{port} {name} {result} {exchanges} {failed_at}\n")
+        }));
+    }
+    // Ready once every connection is open or failed (a connect gives up after 5 s).
+    while settled.load(std::sync::atomic::Ordering::SeqCst) < count
+        && started.elapsed() < Duration::from_millis(spread_ms) + Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::write(format!("{out}.ready"), format!("{count}\n"));
+    // The caller ends the connections early by creating OUT.stop (a loaded machine runs its
+    // scenario slower than any fixed duration would guess).
+    let stop_file = format!("{out}.stop");
+    while Instant::now() < until && !std::path::Path::new(&stop_file).exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let lines: Vec<String> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or_else(|_| "0 - error 0 0\n".into()))
+        .collect();
+    if let Err(e) = std::fs::write(out, lines.concat()) {
+        eprintln!("vm-conn-load: writing {out}: {e}");
+        std::process::exit(1)
     }
 }
