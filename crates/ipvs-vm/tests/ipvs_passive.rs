@@ -13,8 +13,8 @@
 //! `SYN_RECV`, and expedites the real server's checkers; their own failures take it out. Without
 //! that, the seed's checker needs at least its retries (3 x 3 s) after a refused connection and
 //! 4 x 5 s + 9 s after a vanished host, and up to delay_loop (20 s) more: the test requires halb
-//! below 8 s in each fault (the goal is 1.5 s, printed met or not; a shared, emulated CPU is
-//! slower), and that no connection goes unserved (refused, reset, no answer to its SYN) before
+//! below 15 s in each fault with the stall in its log (see [`HALB_BOUND_MS`]; the goal is
+//! 1.5 s, printed met or not; a shared, emulated CPU is slower), and that no connection goes unserved (refused, reset, no answer to its SYN) before
 //! the fault nor after the sorry server's first answer. Greetings slower than the client's 1 s limit are counted
 //! apart (`fail:read-timeout`): MariaDB under emulation misses some whatever the director does.
 //! Then 12 s of a client every 10 ms to the healthy server: the real server may never leave
@@ -79,11 +79,12 @@ virtual_server 192.168.66.251 3306 {
 }
 ";
 
-/// What halb must beat on this machine: under the checker's own minimum after a refused
-/// connection (9 s: its retries, 3 x delay_before_retry), so that passing says passive
-/// detection worked. The goal (1.5 s) is printed, met or not: an emulated CPU on a loaded
-/// host, running MariaDB beside halb, takes far longer than hardware for every step.
-const HALB_BOUND_MS: u64 = 8000;
+/// What halb must beat on this machine: under the checker's own minimum after a vanished host
+/// (4 x connect_timeout + 3 x delay_before_retry: 29 s). After a refusal that minimum is 9 s,
+/// which a starved emulated CPU running MariaDB beside halb has come close to with passive
+/// detection too (7.1 s at a host load average of 15); so the test also requires halb's log to
+/// show the stall it acted on. The goal (1.5 s) is printed, met or not.
+const HALB_BOUND_MS: u64 = 15000;
 const GOAL_MS: u64 = 1500;
 
 fn value<'a>(lines: &'a [String], key: &str) -> Option<&'a str> {
@@ -188,6 +189,11 @@ fn passive_detection_on_a_real_kernel() -> Result<()> {
                     continue;
                 }
                 let log = get(&format!("fault-log {kind} {daemon} {run}")).join("\n");
+                if !log.contains(" stall") {
+                    failures.push(format!(
+                        "{name}: halb's log shows no stall of new connections:\n{log}"
+                    ));
+                }
                 if first.is_none_or(|ms| ms > HALB_BOUND_MS) {
                     failures.push(format!(
                         "{name}: the sorry server should serve within {HALB_BOUND_MS} ms:\n{}\n{log}",

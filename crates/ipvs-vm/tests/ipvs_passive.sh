@@ -172,9 +172,9 @@ fault_on() {
     fi
     # keepalived takes up to delay_loop + (1 + retries) x connect_timeout + retries x
     # delay_before_retry: 20 + 20 + 9 s for a vanished host.
-    # halb: a window of about 10 s after the fault (the test's bound is 8 s; a loaded host
+    # halb: a window of about 17 s after the fault (the test's bound is 15 s; a loaded host
     # stretches the 2 s before it).
-    for_ms=12000
+    for_ms=19000
     case " $LANS " in *" k "*) for_ms=55000 ;; esac
     for p in $LANS; do
         ip netns exec "$p-cl" vm-conn-load client "$VIP:3306" "$CLIENT_EVERY_US" "$for_ms" 1000 \
