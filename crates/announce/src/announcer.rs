@@ -66,12 +66,22 @@ impl fmt::Display for WithdrawReason {
     }
 }
 
+/// After a withdrawal, no packet for this long means the router sends the route's flows
+/// elsewhere. On IPVS the flows ECMP moved to other directors leave their entries here
+/// (ESTABLISHED, 15 minutes) without a packet: they are not connections this director still
+/// carries, and stopping it breaks none of them. Several BFD detection times (0.5 s by default)
+/// and TCP retransmissions fit in it.
+pub const DRAIN_QUIET: Duration = Duration::from_secs(2);
+
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(tag = "end", rename_all = "snake_case")]
 pub enum DrainEnd {
     /// The withdrawn routes' virtual servers carry no connection any more.
     Idle,
+    /// No packet arrived for [`DRAIN_QUIET`]: the connections still in the table (this many)
+    /// are carried by other directors now.
+    Quiet { connections: u64 },
     /// `drain_timeout` passed with this many connections still open.
     TimedOut { connections: u64 },
 }
@@ -102,6 +112,13 @@ impl fmt::Display for AnnounceEvent {
                 end: DrainEnd::Idle,
             } => f.write_str("Drain finished: no connection left"),
             AnnounceEvent::DrainFinished {
+                end: DrainEnd::Quiet { connections },
+            } => write!(
+                f,
+                "Drain finished: no packet for {} s; the {connections} connection(s) left in the table are carried elsewhere",
+                DRAIN_QUIET.as_secs()
+            ),
+            AnnounceEvent::DrainFinished {
                 end: DrainEnd::TimedOut { connections },
             } => write!(f, "Drain timed out with {connections} connection(s) left"),
         }
@@ -128,6 +145,9 @@ struct Route {
     since: Instant,
     /// Open connections of the route's virtual servers, since the drain began.
     connections: Option<u64>,
+    /// Packets in of the route's virtual servers (a counter), and when it last moved, since
+    /// the drain began; only known on IPVS.
+    packets: Option<(u64, Instant)>,
 }
 
 struct Drain {
@@ -182,6 +202,7 @@ impl Announcer {
                     reason,
                     since: now,
                     connections: None,
+                    packets: None,
                 }
             })
             .collect();
@@ -244,6 +265,7 @@ impl Announcer {
         });
         for r in &mut self.routes {
             r.connections = None;
+            r.packets = None;
         }
         self.evaluate(now);
     }
@@ -272,18 +294,38 @@ impl Announcer {
         self.check_drain(now);
     }
 
+    /// The packets that have arrived for the route holding `prefix` (a counter that only grows,
+    /// as IPVS's `inpkts`); only read while a drain runs. Once it stops moving for
+    /// [`DRAIN_QUIET`], the drain ends even with entries left in the table.
+    pub fn set_packets_in(&mut self, now: Instant, prefix: &str, packets: u64) {
+        if self.drain.as_ref().is_none_or(|d| d.finished) {
+            return;
+        }
+        if let Some(r) = self.routes.iter_mut().find(|r| r.route.prefix() == prefix) {
+            match r.packets {
+                Some((seen, _)) if seen == packets => {}
+                _ => r.packets = Some((packets, now)),
+            }
+        }
+        self.check_drain(now);
+    }
+
     /// halb is stopping: every route is withdrawn, for good.
     pub fn shutdown(&mut self, now: Instant) {
         self.stopping = true;
         self.evaluate(now);
     }
 
-    /// The drain deadline, when one is pending.
+    /// The drain deadline, or the moment the packets will have been quiet long enough, when a
+    /// drain is pending.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.drain
-            .as_ref()
-            .filter(|d| !d.finished)
-            .map(|d| d.deadline)
+        let d = self.drain.as_ref().filter(|d| !d.finished)?;
+        let quiet = self
+            .routes
+            .iter()
+            .filter_map(|r| r.packets.map(|(_, moved)| moved + DRAIN_QUIET))
+            .max();
+        Some(quiet.map_or(d.deadline, |q| q.min(d.deadline)))
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -322,21 +364,26 @@ impl Announcer {
         if d.finished {
             return;
         }
+        let left = self
+            .routes
+            .iter()
+            .filter_map(|r| r.connections)
+            .fold(0u64, u64::saturating_add);
         let known: Option<u64> = self
             .routes
             .iter()
             .map(|r| r.connections)
             .try_fold(0u64, |acc, c| c.map(|c| acc.saturating_add(c)));
+        let quiet = self.routes.iter().all(|r| {
+            r.connections == Some(0)
+                || r.packets
+                    .is_some_and(|(_, moved)| now.saturating_duration_since(moved) >= DRAIN_QUIET)
+        });
         let end = match known {
             Some(0) => DrainEnd::Idle,
-            _ if now >= d.deadline => DrainEnd::TimedOut {
-                // What is known: a route never counted adds nothing.
-                connections: self
-                    .routes
-                    .iter()
-                    .filter_map(|r| r.connections)
-                    .fold(0u64, u64::saturating_add),
-            },
+            Some(_) if quiet => DrainEnd::Quiet { connections: left },
+            // What is known: a route never counted adds nothing.
+            _ if now >= d.deadline => DrainEnd::TimedOut { connections: left },
             _ => return,
         };
         d.finished = true;

@@ -11,4 +11,4 @@ pub mod bird_process;
 pub mod bird_reply;
 pub mod bird_socket;
 
-pub use announcer::{AnnounceEvent, Announcer, DrainEnd, RouteStatus, WithdrawReason};
+pub use announcer::{AnnounceEvent, Announcer, DrainEnd, RouteStatus, WithdrawReason, DRAIN_QUIET};

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use halb_announce::{AnnounceEvent, Announcer, DrainEnd, WithdrawReason};
+use halb_announce::{AnnounceEvent, Announcer, DrainEnd, WithdrawReason, DRAIN_QUIET};
 use halb_config::{load_str, LoadOptions};
 
 const CONF: &str = r#"
@@ -223,6 +223,66 @@ fn drain_times_out_with_the_connections_left() {
         events(&mut c),
         [AnnounceEvent::DrainFinished {
             end: DrainEnd::TimedOut { connections: 7 }
+        }]
+    );
+}
+
+/// On IPVS the flows ECMP moved to other directors leave ESTABLISHED entries behind for
+/// 15 minutes: once the route is withdrawn and no packet arrives for DRAIN_QUIET, the drain
+/// ends with those entries counted as carried elsewhere.
+#[test]
+fn drain_ends_when_no_packet_arrives_any_more() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    all_up(&mut c, t0);
+    c.drain(t0);
+    events(&mut c);
+    let tick = |c: &mut Announcer, at: Duration, a_packets: u64| {
+        c.set_connections(t0 + at, A, 5);
+        c.set_connections(t0 + at, B, 0);
+        c.set_packets_in(t0 + at, A, a_packets);
+        c.set_packets_in(t0 + at, B, 0);
+    };
+    // Packets still arrive while the router converges.
+    tick(&mut c, Duration::ZERO, 100);
+    tick(&mut c, Duration::from_millis(500), 130);
+    tick(&mut c, Duration::from_millis(1500), 130);
+    assert!(events(&mut c).is_empty(), "quiet for 1 s only");
+    assert_eq!(
+        c.poll_timeout(),
+        Some(t0 + Duration::from_millis(500) + DRAIN_QUIET)
+    );
+    tick(&mut c, Duration::from_millis(2600), 130);
+    assert_eq!(
+        events(&mut c),
+        [AnnounceEvent::DrainFinished {
+            end: DrainEnd::Quiet { connections: 5 }
+        }]
+    );
+}
+
+/// A packet counter that keeps moving holds the drain until its timeout.
+#[test]
+fn packets_still_arriving_hold_the_drain() {
+    let t0 = Instant::now();
+    let mut c = core(t0);
+    all_up(&mut c, t0);
+    c.drain(t0);
+    events(&mut c);
+    for s in 0..=10u64 {
+        let at = t0 + Duration::from_secs(s);
+        c.set_connections(at, A, 2);
+        c.set_connections(at, B, 0);
+        c.set_packets_in(at, A, 10 * s);
+        c.set_packets_in(at, B, 0);
+        if s < 10 {
+            assert!(events(&mut c).is_empty(), "at {s} s");
+        }
+    }
+    assert_eq!(
+        events(&mut c),
+        [AnnounceEvent::DrainFinished {
+            end: DrainEnd::TimedOut { connections: 2 }
         }]
     );
 }

@@ -2,9 +2,12 @@
 //! announcement core fed with the virtual servers' quorum and the VRRP states, its decisions
 //! carried out as `enable`/`disable` of per-route static protocols on BIRD's control socket.
 //!
-//! Inputs are read every [`TICK`] from the same snapshot `halb status` shows (quorum per
-//! virtual server, connections per service) and from the VRRP views, so a route follows a
-//! quorum loss within a tick plus BIRD's own handling (milliseconds): well inside a second.
+//! Inputs are read from the same snapshot `halb status` shows (quorum per virtual server,
+//! connections per service) and from the VRRP views: at once when a virtual server or VRRP event
+//! arrives on the bus (and once more a [`TICK`] later), every tick while a drain runs, and at
+//! least every [`IDLE_READ`] otherwise. A route so follows a quorum loss within milliseconds plus
+//! BIRD's own handling, and a director whose health does not change does not pay for a full
+//! snapshot ten times a second (on a small or emulated CPU that cost is what delays BFD).
 //! The stop withdraws every route and then stops BIRD with SIGTERM (a Cease notification
 //! closes each session); a killed halb takes BIRD with it (see `halb_announce::bird_process`).
 
@@ -26,8 +29,10 @@ use crate::control::protocol::{
 use crate::control::server::Query;
 use crate::event::{DaemonEvent, EventBus, EventKind, InstanceStatus};
 
-/// How often the inputs are read.
+/// How often the inputs are read while a drain runs, and after an event.
 const TICK: Duration = Duration::from_millis(100);
+/// How often the inputs are read when no event says something changed: a safety net.
+const IDLE_READ: Duration = Duration::from_secs(1);
 /// How often BIRD's sessions are read for `halb status`.
 const SESSIONS_EVERY: Duration = Duration::from_secs(1);
 
@@ -111,7 +116,12 @@ pub(crate) async fn run(config: Arc<Config>, control_socket: PathBuf, mut inputs
         },
     };
     let mut bird = Bird::new(socket_path);
-    let mut sysctls_done = false;
+    // The data plane is known from the first snapshot on.
+    let mut dataplane_seen = false;
+    // Reads still owed after an event: the one it triggers, and one a tick later in case the
+    // snapshot lagged behind the event.
+    let mut owed: u8 = 0;
+    let mut next_read = Instant::now();
     let mut pending_drain: Vec<oneshot::Sender<()>> = Vec::new();
     let mut drain_view = DrainView::default();
     let mut sessions: Vec<BgpSessionView> = Vec::new();
@@ -124,7 +134,9 @@ pub(crate) async fn run(config: Arc<Config>, control_socket: PathBuf, mut inputs
             _ = tick.tick() => {}
             event = stopping.recv() => match event {
                 Ok(e) if matches!(e.kind, EventKind::Daemon(DaemonEvent::Stopping)) => stop = true,
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok(e) if matches!(e.kind, EventKind::VirtualServer(_) | EventKind::Vrrp(_)) => owed = 2,
+                Err(broadcast::error::RecvError::Lagged(_)) => owed = 2,
+                Ok(_) => continue,
                 Err(broadcast::error::RecvError::Closed) => stop = true,
             },
             request = inputs.drains.recv() => match request {
@@ -144,12 +156,20 @@ pub(crate) async fn run(config: Arc<Config>, control_socket: PathBuf, mut inputs
             },
         }
         let now = Instant::now();
+        let due = owed > 0 || core.draining() || !dataplane_seen || now >= next_read;
         if stop {
             core.shutdown(now);
-        } else if let Some(snapshot) = query(&inputs.queries).await {
-            if !sysctls_done && snapshot.dataplane == "ipvs" {
-                set_scale_out_sysctls();
-                sysctls_done = true;
+        } else if let Some(snapshot) = match due {
+            true => query(&inputs.queries).await,
+            false => None,
+        } {
+            owed = owed.saturating_sub(1);
+            next_read = now + IDLE_READ;
+            if !dataplane_seen {
+                dataplane_seen = true;
+                if snapshot.dataplane == "ipvs" {
+                    set_scale_out_sysctls();
+                }
             }
             for vs in &snapshot.virtual_servers {
                 core.set_quorum(now, vs.index, vs.quorum_up);
@@ -167,9 +187,15 @@ pub(crate) async fn run(config: Arc<Config>, control_socket: PathBuf, mut inputs
             }
             if core.draining() {
                 let counts = count_connections(&core, &cfg, &snapshot);
-                drain_view.connections = Some(counts.iter().map(|(_, n)| n).sum());
-                for (prefix, n) in counts {
-                    core.set_connections(now, &prefix, n);
+                drain_view.connections = Some(counts.iter().map(|c| c.connections).sum());
+                let ipvs = snapshot.dataplane == "ipvs";
+                for c in counts {
+                    core.set_connections(now, &c.prefix, c.connections);
+                    // Only IPVS keeps entries of flows the router moved elsewhere; the proxy's
+                    // connections end where they began.
+                    if ipvs {
+                        core.set_packets_in(now, &c.prefix, c.packets_in);
+                    }
                 }
             }
             core.handle_timeout(now);
@@ -187,9 +213,15 @@ pub(crate) async fn run(config: Arc<Config>, control_socket: PathBuf, mut inputs
                 AnnounceEvent::DrainFinished { end } => {
                     info!("{event}");
                     drain_view.finished = true;
-                    if let DrainEnd::TimedOut { connections } = end {
-                        drain_view.timed_out = true;
-                        drain_view.connections = Some(*connections);
+                    match end {
+                        DrainEnd::TimedOut { connections } => {
+                            drain_view.timed_out = true;
+                            drain_view.connections = Some(*connections);
+                        }
+                        DrainEnd::Quiet { connections } => {
+                            drain_view.connections = Some(*connections);
+                        }
+                        DrainEnd::Idle => {}
                     }
                 }
             }
@@ -232,18 +264,26 @@ async fn query(queries: &mpsc::Sender<Query>) -> Option<Snapshot> {
     rx.await.ok()
 }
 
-/// Each route's open connections (active and inactive, over the services of its virtual
-/// servers), by prefix.
+/// One route's traffic on the data plane, over the services of its virtual servers.
+struct RouteTraffic {
+    prefix: String,
+    /// Open connections, active and inactive.
+    connections: u64,
+    /// Packets in, a counter.
+    packets_in: u64,
+}
+
+/// Each route's open connections and packets in.
 fn count_connections(
     core: &Announcer,
     cfg: &BgpAnnounce,
     snapshot: &Snapshot,
-) -> Vec<(String, u64)> {
+) -> Vec<RouteTraffic> {
     cfg.routes
         .iter()
         .map(|r| {
             let prefix = r.prefix();
-            let n = core
+            let services: Vec<_> = core
                 .virtual_servers(&prefix)
                 .iter()
                 .filter_map(|&i| snapshot.virtual_servers.iter().find(|v| v.index == i))
@@ -253,10 +293,18 @@ fn count_connections(
                         .iter()
                         .filter(move |s| vs.services.contains(&s.key))
                 })
+                .collect();
+            let connections = services
+                .iter()
                 .flat_map(|s| s.dests.iter())
                 .map(|d| u64::from(d.active) + u64::from(d.inactive))
                 .sum();
-            (prefix, n)
+            let packets_in = services.iter().map(|s| s.counters.inpkts).sum();
+            RouteTraffic {
+                prefix,
+                connections,
+                packets_in,
+            }
         })
         .collect()
 }

@@ -77,7 +77,13 @@ pub fn run(args: &Args) -> ExitCode {
                 );
                 ExitCode::from(EXIT_TIMED_OUT)
             } else {
-                println!("halb drain: no connection left; the director can stop");
+                match drain.connections {
+                    // On IPVS: entries of flows the router now sends to other directors.
+                    Some(n) if n > 0 => println!(
+                        "halb drain: no packet arrives any more; the {n} connection(s) left in the table are carried elsewhere; the director can stop"
+                    ),
+                    _ => println!("halb drain: no connection left; the director can stop"),
+                }
                 ExitCode::SUCCESS
             };
         }

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Debian packages the IPVS machine uses, on the host (qemu, the kernel tools) and copied into the
-/// machine (busybox, iproute2, keepalived, ipvsadm, kmod, and strace for the tests that trace
-/// what a daemon sends).
+/// machine (busybox, iproute2, keepalived, ipvsadm, kmod, strace for the tests that trace what a
+/// daemon sends, and BIRD 2 for the routers and directors of the scale-out lab).
 pub const DEBIAN_PACKAGES: &[&str] = &[
     "busybox-static",
     "qemu-system-x86",
@@ -34,6 +34,7 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "ipvsadm",
     "iproute2",
     "strace",
+    "bird2",
 ];
 
 /// The machine's scripts (fetch the kernel, build the initramfs, boot a payload), relative to the

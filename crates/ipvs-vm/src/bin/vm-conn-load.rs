@@ -17,6 +17,17 @@
 //!   (the director, in DR mode, sees only the client's side and calls each `ESTABLISHED`; the
 //!   real server's reset of the stray ACK goes straight to SRC). Used to fill the table to
 //!   100,000 entries for the cost of reading it.
+//! - `echo ADDR:PORT NAME`: a real server for long-lived connections (`tests/bgp_lab.sh`):
+//!   greets each connection with `NAME\n`, answers every line with `NAME\n`, and closes when the
+//!   client does.
+//! - `hold ADDR:PORT COUNT SPREAD_MS FOR_MS OUT`: COUNT long-lived connections opened over
+//!   SPREAD_MS, each sending a line every 100 ms and reading the answer (at most
+//!   [`HOLD_READ_TIMEOUT`] each) until FOR_MS after the start or until `OUT.stop` exists,
+//!   then closing (shutdown, then reading to the end: a reset there counts too). `OUT.ready`
+//!   appears once every connection is open; `OUT` gets one line per connection: `LOCAL_PORT NAME RESULT EXCHANGES FAILED_AT_MS`
+//!   (NAME the greeting, RESULT `ok` or how it ended: `connect`, `reset`, `timeout`, `eof`,
+//!   `moved` (another server answered), `close-reset`, `error`; FAILED_AT_MS wall-clock, 0 when
+//!   ok).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -33,7 +44,8 @@ fn now_ms() -> u128 {
 fn usage() -> ! {
     eprintln!(
         "usage: vm-conn-load serve ADDR:PORT NAME | client ADDR:PORT EVERY_US FOR_MS TIMEOUT_MS OUT \
-         | summary OUT FAULT_MS NAME | established SRC DST:PORT COUNT"
+         | summary OUT FAULT_MS NAME | established SRC DST:PORT COUNT | echo ADDR:PORT NAME \
+         | hold ADDR:PORT COUNT SPREAD_MS FOR_MS OUT"
     );
     std::process::exit(2)
 }
@@ -61,6 +73,14 @@ fn main() {
             &arg::<String>(&args, 3),
         ),
         Some("established") => established(arg(&args, 1), arg(&args, 2), arg(&args, 3)),
+        Some("echo") => echo(arg(&args, 1), &arg::<String>(&args, 2)),
+        Some("hold") => hold(
+            arg(&args, 1),
+            arg(&args, 2),
+            arg(&args, 3),
+            arg(&args, 4),
+            &arg::<String>(&args, 5),
+        ),
         _ => usage(),
     }
 }
@@ -286,5 +306,150 @@ fn established(src: Ipv4Addr, dst: SocketAddrV4, count: u32) {
         }
         libc::close(fd);
         println!("sent {sent}");
+    }
+}
+
+fn echo(addr: SocketAddr, name: &str) {
+    let listener = TcpListener::bind(addr).unwrap_or_else(|e| {
+        eprintln!("vm-conn-load: binding {addr}: {e}");
+        std::process::exit(1)
+    });
+    let line = format!("{name}\n");
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                let line = line.clone();
+                std::thread::spawn(move || {
+                    let Ok(mut w) = s.try_clone() else { return };
+                    if w.write_all(line.as_bytes()).is_err() {
+                        return;
+                    }
+                    let mut r = BufReader::new(s);
+                    let mut got = String::new();
+                    while matches!(r.read_line(&mut got), Ok(n) if n > 0) {
+                        if w.write_all(line.as_bytes()).is_err() {
+                            return;
+                        }
+                        got.clear();
+                    }
+                });
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// How long a held connection waits for one answer: longer than a VRRP takeover (3 adverts and
+/// the skew) plus TCP's retransmission backoff, so that a connection that comes back counts as
+/// kept.
+const HOLD_READ_TIMEOUT: Duration = Duration::from_secs(12);
+/// Between two lines of a held connection.
+const HOLD_EVERY: Duration = Duration::from_millis(100);
+
+fn io_result(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionAborted => "reset",
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timeout",
+        std::io::ErrorKind::BrokenPipe => "reset",
+        _ => "error",
+    }
+}
+
+/// One held connection: (local port, greeting, result, exchanges). `settled` counts the
+/// connections that are open (greeted) or failed before that.
+fn hold_one(
+    to: SocketAddr,
+    until: Instant,
+    settled: &std::sync::atomic::AtomicU32,
+    stop: &std::sync::atomic::AtomicBool,
+) -> (u16, String, &'static str, u64) {
+    let settle = || settled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let Ok(s) = TcpStream::connect_timeout(&to, Duration::from_secs(5)) else {
+        settle();
+        return (0, "-".into(), "connect", 0);
+    };
+    let port = s.local_addr().map(|a| a.port()).unwrap_or(0);
+    let _ = s.set_nodelay(true);
+    let (Ok(()), Ok(mut w)) = (s.set_read_timeout(Some(HOLD_READ_TIMEOUT)), s.try_clone()) else {
+        settle();
+        return (port, "-".into(), "error", 0);
+    };
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let greeting = r.read_line(&mut line);
+    settle();
+    let name = match greeting {
+        Ok(0) => return (port, "-".into(), "eof", 0),
+        Ok(_) => line.trim().to_string(),
+        Err(e) => return (port, "-".into(), io_result(&e), 0),
+    };
+    let mut exchanges = 0u64;
+    let mut next = Instant::now();
+    while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Err(e) = w.write_all(b"ping\n") {
+            return (port, name, io_result(&e), exchanges);
+        }
+        line.clear();
+        match r.read_line(&mut line) {
+            Ok(0) => return (port, name, "eof", exchanges),
+            Ok(_) if line.trim() != name => return (port, name, "moved", exchanges),
+            Ok(_) => exchanges += 1,
+            Err(e) => return (port, name, io_result(&e), exchanges),
+        }
+        next += HOLD_EVERY;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    // A clean end: our FIN, then the server's; a reset on the way is a failure too.
+    let _ = w.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    match r.read_to_end(&mut rest) {
+        Ok(_) => (port, name, "ok", exchanges),
+        Err(e) if io_result(&e) == "reset" => (port, name, "close-reset", exchanges),
+        Err(e) => (port, name, io_result(&e), exchanges),
+    }
+}
+
+fn hold(to: SocketAddr, count: u32, spread_ms: u64, for_ms: u64, out: &str) {
+    let started = Instant::now();
+    let until = started + Duration::from_millis(for_ms);
+    let settled = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for i in 0..count {
+        let at =
+            started + Duration::from_millis(spread_ms * u64::from(i) / u64::from(count.max(1)));
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let (settled, stop) = (settled.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || {
+            let (port, name, result, exchanges) = hold_one(to, until, &settled, &stop);
+            let failed_at = if result == "ok" { 0 } else { now_ms() };
+            format!("{port} {name} {result} {exchanges} {failed_at}\n")
+        }));
+    }
+    // Ready once every connection is open or failed (a connect gives up after 5 s).
+    while settled.load(std::sync::atomic::Ordering::SeqCst) < count
+        && started.elapsed() < Duration::from_millis(spread_ms) + Duration::from_secs(20)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::fs::write(format!("{out}.ready"), format!("{count}\n"));
+    // The caller ends the connections early by creating OUT.stop (a loaded machine runs its
+    // scenario slower than any fixed duration would guess).
+    let stop_file = format!("{out}.stop");
+    while Instant::now() < until && !std::path::Path::new(&stop_file).exists() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let lines: Vec<String> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap_or_else(|_| "0 - error 0 0\n".into()))
+        .collect();
+    if let Err(e) = std::fs::write(out, lines.concat()) {
+        eprintln!("vm-conn-load: writing {out}: {e}");
+        std::process::exit(1)
     }
 }
