@@ -12,6 +12,8 @@
 #   EXTRA_BINS            binaries to add to the image under /usr/local/bin (with their libraries)
 #   HALB_LAB_TIMEOUT      seconds before the machine is killed (default 300)
 #   HALB_LAB_MEMORY       guest memory in MiB (default 1024)
+#   HALB_LAB_SMP          emulated CPUs (default 1); more than one runs TCG multi-threaded, one
+#                         host thread per emulated CPU
 #   HALB_LAB_STATUS_FILE  if set, "payload_exit=N" is written there once the payload has run, so a
 #                         caller can tell the payload's exit status from a failure of the lab itself
 #   HALB_LAB_CONSOLE_LOG  if set, the whole console output is copied there
@@ -30,6 +32,10 @@ payload_dir="$1"
 [ -f "$payload_dir/run.sh" ] || fail "payload directory '$payload_dir' has no run.sh"
 timeout_s="${HALB_LAB_TIMEOUT:-300}"
 memory="${HALB_LAB_MEMORY:-1024}"
+smp="${HALB_LAB_SMP:-1}"
+case "$smp" in '' | *[!0-9]* | 0) fail "HALB_LAB_SMP must be a number of CPUs, not '$smp'" ;; esac
+accel=tcg
+[ "$smp" -gt 1 ] && accel=tcg,thread=multi
 if [ -n "${HALB_LAB_STATUS_FILE:-}" ]; then
     rm -f "$HALB_LAB_STATUS_FILE"
 fi
@@ -57,7 +63,7 @@ console="$work/console.log"
 # The timeout is the wall-clock limit of the whole boot: TCG is slow, but the lab is small.
 set +e
 timeout --kill-after=5 "$timeout_s" \
-    qemu-system-x86_64 -accel tcg -m "$memory" -nographic -no-reboot -nic none \
+    qemu-system-x86_64 -accel "$accel" -smp "$smp" -m "$memory" -nographic -no-reboot -nic none \
     -kernel "$CACHE_DIR/vmlinuz" -initrd "$work/initrd.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1" \
     </dev/null >"$console" 2>"$work/qemu.err" &

@@ -367,9 +367,9 @@ sysbench_args() {
     echo --db-driver=mysql --mysql-host="${target%:*}" --mysql-port="${target##*:}" \
         --mysql-user=sb --mysql-password=sb --mysql-db=sbtest --tables=1 --table-size=10000
 }
-run_sysbench() {   # run_sysbench PATH -> "QPS P99_MS"
+run_sysbench() {   # run_sysbench PATH THREADS -> "QPS P99_MS"
     # shellcheck disable=SC2046
-    sysbench oltp_point_select $(sysbench_args "$(addr_of "$1" db)") --threads=8 --time="$sb_time" \
+    sysbench oltp_point_select $(sysbench_args "$(addr_of "$1" db)") --threads="$2" --time="$sb_time" \
         --percentile=99 run >"$work/sysbench.out" 2>&1 || { tail -5 "$work/sysbench.out" >&2; return 1; }
     awk '/queries:/ { gsub(/\(/, "", $3); q = $3 } /99th percentile:/ { p = $3 } END { print q, p }' "$work/sysbench.out"
 }
@@ -461,7 +461,7 @@ if wants iperf; then
 fi
 
 if wants rate; then
-    for conc in 32 64; do
+    for conc in 32 64 256; do
         for rep in $(seq "$reps"); do
             for path in $(rotated "$rep"); do
                 v=$(run_rate "$path" "$conc")
@@ -477,13 +477,15 @@ if wants sysbench; then
     # shellcheck disable=SC2046
     sysbench oltp_point_select $(sysbench_args "$backend_ip:$p_db") prepare >"$work/sysbench-prepare.out" 2>&1 \
         || { cat "$work/sysbench-prepare.out" >&2; exit 1; }
-    for rep in $(seq "$reps"); do
-        for path in $(rotated "$rep"); do
-            v=$(run_sysbench "$path") || { log "  sysbench $path failed"; continue; }
-            read -r qps p99 <<<"$v"
-            log "sysbench $path rep $rep: $qps qps, p99 $p99 ms"
-            record sb_qps "$path" "$qps"
-            record sb_p99 "$path" "$p99"
+    for threads in 8 64; do
+        for rep in $(seq "$reps"); do
+            for path in $(rotated "$rep"); do
+                v=$(run_sysbench "$path" "$threads") || { log "  sysbench $path --threads=$threads failed"; continue; }
+                read -r qps p99 <<<"$v"
+                log "sysbench $threads threads $path rep $rep: $qps qps, p99 $p99 ms"
+                record "sb_qps$threads" "$path" "$qps"
+                record "sb_p99_$threads" "$path" "$p99"
+            done
         done
     done
 fi
@@ -514,7 +516,7 @@ echo "sysbench: $(ver sysbench --version); MariaDB: $(ver mariadbd --version)"
 if [ -n "$halb_bin" ] && [ -x "$halb_bin" ]; then
     echo "halb:    $(ver "$halb_bin" --version) ($halb_bin)"
 fi
-echo "median of $reps runs; iperf3 and connection rate ${run_time} s each, sysbench ${sb_time} s, 8 threads"
+echo "median of $reps runs; iperf3 and connection rate ${run_time} s each, sysbench ${sb_time} s"
 [ -n "$halb_note" ] && echo "note: $halb_note"
 wants memory && [ -n "$idle_note" ] && echo "note: $idle_note"
 echo
@@ -533,10 +535,13 @@ fi
 if wants rate; then
     row "new conns/s, 32 concurrent (higher)" rate32
     row "new conns/s, 64 concurrent" rate64
+    row "new conns/s, 256 concurrent" rate256
 fi
 if wants sysbench; then
-    row "point_select QPS, 8 threads (higher)" sb_qps
-    row "point_select p99 ms (lower better)" sb_p99
+    row "point_select QPS, 8 threads (higher)" sb_qps8
+    row "point_select p99 ms, 8 threads (lower)" sb_p99_8
+    row "point_select QPS, 64 threads" sb_qps64
+    row "point_select p99 ms, 64 threads" sb_p99_64
 fi
 if wants memory; then
     row "idle conns: RSS KiB/conn (lower)" mem_per
@@ -548,7 +553,7 @@ fi
 if wants rate; then
     # The direct path is the ceiling: if a proxy comes close to it, the load tools (or the
     # backend), not the proxy, set the figure.
-    for c in 32 64; do
+    for c in 32 64 256; do
         awk -v c="$c" -v d="$(median "rate$c" direct)" -v h="$(median "rate$c" haproxy)" -v b="$(median "rate$c" halb)" 'BEGIN {
             m = (h + 0 > b + 0) ? h : b
             if (d != "" && m + 0 > 0 && d / m < 1.5)

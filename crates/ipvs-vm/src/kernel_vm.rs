@@ -85,6 +85,7 @@ pub struct KernelVm {
     run_script: PathBuf,
     timeout: Duration,
     memory_mib: u32,
+    cpus: u32,
     extra_bins: Vec<PathBuf>,
 }
 
@@ -97,6 +98,7 @@ impl KernelVm {
             run_script: root.join(crate::VM_SCRIPTS).join("run.sh"),
             timeout: Duration::from_secs(300),
             memory_mib: 1024,
+            cpus: 1,
             extra_bins: Vec::new(),
         })
     }
@@ -110,6 +112,13 @@ impl KernelVm {
     /// Guest memory in MiB.
     pub fn memory_mib(mut self, memory_mib: u32) -> Self {
         self.memory_mib = memory_mib;
+        self
+    }
+
+    /// Emulated CPUs (default 1). More than one runs TCG multi-threaded: one host thread per
+    /// emulated CPU, so the machine competes with the host's other work for that many cores.
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        self.cpus = cpus.max(1);
         self
     }
 
@@ -160,6 +169,7 @@ impl KernelVm {
                 self.timeout.as_secs().max(1).to_string(),
             )
             .env("HALB_LAB_MEMORY", self.memory_mib.to_string())
+            .env("HALB_LAB_SMP", self.cpus.to_string())
             .env("HALB_LAB_STATUS_FILE", &status_file)
             .env("EXTRA_BINS", extra_bins.join(" "))
             .output()

@@ -8,6 +8,7 @@
 //! - [`keepalived_dump`]: reduces such a dump to a [`halb_config::summary::Summary`], the form
 //!   halb's own reading is compared with.
 //! - [`halb_binary`]: the halb binary under test, built by cargo, to copy into the machine.
+//! - [`mariadb`]: a real MariaDB server to run in the machine.
 //!
 //! Everything here needs root and a Debian system (packages are installed when missing); see
 //! [`ensure_prerequisites`]. The seed's lab in network namespaces (`halb lab`) is another crate,
@@ -17,6 +18,7 @@ pub mod halb_binary;
 pub mod keepalived_dump;
 pub mod keepalived_oracle;
 pub mod kernel_vm;
+pub mod mariadb;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -84,22 +86,8 @@ pub fn ensure_prerequisites() -> Result<()> {
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         bail!("the IPVS machine needs root (apt-get, device nodes in the initramfs); run the tests as root");
     }
-    let root = repo_root()?;
-    let kernel_dir = root.join(VM_SCRIPTS);
-    let status = Command::new("bash")
-        .arg("-c")
-        .arg(r#"set -euo pipefail; source "$1/common.sh"; shift; ensure_packages "$@""#)
-        .arg("ensure-prerequisites")
-        .arg(&kernel_dir)
-        .args(DEBIAN_PACKAGES)
-        .status()
-        .context("cannot run bash to install the IPVS machine's Debian packages")?;
-    if !status.success() {
-        bail!(
-            "installing the IPVS machine's Debian packages ({}) failed: {status}",
-            DEBIAN_PACKAGES.join(" ")
-        );
-    }
+    ensure_packages(DEBIAN_PACKAGES)?;
+    let kernel_dir = repo_root()?.join(VM_SCRIPTS);
     let fetch = kernel_dir.join("fetch-kernel.sh");
     let status = Command::new("bash")
         .arg(&fetch)
@@ -107,6 +95,27 @@ pub fn ensure_prerequisites() -> Result<()> {
         .with_context(|| format!("cannot run {}", fetch.display()))?;
     if !status.success() {
         bail!("{} failed: {status}", fetch.display());
+    }
+    Ok(())
+}
+
+/// Installs the Debian packages among `packages` that are missing (`ipvs-vm/common.sh`'s
+/// `ensure_packages`; needs root).
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let kernel_dir = repo_root()?.join(VM_SCRIPTS);
+    let status = Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -euo pipefail; source "$1/common.sh"; shift; ensure_packages "$@""#)
+        .arg("ensure-packages")
+        .arg(&kernel_dir)
+        .args(packages)
+        .status()
+        .context("cannot run bash to install Debian packages")?;
+    if !status.success() {
+        bail!(
+            "installing the Debian packages {} failed: {status}",
+            packages.join(" ")
+        );
     }
     Ok(())
 }

@@ -25,7 +25,8 @@
 # hash-threshold moves about half the flows when a path joins; a resilient group moves only the
 # flows of the path that left or joined, as the ASICs of data-centre switches do); the default,
 # ECMP=threshold, lets BIRD install the route in the main table itself (the follower is a shell
-# loop, seconds behind BIRD on a loaded emulated CPU: use it for the join, not for timings).
+# loop, seconds behind BIRD on a loaded emulated CPU, and not yet seen to work end to end: in
+# its one run d4's path never reached the main table).
 # Results are printed in sections that start with "@@bgp-lab@@ NAME"; a hold client's results
 # are "hold NAME" (one line per connection), the directors' connection tables at a moment are
 # "snap NAME" (lines "dN HEXPORT..." of the client's entries).

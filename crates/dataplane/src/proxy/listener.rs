@@ -1,17 +1,27 @@
 //! The sockets on the virtual address. They are bound with `IP_FREEBIND` (and
 //! `IPV6_FREEBIND` for IPv6), so a BACKUP director listens on a VIP it does not hold yet and
-//! serves the instant VRRP moves the address to it.
+//! serves the instant VRRP moves the address to it. TCP listeners carry `TCP_NODELAY`, which
+//! Linux copies to every socket they accept: the relay forwards each read at once, and no
+//! per-connection `setsockopt` is needed for it.
 
 use std::io;
 use std::net::SocketAddr;
 
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 /// A listening TCP socket on `addr` with room for `backlog` pending connections.
 pub(crate) fn tcp(addr: SocketAddr, backlog: i32) -> io::Result<std::net::TcpListener> {
     let socket = bound(addr, Type::STREAM, Protocol::TCP)?;
+    socket.set_tcp_nodelay(true)?;
     socket.listen(backlog)?;
     Ok(socket.into())
+}
+
+/// Sets what the clients' sockets inherit from a listener handed over by a predecessor (which
+/// may not have set it).
+pub(crate) fn prepare_inherited(listener: &std::net::TcpListener) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    SockRef::from(listener).set_tcp_nodelay(true)
 }
 
 /// A UDP socket on `addr`: it receives the clients' datagrams and sends the replies, so they
@@ -38,4 +48,19 @@ fn bound(addr: SocketAddr, kind: Type, protocol: Protocol) -> io::Result<Socket>
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     Ok(socket)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let listener = tcp("127.0.0.1:0".parse().unwrap(), 16).expect("listener");
+        let addr = listener.local_addr().expect("local address");
+        let _client = std::net::TcpStream::connect(addr).expect("connect");
+        listener.set_nonblocking(false).expect("blocking accept");
+        let (accepted, _) = listener.accept().expect("accept");
+        assert!(accepted.nodelay().expect("TCP_NODELAY"));
+    }
 }

@@ -259,7 +259,7 @@ impl Proxy {
                 let socket = match inherited {
                     Some(fd) => {
                         let socket = std::net::TcpListener::from(fd);
-                        socket.set_nonblocking(true).map_err(io)?;
+                        listener::prepare_inherited(&socket).map_err(io)?;
                         socket
                     }
                     None => listener::tcp(service.vip, self.ctx.opts.listen_backlog).map_err(io)?,

@@ -8,8 +8,8 @@
 //!
 //! Counting: bytes are exact. A proxy cannot see packets, so "packets" are estimated as IPVS
 //! would roughly have counted the data segments: each read of `n` bytes counts
-//! `ceil(n / MSS)`, with the MSS of the socket the data came from. Pure ACKs, handshakes and
-//! FINs, which IPVS counts too, are not seen.
+//! `ceil(n / MSS)`, with the MSS of the socket the data came from (a read of at most 536
+//! bytes counts one). Pure ACKs, handshakes and FINs, which IPVS counts too, are not seen.
 //!
 //! splice(2) into a socket whose peer has gone raises SIGPIPE (it cannot pass MSG_NOSIGNAL):
 //! the process must ignore SIGPIPE, as every Rust program does unless it opts out.
@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use socket2::SockRef;
 use tokio::io::Interest;
@@ -57,18 +58,45 @@ enum Way {
 
 struct Meter<'a> {
     way: Way,
-    mss: usize,
+    /// The MSS of the socket the data comes from, asked for only when a read could span more
+    /// than one segment (0: not asked yet).
+    mss: AtomicUsize,
+    from: &'a TcpStream,
     meters: &'a Meters<'a>,
 }
 
+/// A read of at most this many bytes counts as one packet without asking the socket its MSS
+/// (one `getsockopt` per direction and connection saved on request/reply traffic): every
+/// TCP MSS but the pathologically small ones is at least this much.
+const ONE_SEGMENT: usize = 536;
+
 impl Meter<'_> {
-    fn new<'a>(way: Way, from: &TcpStream, meters: &'a Meters<'a>) -> Meter<'a> {
-        let mss = SockRef::from(from).tcp_mss().unwrap_or(1460).max(1) as usize;
-        Meter { way, mss, meters }
+    fn new<'a>(way: Way, from: &'a TcpStream, meters: &'a Meters<'a>) -> Meter<'a> {
+        Meter {
+            way,
+            mss: AtomicUsize::new(0),
+            from,
+            meters,
+        }
+    }
+
+    fn mss(&self) -> usize {
+        match self.mss.load(Relaxed) {
+            0 => {
+                let mss = SockRef::from(self.from).tcp_mss().unwrap_or(1460).max(1) as usize;
+                self.mss.store(mss, Relaxed);
+                mss
+            }
+            mss => mss,
+        }
     }
 
     fn count(&self, bytes: usize) {
-        let packets = bytes.div_ceil(self.mss) as u64;
+        let packets = if bytes <= ONE_SEGMENT {
+            1
+        } else {
+            bytes.div_ceil(self.mss()) as u64
+        };
         let bytes = bytes as u64;
         let m = self.meters;
         match self.way {
@@ -88,30 +116,40 @@ impl Meter<'_> {
 /// Relays until both sides have closed, one fails, or the connection is dropped.
 pub(crate) async fn run(client: &TcpStream, server: &TcpStream, meters: &Meters<'_>) -> End {
     let record = meters.record;
+    // A direction that ends while the other still runs passes the FIN on with a shutdown; the
+    // one that ends last does not, as both sockets are closed right after and a close sends
+    // the FIN as well: one syscall less per connection.
+    let (in_done, out_done) = (AtomicBool::new(false), AtomicBool::new(false));
     let inbound = async {
         pump(client, server, &Meter::new(Way::In, client, meters)).await?;
-        let _ = SockRef::from(server).shutdown(Shutdown::Write);
+        in_done.store(true, Relaxed);
+        if !out_done.load(Relaxed) {
+            let _ = SockRef::from(server).shutdown(Shutdown::Write);
+        }
         record.transition(ConnState::after_client_fin);
         io::Result::Ok(())
     };
     let outbound = async {
         pump(server, client, &Meter::new(Way::Out, server, meters)).await?;
-        let _ = SockRef::from(client).shutdown(Shutdown::Write);
+        out_done.store(true, Relaxed);
+        if !in_done.load(Relaxed) {
+            let _ = SockRef::from(client).shutdown(Shutdown::Write);
+        }
         record.transition(ConnState::after_server_fin);
         io::Result::Ok(())
     };
     tokio::pin!(inbound, outbound);
-    let (mut in_done, mut out_done) = (false, false);
-    while !(in_done && out_done) {
+    let (mut inbound_over, mut outbound_over) = (false, false);
+    while !(inbound_over && outbound_over) {
         tokio::select! {
-            r = &mut inbound, if !in_done => {
-                in_done = true;
+            r = &mut inbound, if !inbound_over => {
+                inbound_over = true;
                 if let Err(e) = r {
                     return End::Failed(e);
                 }
             }
-            r = &mut outbound, if !out_done => {
-                out_done = true;
+            r = &mut outbound, if !outbound_over => {
+                outbound_over = true;
                 if let Err(e) = r {
                     return End::Failed(e);
                 }
@@ -168,7 +206,7 @@ async fn copy_once(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::R
         from.readable().await?;
         let step = SCRATCH.with(|cell| -> io::Result<Option<(usize, Vec<u8>)>> {
             let mut buf = cell.borrow_mut();
-            let n = match from.try_read(&mut buf) {
+            let n = match read_draining(from, &mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
                 Err(e) => return Err(e),
@@ -200,6 +238,28 @@ async fn copy_once(from: &TcpStream, to: &TcpStream, meter: &Meter<'_>) -> io::R
         meter.count(n);
     }
     Ok(n)
+}
+
+/// One read from `from` into `buf`. A read that does not fill `buf` has emptied the socket's
+/// receive queue (TCP copies all it has, up to the buffer): it also marks the socket as not
+/// readable, as a read ending in EAGAIN would, so that the next wait goes straight to the
+/// poller instead of costing a read that can only fail (nginx does the same with epoll). Data
+/// arriving after the read is not lost: the readiness is cleared only if no event came since
+/// the one this read answers.
+fn read_draining(from: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    let result = from.try_io(Interest::READABLE, || {
+        got = from.try_read(buf)?;
+        if got > 0 && got < buf.len() {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(got)
+        }
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
+    }
 }
 
 enum Spliced {

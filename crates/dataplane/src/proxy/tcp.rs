@@ -60,10 +60,16 @@ async fn serve(
     ctx: Arc<Ctx>,
     slot: OwnedSemaphorePermit,
 ) {
-    let _ = client.set_nodelay(true);
+    // TCP_NODELAY comes from the listener (accepted sockets inherit it), and the local address
+    // is the VIP the listener is bound to: two syscalls per connection saved.
+    let local = if service.vip.ip().is_unspecified() {
+        client.local_addr().unwrap_or(service.vip)
+    } else {
+        service.vip
+    };
     let flow = Flow {
         client: peer,
-        local: client.local_addr().unwrap_or(service.vip),
+        local,
     };
     let mut tried: Vec<SocketAddr> = Vec::new();
     let (server, guard, choice) = loop {

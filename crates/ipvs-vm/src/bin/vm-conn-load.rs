@@ -5,13 +5,16 @@
 //!   server that says who it is; it stands for the MySQL port, which TCP_CHECK only connects to).
 //! - `client ADDR:PORT EVERY_US FOR_MS TIMEOUT_MS OUT`: starts a connection every `EVERY_US`
 //!   microseconds for `FOR_MS`, each on its own thread, waits at most `TIMEOUT_MS` for the
-//!   connect and the name, and writes one line per attempt to `OUT`:
+//!   connect and the server's name (a MariaDB server's greeting names it by the end of its
+//!   version string, see `halb_ipvs_vm::mariadb`; `serve` by its line), and writes one line per attempt to `OUT`:
 //!   `START_MS END_MS RESULT` (wall-clock milliseconds, as bash's `EPOCHREALTIME`; RESULT is the
-//!   name that answered or `fail`).
+//!   name that answered or `fail:WHY`: `refused`, `connect-timeout`, `reset`, `closed`,
+//!   `read-timeout`).
 //! - `summary OUT FAULT_MS NAME`: from such a file, when the first attempt that started after
 //!   `FAULT_MS` was answered by NAME (`first_ms`, after the fault), how many attempts started
-//!   after it still failed or went elsewhere, how many failed and ended before the fault, and
-//!   the tallies.
+//!   after it still failed or went elsewhere (`after_first_unserved`: of those, how many no
+//!   server took), how many failed and ended before the fault (`unserved_before`: the same), and
+//!   the tallies, and the runs of equal results after the fault (`timeline`).
 //! - `established SRC DST:PORT COUNT`: COUNT connection entries in a director's IPVS table
 //!   without COUNT connections: from SRC's namespace, a raw SYN then an ACK per source port
 //!   (the director, in DR mode, sees only the client's side and calls each `ESTABLISHED`; the
@@ -104,18 +107,51 @@ fn serve(addr: SocketAddr, name: &str) {
 
 fn attempt(to: SocketAddr, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
-    let Ok(s) = TcpStream::connect_timeout(&to, timeout) else {
-        return "fail".into();
+    let mut s = match TcpStream::connect_timeout(&to, timeout) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return "fail:refused".into()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return "fail:connect-timeout".into(),
+        Err(_) => return "fail:connect".into(),
     };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
-        return "fail".into();
+    let mut got = Vec::with_capacity(128);
+    let mut buf = [0u8; 256];
+    loop {
+        if let Some(name) = server_name(&got) {
+            return name;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || got.len() > 4096 || s.set_read_timeout(Some(left)).is_err() {
+            return "fail:read-timeout".into();
+        }
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+            Ok(_) => return "fail:closed".into(),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                return "fail:reset".into()
+            }
+            Err(_) => return "fail:read-timeout".into(),
+        }
     }
-    let mut line = String::new();
-    match BufReader::new(s).read_line(&mut line) {
-        Ok(n) if n > 0 => line.trim().to_string(),
-        _ => "fail".into(),
+}
+
+/// Who answered, from the first bytes a server sent: a MySQL greeting (protocol 10) names the
+/// server by the end of its version string (`10.11-rs` is `rs`), `serve` by its line.
+fn server_name(got: &[u8]) -> Option<String> {
+    if got.len() >= 5 && got[3] == 0 && got[4] == 10 {
+        let len = usize::from(got[0]) | usize::from(got[1]) << 8 | usize::from(got[2]) << 16;
+        let packet = got.get(4..4 + len)?;
+        let version = &packet[1..packet.iter().position(|&b| b == 0)?];
+        let version = String::from_utf8_lossy(version);
+        return Some(version.rsplit('-').next().unwrap_or_default().to_string());
     }
+    if got.len() >= 5 && got[3] == 0 && got[4] == 0xff {
+        // A MySQL error packet before any greeting ("Host ... is not allowed").
+        return Some("refused".into());
+    }
+    let end = got.iter().position(|&b| b == b'\n')?;
+    Some(String::from_utf8_lossy(&got[..end]).trim().to_string())
 }
 
 fn client(to: SocketAddr, every_us: u64, for_ms: u64, timeout_ms: u64, out: &str) {
@@ -191,7 +227,14 @@ fn summary(out: &str, fault_ms: u128, name: &str) {
         "fail_before: {}",
         before
             .iter()
-            .filter(|r| r.1 < fault_ms && r.2 == "fail")
+            .filter(|r| r.1 < fault_ms && r.2.starts_with("fail"))
+            .count()
+    );
+    println!(
+        "unserved_before: {}",
+        before
+            .iter()
+            .filter(|r| r.1 < fault_ms && unserved(r.2))
             .count()
     );
     match after.iter().position(|r| r.2 == name) {
@@ -205,9 +248,43 @@ fn summary(out: &str, fault_ms: u128, name: &str) {
                 later.iter().filter(|r| r.2 != name).count()
             );
             println!("after_first: {}", later.len());
+            println!(
+                "after_first_unserved: {}",
+                later.iter().filter(|r| unserved(r.2)).count()
+            );
         }
         None => println!("first_ms: never"),
     }
+    // Runs of the same result among the attempts started after the fault: where the time went
+    // on the client's side ("fail 12 @0..180" is 12 failures started 0 to 180 ms after it).
+    let mut runs: Vec<(&str, usize, u128, u128)> = Vec::new();
+    for r in &after {
+        let at = r.0.saturating_sub(fault_ms);
+        match runs.last_mut() {
+            Some(last) if last.0 == r.2 => {
+                last.1 += 1;
+                last.3 = at;
+            }
+            _ => runs.push((r.2, 1, at, at)),
+        }
+    }
+    println!(
+        "timeline: {}",
+        runs.iter()
+            .take(12)
+            .map(|(what, n, from, to)| format!("{what} {n} @{from}..{to}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// A failure that says no server took the connection (refused, reset, no answer to the SYN),
+/// as opposed to a server that accepted it and was slow to greet (`read-timeout`, `closed`): an
+/// emulated machine running MariaDB is sometimes that slow, whatever the director does.
+fn unserved(result: &str) -> bool {
+    result.starts_with("fail:refused")
+        || result.starts_with("fail:reset")
+        || result.starts_with("fail:connect")
 }
 
 /// The Internet checksum of `parts` laid end to end (each of even length but the last).
