@@ -412,8 +412,12 @@ impl CheckerTask {
                         let bound = expedited_bound(self.kind)
                             .filter(|_| policy.is_expedited(started.into_std()))
                             .map(|b| bound_after(b, last_ok));
+                        // On the heap only while it runs: the future of `Probe::run` is as
+                        // large as its largest kind's (HTTP with TLS, the MySQL client), and
+                        // held inline it would make every idle checker's task that large.
+                        let probe = Box::pin(self.probe.run());
                         let result = if let Some(bound) = bound {
-                            match tokio::time::timeout(bound, self.probe.run()).await {
+                            match tokio::time::timeout(bound, probe).await {
                                 Ok(result) => result,
                                 Err(_) => Err(crate::probe::ProbeFailure::timeout(format!(
                                     "no answer from {} within {bound:?} while its new \
@@ -422,7 +426,7 @@ impl CheckerTask {
                                 ))),
                             }
                         } else {
-                            self.probe.run().await
+                            probe.await
                         };
                         let took = started.elapsed();
                         if result.is_ok() {

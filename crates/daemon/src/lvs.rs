@@ -77,6 +77,10 @@ const FENCE_RETRY: Duration = Duration::from_secs(1);
 /// A real server's stalling connections are logged at most this often (each read repeats it).
 const STALL_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The most checker verdicts taken together for one update of the data plane: enough for a
+/// whole burst, few enough that the loop's other work (a stop, `halb status`) waits little.
+const REPORT_BATCH: usize = 4096;
+
 /// How long scripts run at shutdown (omega's `notify_down`, `quorum_down`) may take.
 const SHUTDOWN_SCRIPT_GRACE: Duration = Duration::from_secs(5);
 
@@ -287,7 +291,20 @@ pub async fn run<A: Addresses>(
                 shell.writers.enforce(&shell.vs, &shell.vips).await;
                 enforce_at = tokio::time::Instant::now() + FENCE_RETRY;
             }
-            Some(report) = reports.recv() => shell.handle_report(report).await,
+            Some(report) = reports.recv() => {
+                // Verdicts come in bursts (a first round of probes, a switch taking many
+                // servers away): those already waiting are taken together, so that the table
+                // is rebuilt and diffed once for them, not once each (10,000 first verdicts
+                // made that 10,000 rebuilds of a 10,000-entry table).
+                let mut batch = vec![report];
+                while batch.len() < REPORT_BATCH {
+                    match reports.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                shell.handle_reports(batch).await
+            }
             Some(change) = file_inbox.recv() => shell.handle_file(&change).await,
             Ok(()) = bfd.changed() => {
                 let view = bfd.borrow_and_update().clone();
@@ -733,6 +750,44 @@ impl Shell {
         self.handle_report_as(report, false).await;
     }
 
+    /// Verdicts that arrived together. Without a gate on any of them (`failback`, a MySQL
+    /// writer) each moves the core and the data plane is brought up to date once, before the
+    /// outputs of them all are carried out; otherwise one after the other, as they came.
+    async fn handle_reports(&mut self, batch: Vec<Report>) {
+        let gated =
+            !self.writers.is_empty() || batch.iter().any(|r| self.failback.governs(r.id.vs));
+        if batch.len() == 1 || gated {
+            for report in batch {
+                self.handle_report(report).await;
+            }
+            return;
+        }
+        let mut out = Vec::new();
+        for report in batch {
+            self.held_verdicts.remove(&report.id);
+            out.extend(self.apply_verdict(report));
+        }
+        self.sync_table().await;
+        self.carry_out(out).await;
+    }
+
+    /// Moves the core by one verdict that passed its gates; the data plane is the caller's
+    /// to bring up to date before the outputs are carried out.
+    fn apply_verdict(&mut self, report: Report) -> Vec<Output> {
+        let vs_index = report.id.vs;
+        let on_sorry = sorry_active(&self.vs, vs_index);
+        if !self.held_verdicts.keys().any(|id| id.vs == vs_index) {
+            self.held_why.remove(&vs_index);
+        }
+        self.details.insert(report.id, report.detail.clone());
+        let out = self.vs.handle_check(report.id, report.up, report.weight);
+        self.events.publish(EventKind::CheckerVerdict(report));
+        if on_sorry != sorry_active(&self.vs, vs_index) {
+            self.failback.switched(vs_index, std::time::Instant::now());
+        }
+        out
+    }
+
     /// A checker's verdict. An up verdict that would hand a virtual server back from its
     /// sorry server passes two gates first: `failback manual` / `failback_limit` (unless an
     /// operator asked, `forced`), then a MySQL writer's catch-up. Held, it waits in
@@ -778,15 +833,7 @@ impl Shell {
                 return Some(why);
             }
         }
-        if !self.held_verdicts.keys().any(|id| id.vs == vs_index) {
-            self.held_why.remove(&vs_index);
-        }
-        self.details.insert(report.id, report.detail.clone());
-        let out = self.vs.handle_check(report.id, report.up, report.weight);
-        self.events.publish(EventKind::CheckerVerdict(report));
-        if on_sorry != sorry_active(&self.vs, vs_index) {
-            self.failback.switched(vs_index, std::time::Instant::now());
-        }
+        let out = self.apply_verdict(report);
         // The server left is fenced and the new one made writable before the table sends
         // anything to it.
         if !self.writers.is_empty() {
