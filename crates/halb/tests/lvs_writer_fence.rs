@@ -679,6 +679,19 @@ fn a_backup_director_never_fences() {
         lab.dir.path().join("master.log"),
         &[],
     );
+    // The MASTER is MASTER before the BACKUP starts. Started together, both would begin as
+    // BACKUP (a non-owner's `state MASTER` waits Master_Down_Interval first, as keepalived's
+    // does) and their timers would differ only by the skew time, 40 ms at priorities 100 and
+    // 90: on a loaded machine the BACKUP could win, become MASTER for real for a moment and
+    // fence, which is right for a MASTER and not what this test is about.
+    let master_first = wait_for(Duration::from_secs(30), || {
+        master.log_text().contains("Entering MASTER STATE")
+    });
+    assert!(
+        master_first.is_some(),
+        "the MASTER should become MASTER on its own:\n{}",
+        master.log_text()
+    );
     let mut backup = Daemon::halb_with(
         &backup_host.ns,
         &backup_conf,
