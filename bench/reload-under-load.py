@@ -41,18 +41,19 @@ import errno
 import json
 import os
 import random
-import resource
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[0]))
+import netlab  # noqa: E402  (bench/netlab.py)
+from netlab import sh  # noqa: E402
+
 SCRIPT = Path(__file__).resolve()
-PID = os.getpid()
 NET = "192.168.66"
 VIP, EXTRA_VIP = f"{NET}.251", f"{NET}.252"
 DIRECTOR, PEER, RS1, RS2, SORRY, CLIENT = (f"{NET}.{h}" for h in (11, 12, 21, 22, 29, 100))
@@ -192,16 +193,11 @@ backend b
 
 # ---- the roles that run inside the namespaces --------------------------------------------------
 
-def raise_nofile():
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 async def role_server(host, ports, seen_log):
     """Reads the client's id line and writes it to `seen_log` (so that a connection closed
     before the client read the name can still be placed), answers with its own name, holds the
     connection a little, then END."""
-    raise_nofile()
+    netlab.raise_nofile()
     seen = open(seen_log, "a", buffering=1)
 
     def serve_as(me):
@@ -228,7 +224,7 @@ async def role_server(host, ports, seen_log):
 
 async def role_clients(host, port, count, out, stop_file):
     """`count` clients connecting to host:port without pause until `stop_file` exists."""
-    raise_nofile()
+    netlab.raise_nofile()
     served = {}
     failures = []
     stop = asyncio.Event()
@@ -297,64 +293,12 @@ def role_vip_sampler(address, out, stop_file):
 
 # ---- the lab ----------------------------------------------------------------------------------
 
-def sh(*argv, check=True):
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
-
-
-class Lab:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.ns = {tag: f"halbt-reload-bench-{tag}-{PID}" for tag in ("br", *HOSTS)}
-        self.procs = []
-        for n in self.ns.values():
-            sh("ip", "netns", "add", n)
-            sh("ip", "-n", n, "link", "set", "lo", "up")
-        br = self.ns["br"]
-        sh("ip", "-n", br, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", br, "link", "set", "br0", "up")
-        for tag, host in HOSTS.items():
-            ns = self.ns[tag]
-            sh("ip", "-n", br, "link", "add", f"p-{tag}", "type", "veth", "peer", "name", "eth0",
-               "netns", ns)
-            sh("ip", "-n", br, "link", "set", f"p-{tag}", "master", "br0", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{NET}.{host}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-        if sh("ip", "netns", "exec", self.ns["dir"], "sysctl", "-n",
-              "net.ipv4.ip_nonlocal_bind").stdout.strip() != "0":
-            raise RuntimeError("ip_nonlocal_bind is on in the director: the VIP probe needs it off")
-
-    def spawn(self, tag, argv, log):
-        out = open(os.path.join(self.tmp, log), "w")
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns[tag], *argv], stdout=out,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env={**os.environ, "TMPDIR": self.tmp})
-        self.procs.append(p)
-        return p
-
-    def role(self, tag, log, *args):
-        return self.spawn(tag, [sys.executable, str(SCRIPT), "--role", *map(str, args)], log)
-
-    def close(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
-                except ProcessLookupError:
-                    pass
-        for n in reversed(list(self.ns.values())):
-            sh("ip", "netns", "del", n, check=False)
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+def new_lab(tmp):
+    lab = netlab.Lab("reload-bench", HOSTS, NET, tmp, SCRIPT)
+    if lab.exec("dir", "sysctl", "-n", "net.ipv4.ip_nonlocal_bind").stdout.strip() != "0":
+        lab.close()
+        raise RuntimeError("ip_nonlocal_bind is on in the director: the VIP probe needs it off")
+    return lab
 
 
 def dead_is_down(halb, sock):
@@ -381,7 +325,7 @@ def attribute(failures, removals, margin=0.5):
 
 
 def main_run(args):
-    raise_nofile()
+    netlab.raise_nofile()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, raw sockets)")
     halb = str(Path(args.halb).resolve())
@@ -395,7 +339,7 @@ def main_run(args):
     Path(conf).write_text(halb_file(state))
     Path(hconf).write_text(haproxy_file(state, hpid))
     Path(tmp, "peer.conf").write_text(vrrp("BACKUP", 100))
-    lab = Lab(tmp)
+    lab = new_lab(tmp)
     try:
         seen_log = os.path.join(tmp, "seen.txt")
         lab.role("rs1", "rs1.log", "server", seen_log, RS1, A[1])
@@ -425,7 +369,7 @@ def main_run(args):
                  f"{tmp}/clients-haproxy.json", stop_file)
         interval = args.duration / args.reloads
         time.sleep(min(interval, 5))  # the clients reach their full number first
-        rss = [("before", rss_kib(d.pid))]
+        rss = [("before", netlab.rss_kib(d.pid))]
         removals_halb, removals_haproxy = [], []
         applied = refused = good = broken_total = down_before = down_after = 0
         started = time.monotonic()
@@ -455,16 +399,16 @@ def main_run(args):
                 state = state_now
             down_after += dead_is_down(halb, sock)
             if n % 10 == 0:
-                rss.append((f"after {n}", rss_kib(d.pid)))
+                rss.append((f"after {n}", netlab.rss_kib(d.pid)))
         took = time.monotonic() - started
-        rss.append(("last reload", rss_kib(d.pid)))
+        rss.append(("last reload", netlab.rss_kib(d.pid)))
         time.sleep(interval)
         Path(stop_file).touch()
         for p in lab.procs:
             if p.args[-1] == stop_file:
                 p.wait(30)
         time.sleep(2)
-        rss.append(("load stopped", rss_kib(d.pid)))
+        rss.append(("load stopped", netlab.rss_kib(d.pid)))
         halb_alive = d.poll() is None
 
         res = {k: json.loads(Path(tmp, f"clients-{k}.json").read_text())

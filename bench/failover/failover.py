@@ -14,97 +14,35 @@ Prints per-round times and the medians, and halb's median as a ratio of keepaliv
 
 import argparse
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import netlab  # noqa: E402  (bench/netlab.py)
+
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO.parent / "shared" / "seed" / "keepalived-master.conf"
 VIP = "192.168.66.251"
 PORT = 3306
-PID = os.getpid()
 
 
-def sh(*argv, check=True):
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
+HOSTS = {"a": 11, "b": 12, "c": 100}
 
 
-def ns_name(tag):
-    return f"halbt-vrrp-bench-{tag}-{PID}"
-
-
-class Lab:
-    def __init__(self):
-        self.names = [ns_name(t) for t in ("br", "a", "b", "c")]
-        self.br, self.a, self.b, self.c = self.names
-        self.procs = []
-        for n in self.names:
-            sh("ip", "netns", "del", n, check=False)
-            sh("ip", "netns", "add", n)
-            sh("ip", "-n", n, "link", "set", "lo", "up")
-        sh("ip", "-n", self.br, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.br, "link", "set", "br0", "up")
-        for ns, port, host in ((self.a, "a0", 11), (self.b, "b0", 12), (self.c, "c0", 100)):
-            sh("ip", "-n", self.br, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            sh("ip", "-n", self.br, "link", "set", port, "master", "br0", "up")
-            sh("ip", "-n", ns, "addr", "add", f"192.168.66.{host}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-        for ns in (self.a, self.b):
-            # The banner: a tiny server in each director answering with its name.
-            code = (
-                "import socket,sys\n"
-                "s=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-                f"s.bind(('::',{PORT}));s.listen(64)\n"
-                "while True:\n c,_=s.accept();c.sendall(sys.argv[1].encode());c.close()\n"
-            )
-            self.spawn([sys.executable, "-c", code, ns], ns, os.devnull)
-
-    def spawn(self, argv, ns, log):
-        out = open(log, "w")
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def kill(self, p, sig=signal.SIGKILL):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            pass
-        p.wait()
-
-    def has_vip(self, ns):
-        return f" {VIP}/" in sh("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0").stdout
-
-    def close(self):
-        for p in self.procs:
-            if p.poll() is None:
-                self.kill(p)
-        for n in reversed(self.names):
-            sh("ip", "netns", "del", n, check=False)
+def new_lab():
+    """Directors a and b, client c; each director answers on PORT with its name."""
+    lab = netlab.Lab("vrrp-bench", HOSTS)
+    for tag in ("a", "b"):
+        netlab.start_banner(lab, tag, PORT)
+    return lab
 
 
 def probe(lab, want, timeout):
-    """Connects from the client until `want` answers; returns the instant it did."""
-    code = (
-        "import socket,sys,time\n"
-        f"end=time.monotonic()+{timeout}\n"
-        "while time.monotonic()<end:\n"
-        " try:\n"
-        f"  c=socket.create_connection(('{VIP}',{PORT}),timeout=0.05);d=c.recv(64);c.close()\n"
-        "  if d.decode()==sys.argv[1]:\n   print(time.time());sys.exit(0)\n"
-        " except OSError: pass\n"
-        " time.sleep(0.01)\n"
-        "sys.exit(1)\n"
-    )
-    r = subprocess.run(["ip", "netns", "exec", lab.c, sys.executable, "-c", code, want],
-                       capture_output=True, text=True)
-    return float(r.stdout) if r.returncode == 0 else None
+    """Connects from the client until director `want` answers; returns the instant it did."""
+    return netlab.probe_banner(lab, "c", VIP, PORT, want, timeout)
 
 
 def config(state, priority, advert_int):
@@ -148,32 +86,32 @@ def one_round(kind, halb, advert_int, tmp):
     # A directory per round: keepalived refuses to start ("daemon is already running") when a
     # pid file left by an earlier round names a pid that is alive again.
     tmp = tempfile.mkdtemp(dir=tmp)
-    lab = Lab()
+    lab = new_lab()
     try:
         master = Path(tmp, "master.conf")
         backup = Path(tmp, "backup.conf")
         master.write_text(config("MASTER", 100, advert_int))
         backup.write_text(config("BACKUP", 90, advert_int))
-        m = lab.spawn(daemon_argv(kind, master, tmp, "m", halb), lab.a, f"{tmp}/{kind}-master.log")
-        lab.spawn(daemon_argv(kind, backup, tmp, "b", halb), lab.b, f"{tmp}/{kind}-backup.log")
+        m = lab.spawn("a", daemon_argv(kind, master, tmp, "m", halb), f"{tmp}/{kind}-master.log")
+        lab.spawn("b", daemon_argv(kind, backup, tmp, "b", halb), f"{tmp}/{kind}-backup.log")
         end = time.monotonic() + 15
-        while not (lab.has_vip(lab.a) and not lab.has_vip(lab.b)):
+        while not (lab.has_address("a", VIP) and not lab.has_address("b", VIP)):
             if time.monotonic() > end:
                 raise RuntimeError(f"{kind}: no MASTER on A")
             time.sleep(0.05)
-        if probe(lab, lab.a, 5) is None:
+        if probe(lab, "a", 5) is None:
             raise RuntimeError(f"{kind}: the VIP does not answer from A")
         time.sleep(1.5 * float(advert_int))  # mid-interval, as a crash would be
         killed = time.time()
         lab.kill(m)
-        answered = probe(lab, lab.b, 10 * float(advert_int) + 5)
+        answered = probe(lab, "b", 10 * float(advert_int) + 5)
         if answered is None:
             log = Path(tmp, f"{kind}-backup.log").read_text(errors="replace")
             tail = "\n".join(log.splitlines()[-15:])
             raise RuntimeError(f"{kind}: the VIP never answered from B; B's log ends:\n{tail}")
         return answered - killed
     finally:
-        lab.close()
+        lab.close(grace=None)
 
 
 def main():

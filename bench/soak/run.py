@@ -29,19 +29,19 @@ import asyncio
 import json
 import os
 import random
-import resource
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import netlab  # noqa: E402  (bench/netlab.py)
+from netlab import sh  # noqa: E402
+
 SCRIPT = Path(__file__).resolve()
-PID = os.getpid()
 NET = "192.168.66"
 VIP = f"{NET}.251"
 DIRECTOR, PEER, RS, CLIENT = (f"{NET}.{h}" for h in (11, 12, 21, 100))
@@ -109,14 +109,9 @@ vrrp_instance SOAK {{
 
 # ---- the roles that run inside the namespaces --------------------------------------------------
 
-def raise_nofile():
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 async def role_servers(host, ports):
     """Answers "OK" to every line until the peer closes."""
-    raise_nofile()
+    netlab.raise_nofile()
 
     async def serve(reader, writer):
         try:
@@ -135,7 +130,7 @@ async def role_servers(host, ports):
 async def role_clients(host, port, concurrency, count_file, stop_file):
     """`concurrency` loops of connect, "GET", read "OK", close, from the source addresses in
     turn; the running totals go to `count_file` every second."""
-    raise_nofile()
+    netlab.raise_nofile()
     done = failed = 0
     stop = False
 
@@ -177,74 +172,20 @@ async def role_clients(host, port, concurrency, count_file, stop_file):
 
 # ---- the lab ----------------------------------------------------------------------------------
 
-def sh(*argv, check=True):
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
-
-
-class Lab:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.ns = {tag: f"halbt-soak-{tag}-{PID}" for tag in ("br", *HOSTS)}
-        self.procs = []
-        for n in self.ns.values():
-            sh("ip", "netns", "add", n)
-            sh("ip", "-n", n, "link", "set", "lo", "up")
-        br = self.ns["br"]
-        sh("ip", "-n", br, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", br, "link", "set", "br0", "up")
-        for tag, host in HOSTS.items():
-            ns = self.ns[tag]
-            sh("ip", "-n", br, "link", "add", f"p-{tag}", "type", "veth", "peer", "name", "eth0",
-               "netns", ns)
-            sh("ip", "-n", br, "link", "set", f"p-{tag}", "master", "br0", "up")
-            sh("ip", "-n", ns, "addr", "add", f"{NET}.{host}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-        for a in SOURCES:
-            sh("ip", "-n", self.ns["cli"], "addr", "add", f"{a}/24", "dev", "eth0")
-        # Every connection is closed first by the client and by the proxy: reuse their
-        # TIME_WAIT ports (these namespaces only) rather than run out of them.
-        for tag in ("cli", "dir"):
-            sh("ip", "netns", "exec", self.ns[tag], "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
-            sh("ip", "netns", "exec", self.ns[tag], "sysctl", "-qw",
-               "net.ipv4.ip_local_port_range=1024 65000")
-
-    def spawn(self, tag, argv, log):
-        out = open(os.path.join(self.tmp, log), "w")
-        p = subprocess.Popen(["ip", "netns", "exec", self.ns[tag], *argv], stdout=out,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             start_new_session=True, env={**os.environ, "TMPDIR": self.tmp})
-        self.procs.append(p)
-        return p
-
-    def role(self, tag, log, *args):
-        return self.spawn(tag, [sys.executable, str(SCRIPT), "--role", *map(str, args)], log)
-
-    def close(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGTERM)
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(p.pid, signal.SIGKILL)
-                    p.wait()
-                except ProcessLookupError:
-                    pass
-        for n in reversed(list(self.ns.values())):
-            sh("ip", "netns", "del", n, check=False)
+def new_lab(tmp):
+    lab = netlab.Lab("soak", HOSTS, NET, tmp, SCRIPT)
+    for a in SOURCES:
+        lab.add_address("cli", a)
+    # Every connection is closed first by the client and by the proxy: reuse their
+    # TIME_WAIT ports (these namespaces only) rather than run out of them.
+    for tag in ("cli", "dir"):
+        lab.sysctl(tag, "net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000")
+    return lab
 
 
 def halb_pid(wrapper):
     """The halb process under `ip netns exec` (which execs it: the same pid)."""
     return wrapper.pid
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def checker_cycles(ns):
@@ -265,7 +206,7 @@ def transitions(log):
 
 
 def main_run(args):
-    raise_nofile()
+    netlab.raise_nofile()
     if os.geteuid() != 0:
         sys.exit("needs root (network namespaces, raw sockets)")
     halb = str(Path(args.halb).resolve())
@@ -278,7 +219,7 @@ def main_run(args):
     Path(conf).write_text(halb_file(flip))
     Path(tmp, "peer.conf").write_text(PEER_FILE)
     stop_file, counts = os.path.join(tmp, "stop"), os.path.join(tmp, "clients.json")
-    lab = Lab(tmp)
+    lab = new_lab(tmp)
     try:
         lab.role("rs", "servers.log", "servers", RS, *REAL_SERVERS)
         lab.spawn("peer", ["keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp",
@@ -339,7 +280,7 @@ def main_run(args):
             p = progress()
             if d.poll() is not None:
                 sys.exit(f"halb exited ({d.returncode}); see {tmp}/halb.log")
-            rss = rss_kib(pid)
+            rss = netlab.rss_kib(pid)
             t = time.monotonic() - started
             samples.append((t, rss, p))
             print(f"{t:6.0f} {rss:9} {p['checks']:8} {p['transitions']:11} "

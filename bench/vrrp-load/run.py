@@ -24,7 +24,6 @@ The full run is --minutes 10.
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -32,96 +31,36 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import netlab  # noqa: E402  (bench/netlab.py)
+
 REPO = Path(__file__).resolve().parents[2]
 VIP = "192.168.66.251"
 RS = "192.168.66.21"
 BANNER = 3307
-PID = os.getpid()
 
 
-def sh(*argv, check=True):
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
+HOSTS = {"a": 11, "b": 12, "c": 100, "r": 21}
 
 
-def ns_name(tag):
-    return f"halbt-vl-{tag}-{PID}"
-
-
-class Lab:
-    def __init__(self):
-        self.names = [ns_name(t) for t in ("br", "a", "b", "c", "r")]
-        self.br, self.a, self.b, self.c, self.r = self.names
-        self.procs = []
-        for n in self.names:
-            sh("ip", "netns", "del", n, check=False)
-            sh("ip", "netns", "add", n)
-            sh("ip", "-n", n, "link", "set", "lo", "up")
-        sh("ip", "-n", self.br, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.br, "link", "set", "br0", "up")
-        for ns, port, host in ((self.a, "a0", 11), (self.b, "b0", 12), (self.c, "c0", 100), (self.r, "r0", 21)):
-            sh("ip", "-n", self.br, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
-            sh("ip", "-n", self.br, "link", "set", port, "master", "br0", "up")
-            sh("ip", "-n", ns, "addr", "add", f"192.168.66.{host}/24", "dev", "eth0")
-            sh("ip", "-n", ns, "link", "set", "eth0", "up")
-        # The client's connections leave from 32 addresses, so that the rate does not run out
-        # of ephemeral ports toward one (source, destination) pair.
-        for i in range(150, 182):
-            sh("ip", "-n", self.c, "addr", "add", f"192.168.66.{i}/24", "dev", "eth0")
-        for ns in (self.a, self.b):
-            # HAProxy binds the VIP before it arrives (halb uses IP_FREEBIND); both directors
-            # reuse TIME_WAIT ports toward the real server at this connection rate.
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_nonlocal_bind=1")
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
-            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000")
-            code = (
-                "import socket,sys\n"
-                "s=socket.socket(socket.AF_INET6);s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
-                f"s.bind(('::',{BANNER}));s.listen(64)\n"
-                "while True:\n c,_=s.accept();c.sendall(sys.argv[1].encode());c.close()\n"
-            )
-            self.spawn([sys.executable, "-c", code, ns], ns, os.devnull)
-
-    def spawn(self, argv, ns, log):
-        out = open(log, "a")
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=out, stderr=out,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-        self.procs.append(p)
-        return p
-
-    def kill(self, p, sig=signal.SIGKILL):
-        try:
-            os.killpg(p.pid, sig)
-        except ProcessLookupError:
-            pass
-        p.wait()
-
-    def has_vip(self, ns):
-        return f" {VIP}/" in sh("ip", "-n", ns, "-o", "addr", "show", "dev", "eth0").stdout
-
-    def close(self):
-        for p in self.procs:
-            if p.poll() is None:
-                self.kill(p)
-        for n in reversed(self.names):
-            sh("ip", "netns", "del", n, check=False)
+def new_lab():
+    """Directors a and b, client c (its connections leave from 32 addresses, so that the rate
+    does not run out of ephemeral ports toward one pair), real server r."""
+    lab = netlab.Lab("vl", HOSTS)
+    for i in range(150, 182):
+        lab.add_address("c", f"192.168.66.{i}")
+    for tag in ("a", "b"):
+        # HAProxy binds the VIP before it arrives (halb uses IP_FREEBIND); both directors
+        # reuse TIME_WAIT ports toward the real server at this connection rate.
+        lab.sysctl(tag, "net.ipv4.ip_nonlocal_bind=1", "net.ipv4.tcp_tw_reuse=1",
+                   "net.ipv4.ip_local_port_range=10000 65000")
+        netlab.start_banner(lab, tag, BANNER)
+    return lab
 
 
 def probe(lab, want, timeout):
-    """Connects from the client until `want` answers; returns the instant it did."""
-    code = (
-        "import socket,sys,time\n"
-        f"end=time.monotonic()+{timeout}\n"
-        "while time.monotonic()<end:\n"
-        " try:\n"
-        f"  c=socket.create_connection(('{VIP}',{BANNER}),timeout=0.05);d=c.recv(64);c.close()\n"
-        "  if d.decode()==sys.argv[1]:\n   print(time.time());sys.exit(0)\n"
-        " except OSError: pass\n"
-        " time.sleep(0.01)\n"
-        "sys.exit(1)\n"
-    )
-    r = subprocess.run(["ip", "netns", "exec", lab.c, sys.executable, "-c", code, want],
-                       capture_output=True, text=True)
-    return float(r.stdout) if r.returncode == 0 else None
+    """Connects from the client until director `want` answers; returns the instant it did."""
+    return netlab.probe_banner(lab, "c", VIP, BANNER, want, timeout)
 
 
 def vrrp_section(state, priority, advert_int, rt_priority):
@@ -188,11 +127,11 @@ def count(log, words):
 
 def run_pair(kind, args, tmp):
     tmp = tempfile.mkdtemp(dir=tmp, prefix=f"{kind}-")
-    lab = Lab()
+    lab = new_lab()
     res = {"kind": kind}
     try:
-        lab.spawn([args.conn_bench, "serve", "--listen", f"{RS}:9000"], lab.r, f"{tmp}/serve.log")
-        lab.spawn(["iperf3", "-s", "-p", "5201"], lab.r, f"{tmp}/iperf3-server.log")
+        lab.spawn("r", [args.conn_bench, "serve", "--listen", f"{RS}:9000"], f"{tmp}/serve.log")
+        lab.spawn("r", ["iperf3", "-s", "-p", "5201"], f"{tmp}/iperf3-server.log")
         confs = {}
         for name, state, prio in (("a", "MASTER", 100), ("b", "BACKUP", 90)):
             p = Path(tmp, f"{name}.conf")
@@ -206,7 +145,6 @@ def run_pair(kind, args, tmp):
         starts = iter(range(1000))
 
         def start(name):
-            ns = lab.a if name == "a" else lab.b
             log = f"{tmp}/{kind}-{name}.log"
             # Fresh pid files each start: keepalived refuses to start over a pid file whose
             # pid is alive again.
@@ -217,19 +155,19 @@ def run_pair(kind, args, tmp):
             else:
                 argv = ["keepalived", "--dont-fork", "--log-console", "--vrrp", "-f", str(confs[name]),
                         "-p", f"{tmp}/{name}-{n}.pid", "-r", f"{tmp}/{name}-{n}-vrrp.pid"]
-            return lab.spawn(argv, ns, log)
+            return lab.spawn(name, argv, log)
 
         if kind == "keepalived":
-            for name, ns in (("a", lab.a), ("b", lab.b)):
-                lab.spawn(["haproxy", "-db", "-f", f"{tmp}/haproxy-{name}.cfg"], ns, f"{tmp}/haproxy-{name}.log")
+            for name in ("a", "b"):
+                lab.spawn(name, ["haproxy", "-db", "-f", f"{tmp}/haproxy-{name}.cfg"], f"{tmp}/haproxy-{name}.log")
         master = start("a")
         start("b")
         end = time.monotonic() + 20
-        while not (lab.has_vip(lab.a) and not lab.has_vip(lab.b)):
+        while not (lab.has_address("a", VIP) and not lab.has_address("b", VIP)):
             if time.monotonic() > end:
                 raise RuntimeError(f"{kind}: no MASTER on A")
             time.sleep(0.05)
-        if probe(lab, lab.a, 5) is None:
+        if probe(lab, "a", 5) is None:
             raise RuntimeError(f"{kind}: the VIP does not answer from A")
         time.sleep(3)  # both checkers see the real server up
         b_master0 = count(f"{tmp}/{kind}-b.log", "Entering MASTER STATE")
@@ -237,13 +175,13 @@ def run_pair(kind, args, tmp):
         seconds = int(args.minutes * 60)
         load_end = seconds + 60 * args.failovers  # the load goes on through the failovers
         load = [
-            lab.spawn(["sh", "-c", f"end=$(($(date +%s) + {load_end})); while [ $(date +%s) -lt $end ]; do "
+            lab.spawn("c", ["sh", "-c", f"end=$(($(date +%s) + {load_end})); while [ $(date +%s) -lt $end ]; do "
                        f"iperf3 -c {VIP} -p 5201 -P {args.streams} -t {seconds} -J >>{tmp}/iperf3.json; "
-                       "sleep 0.2; done"], lab.c, f"{tmp}/iperf3-client.log"),
-            lab.spawn(["sh", "-c", f"end=$(($(date +%s) + {load_end})); while [ $(date +%s) -lt $end ]; do "
+                       "sleep 0.2; done"], f"{tmp}/iperf3-client.log"),
+            lab.spawn("c", ["sh", "-c", f"end=$(($(date +%s) + {load_end})); while [ $(date +%s) -lt $end ]; do "
                        f"{args.conn_bench} rate --target {VIP}:9000 --concurrency {args.concurrency} "
                        f"--duration {seconds} --sources 192.168.66.150-181; sleep 0.2; done"],
-                      lab.c, f"{tmp}/rate.log"),
+                      f"{tmp}/rate.log"),
         ]
         idle0, total0 = cpu_sample()
         t0 = time.monotonic()
@@ -270,28 +208,28 @@ def run_pair(kind, args, tmp):
             time.sleep(1.5 * float(args.advert_int) + 1)
             killed = time.time()
             lab.kill(master)
-            answered = probe(lab, lab.b, 10 * float(args.advert_int) + 10)
+            answered = probe(lab, "b", 10 * float(args.advert_int) + 10)
             if answered is None:
                 raise RuntimeError(f"{kind}: the VIP never answered from B in failover {i + 1}")
             times.append(answered - killed)
             print(f"{kind}: failover {i + 1}: {times[-1] * 1000:.0f} ms", flush=True)
             # The killed MASTER's VIP stays on its link: remove it as a restart would.
-            sh("ip", "-n", lab.a, "addr", "del", f"{VIP}/24", "dev", "eth0", check=False)
+            netlab.sh("ip", "-n", lab.ns["a"], "addr", "del", f"{VIP}/24", "dev", "eth0", check=False)
             master = start("a")
             end = time.monotonic() + 30
-            while not (lab.has_vip(lab.a) and not lab.has_vip(lab.b)):
+            while not (lab.has_address("a", VIP) and not lab.has_address("b", VIP)):
                 if time.monotonic() > end:
                     tail = "\n".join(Path(f"{tmp}/{kind}-a.log").read_text(errors="replace").splitlines()[-15:])
                     raise RuntimeError(f"{kind}: A did not take the VIP back; its log ends:\n{tail}")
                 time.sleep(0.05)
-            if probe(lab, lab.a, 10) is None:
+            if probe(lab, "a", 10) is None:
                 raise RuntimeError(f"{kind}: the VIP does not answer from A again")
         res["failovers"] = times
         for p in load:
             lab.kill(p)
         return res
     finally:
-        lab.close()
+        lab.close(grace=None)
 
 
 def main():
@@ -310,8 +248,8 @@ def main():
     if os.geteuid() != 0:
         sys.exit("run.py: needs root (network namespaces, raw sockets)")
     for tool, pkg in (("iperf3", "iperf3"), ("haproxy", "haproxy"), ("keepalived", "keepalived")):
-        if sh("sh", "-c", f"command -v {tool}", check=False).returncode:
-            sh("apt-get", "install", "-y", pkg)
+        if netlab.sh("sh", "-c", f"command -v {tool}", check=False).returncode:
+            netlab.sh("apt-get", "install", "-y", pkg)
     if not Path(args.conn_bench).exists():
         manifest = REPO / "bench" / "proxy" / "conn-rate" / "Cargo.toml"
         subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path", str(manifest),
