@@ -17,7 +17,7 @@ o.write("global_defs {\n router_id x\n}\n")
 if shape == "scripts":  # N instances each tracking its own script and file
     for i in range(n):
         o.write(f"vrrp_script s{i} {{\n script \"/bin/true\"\n weight 1\n}}\n")
-        o.write(f"vrrp_track_file f{i} {{\n file \"/tmp/f{i}\"\n weight 1\n}}\n")
+        o.write(f"vrrp_track_file f{i} {{\n file \"/var/lib/halb-weights/f{i}\"\n weight 1\n}}\n")
     for i in range(n):
         o.write(f"vrrp_instance I{i} {{\n interface eth{i//200}\n virtual_router_id {i%200+1}\n priority 100\n"
                 f" track_script {{\n  s{i}\n }}\n track_file {{\n  f{i}\n }}\n virtual_ipaddress {{\n  10.{i>>16&255}.{i>>8&255}.{i&255}\n }}\n}}\n")

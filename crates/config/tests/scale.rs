@@ -157,7 +157,7 @@ fn thousands_of_named_things_are_found_by_name() {
     for i in 0..n {
         text.push_str(&format!(
             "vrrp_script s{i} {{\n script \"/bin/true\"\n weight 0\n}}\n\
-             track_file f{i} {{\n file \"/tmp/f{i}\"\n weight 0\n}}\n"
+             track_file f{i} {{\n file \"/var/lib/halb-weights/f{i}\"\n weight 0\n}}\n"
         ));
     }
     // Sync groups before and after their instances (unweighted trackers: keepalived drops
