@@ -14,7 +14,9 @@ pub use crate::sections::checker::model::{
     HttpCheck, HttpProtocol, MiscCheck, MysqlCheck, PingCheck, SmtpCheck, TcpCheck, UdpCheck, Url,
     UrlRegex, DEFAULT_MYSQL_QUERY, DEFAULT_SMTP_HELO, DEFAULT_STATUS_CODES, REGEX_OPTIONS,
 };
-pub use crate::sections::global_defs::{GlobalDefs, LvsSyncDaemon, LvsTimeouts, SmtpServer};
+pub use crate::sections::global_defs::{
+    GlobalDefs, LvsSyncDaemon, LvsTimeouts, Scheduling, SmtpServer,
+};
 pub use crate::sections::lvs::model::{
     CheckerTiming, ConnectionFencing, Failback, FailbackLimit, Forwarding, GroupEntry, IpFamily,
     LvsConfig, PersistenceGranularity, Protocol, RealServer, SchedFlags, Scheduler, SorryServer,

@@ -1111,3 +1111,72 @@ proptest::proptest! {
         proptest::prop_assert_eq!(&finished.vrrp, &loaded.config.vrrp);
     }
 }
+
+#[test]
+fn scheduling_keywords_are_typed_and_checked() {
+    let f = finished_str(
+        "global_defs {\n vrrp_rt_priority 120\n vrrp_priority -21\n vrrp_rlimit_rttime 0\n bfd_rt_priority 0\n\
+         bfd_priority -5\n bfd_rlimit_rtime 20000\n vrrp_cpu_affinity 0 1\n bfd_cpu_affinity 0 x\n\
+         checker_rt_priority 50\n checker_priority -10\n vrrp_rt_priority high\n}\n",
+    );
+    let d = &f.diagnostics;
+    assert!(has(
+        d,
+        2,
+        "vrrp process real-time priority 120 greater than maximum 99 - setting to 99"
+    ));
+    assert!(has(d, 3, "vrrp_priority '-21' outside range [-20, 19]"));
+    assert!(has(
+        d,
+        4,
+        "vrrp_rlimit_rttime '0' outside range [1, 4294967295]"
+    ));
+    assert!(has(
+        d,
+        5,
+        "bfd process real-time priority 0 less than minimum 1 - setting to 1"
+    ));
+    assert!(has(d, 9, "bfd_cpu_affinity: invalid number 'x'"));
+    assert!(has(d, 12, "vrrp_rt_priority: invalid number 'high'"));
+    // Read, kept, and said to be without effect: a note, which leaves the file clean.
+    for line in [10, 11] {
+        assert!(
+            d.iter().any(|x| x.severity == Severity::Note
+                && x.span.is_some_and(|s| s.line == line)
+                && x.message.contains("is not applied")),
+            "no note at line {line}"
+        );
+    }
+    let g = &f.global;
+    let vrrp = &g.vrrp_scheduling;
+    assert_eq!(
+        vrrp.rt_priority,
+        Some(99),
+        "clamped; a later bad line keeps it"
+    );
+    assert_eq!(vrrp.nice, None);
+    assert_eq!(vrrp.rlimit_rttime_us, None);
+    assert_eq!(vrrp.effective_rlimit_rttime_us(), Some(10_000));
+    assert_eq!(vrrp.cpu_affinity, vec![0, 1]);
+    let bfd = &g.bfd_scheduling;
+    assert_eq!(bfd.rt_priority, Some(1));
+    assert_eq!(bfd.nice, Some(-5));
+    assert_eq!(bfd.rlimit_rttime_us, Some(20_000), "the older spelling");
+    assert!(bfd.cpu_affinity.is_empty(), "a bad CPU drops the set");
+    let checker: Vec<&str> = g.other.iter().map(|s| s.keyword.as_str()).collect();
+    assert_eq!(checker, ["checker_rt_priority", "checker_priority"]);
+    assert_eq!(Scheduling::default().effective_rlimit_rttime_us(), None);
+}
+
+#[test]
+fn scheduling_keywords_round_trip() {
+    let text =
+        "global_defs {\n vrrp_rt_priority 50\n vrrp_rlimit_rttime 20000\n vrrp_cpu_affinity 1\n\
+                bfd_priority -10\n}\n";
+    let first = load_str("/test/keepalived.conf", text, &opts());
+    assert!(first.diagnostics.is_clean(), "{:?}", first.diagnostics);
+    let written = first.config.to_keepalived_conf();
+    assert!(written.contains("vrrp_rt_priority 50"), "{written}");
+    let second = load_str("/test/keepalived.conf", &written, &opts());
+    assert_eq!(second.config.global, first.config.global);
+}

@@ -51,6 +51,12 @@ pub struct GlobalDefs {
     pub notify_fifo: Option<String>,
     pub vrrp_notify_fifo: Option<String>,
     pub lvs_notify_fifo: Option<String>,
+    /// `vrrp_rt_priority`, `vrrp_priority`, `vrrp_rlimit_rttime`, `vrrp_cpu_affinity`: how the
+    /// thread that runs the VRRP instances is scheduled.
+    pub vrrp_scheduling: Scheduling,
+    /// `bfd_rt_priority`, `bfd_priority`, `bfd_rlimit_rttime`, `bfd_cpu_affinity`: the same for
+    /// the thread that runs the `bfd_instance`s.
+    pub bfd_scheduling: Scheduling,
     /// Other `global_defs` keywords keepalived knows, kept as written.
     pub other: Vec<Setting>,
 }
@@ -92,8 +98,43 @@ impl Default for GlobalDefs {
             notify_fifo: None,
             vrrp_notify_fifo: None,
             lvs_notify_fifo: None,
+            vrrp_scheduling: Scheduling::default(),
+            bfd_scheduling: Scheduling::default(),
             other: Vec::new(),
         }
+    }
+}
+
+/// How one part's thread is scheduled, as keepalived schedules that part's process
+/// (`vrrp_*` / `bfd_*` keywords); nothing set: as the rest of the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scheduling {
+    /// `*_rt_priority N`: SCHED_RR at N (1–99; keepalived clamps values outside).
+    pub rt_priority: Option<u8>,
+    /// `*_priority N`: the nice value (-20–19). keepalived ignores it when `rt_priority` is
+    /// set.
+    pub nice: Option<i8>,
+    /// `*_rlimit_rttime N` (`*_rlimit_rtime`, its older spelling): RLIMIT_RTTIME in µs, the CPU
+    /// time a real-time thread may use without blocking; only with `rt_priority`. `None`:
+    /// keepalived's default, [`DEFAULT_RLIMIT_RTTIME_US`].
+    pub rlimit_rttime_us: Option<u64>,
+    /// `*_cpu_affinity CPU...`: the CPUs the thread may run on; empty: any.
+    pub cpu_affinity: Vec<u16>,
+}
+
+/// keepalived's `RT_RLIMIT_DEFAULT`: 10 ms.
+pub const DEFAULT_RLIMIT_RTTIME_US: u64 = 10_000;
+
+impl Scheduling {
+    /// The RLIMIT_RTTIME to set: only a real-time thread has one.
+    pub fn effective_rlimit_rttime_us(&self) -> Option<u64> {
+        self.rt_priority
+            .map(|_| self.rlimit_rttime_us.unwrap_or(DEFAULT_RLIMIT_RTTIME_US))
+    }
+
+    /// Whether anything is set.
+    pub fn is_default(&self) -> bool {
+        *self == Scheduling::default()
     }
 }
 
@@ -158,12 +199,7 @@ const KEPT: &[&str] = &[
     "nftables_ipvs_priority",
     "nftables_ipvs_start_fwmark",
     "nftables_counters",
-    "vrrp_priority",
     "vrrp_no_swap",
-    "vrrp_rt_priority",
-    "vrrp_cpu_affinity",
-    "vrrp_rlimit_rttime",
-    "vrrp_rlimit_rtime",
     "notify_fifo_script",
     "vrrp_notify_fifo_script",
     "vrrp_notify_priority_changes",
@@ -175,12 +211,7 @@ const KEPT: &[&str] = &[
     "checker_cpu_affinity",
     "checker_rlimit_rttime",
     "checker_rlimit_rtime",
-    "bfd_priority",
     "bfd_no_swap",
-    "bfd_rt_priority",
-    "bfd_cpu_affinity",
-    "bfd_rlimit_rttime",
-    "bfd_rlimit_rtime",
     "snmp_socket",
     "enable_traps",
     "enable_snmp_vrrp",
@@ -256,6 +287,27 @@ const KNOWN: &[&str] = &[
     "notify_fifo",
     "vrrp_notify_fifo",
     "lvs_notify_fifo",
+    "vrrp_priority",
+    "vrrp_rt_priority",
+    "vrrp_cpu_affinity",
+    "vrrp_rlimit_rttime",
+    "vrrp_rlimit_rtime",
+    "bfd_priority",
+    "bfd_rt_priority",
+    "bfd_cpu_affinity",
+    "bfd_rlimit_rttime",
+    "bfd_rlimit_rtime",
+];
+
+/// keepalived's settings for its checker process, which halb reads and keeps as written but
+/// does not apply: the checkers share the daemon's runtime with the data plane (see
+/// [`Scheduling`] for the VRRP and BFD threads).
+const CHECKER_SCHEDULING: &[&str] = &[
+    "checker_priority",
+    "checker_rt_priority",
+    "checker_cpu_affinity",
+    "checker_rlimit_rttime",
+    "checker_rlimit_rtime",
 ];
 
 /// Reads a `global_defs` block into `g` (a second block adds to the first, as in keepalived).
@@ -419,9 +471,73 @@ pub fn read(node: &Node, ctx: &mut Ctx, g: &mut GlobalDefs) {
                 g.vrrp_notify_fifo = ctx.string(n, 0).or(g.vrrp_notify_fifo.take())
             }
             "lvs_notify_fifo" => g.lvs_notify_fifo = ctx.string(n, 0).or(g.lvs_notify_fifo.take()),
+            "vrrp_rt_priority" | "vrrp_priority" | "vrrp_rlimit_rttime" | "vrrp_rlimit_rtime"
+            | "vrrp_cpu_affinity" => read_scheduling(n, ctx, "vrrp", &mut g.vrrp_scheduling),
+            "bfd_rt_priority" | "bfd_priority" | "bfd_rlimit_rttime" | "bfd_rlimit_rtime"
+            | "bfd_cpu_affinity" => read_scheduling(n, ctx, "bfd", &mut g.bfd_scheduling),
+            name if CHECKER_SCHEDULING.contains(&name) => {
+                ctx.diags.note(
+                    n.span(),
+                    format!(
+                        "{name} is not applied: halb runs the checkers on the daemon's shared \
+                         runtime, not in a process of their own (vrrp_* and bfd_* are applied \
+                         to their threads)"
+                    ),
+                );
+                g.other.push(Setting::from_node(n));
+            }
             name if KEPT.contains(&name) => g.other.push(Setting::from_node(n)),
             _ => ctx.unknown(n),
         }
+    }
+}
+
+/// Reads `PART_rt_priority`, `PART_priority`, `PART_rlimit_rttime` (`PART_rlimit_rtime`) or
+/// `PART_cpu_affinity` into `s` with keepalived 2.2.7's checks (global_parser.c).
+fn read_scheduling(n: &Node, ctx: &mut Ctx, part: &str, s: &mut Scheduling) {
+    let setting = n.name()[part.len() + 1..].to_string();
+    match setting.as_str() {
+        // keepalived clamps to sched_get_priority_min/max(SCHED_RR), 1 and 99 on Linux.
+        "rt_priority" => {
+            if let Some(v) = ctx.int(n, 0, i64::from(i32::MIN), i64::from(i32::MAX)) {
+                let clamped = v.clamp(1, 99);
+                if clamped != v {
+                    let bound = if v < 1 {
+                        "less than minimum"
+                    } else {
+                        "greater than maximum"
+                    };
+                    ctx.diags.warn(
+                        n.args()[0].span,
+                        format!(
+                            "{part} process real-time priority {v} {bound} {clamped} - setting \
+                             to {clamped}"
+                        ),
+                    );
+                }
+                s.rt_priority = Some(clamped as u8);
+            }
+        }
+        // keepalived leaves the nice value at 0 for a bad one.
+        "priority" => s.nice = ctx.int(n, 0, -20, 19).map(|v| v as i8),
+        "rlimit_rttime" | "rlimit_rtime" => {
+            if let Some(v) = ctx.unsigned(n, 0, 1, u64::from(u32::MAX)) {
+                s.rlimit_rttime_us = Some(v);
+            }
+        }
+        "cpu_affinity" => {
+            let mut cpus = Vec::new();
+            for i in 0..n.args().len().max(1) {
+                // CPU_SETSIZE: the kernel says at start whether this host has the CPU.
+                match ctx.unsigned(n, i, 0, 1023) {
+                    Some(cpu) => cpus.push(cpu as u16),
+                    // keepalived drops the whole set at the first bad CPU.
+                    None => return,
+                }
+            }
+            s.cpu_affinity = cpus;
+        }
+        _ => {}
     }
 }
 
@@ -640,8 +756,27 @@ pub fn write(g: &GlobalDefs, w: &mut ConfWriter) {
             w.kv(k, v);
         }
     }
+    for (part, s) in [("vrrp", &g.vrrp_scheduling), ("bfd", &g.bfd_scheduling)] {
+        write_scheduling(part, s, w);
+    }
     for s in &g.other {
         s.write(w);
     }
     w.close();
+}
+
+fn write_scheduling(part: &str, s: &Scheduling, w: &mut ConfWriter) {
+    if let Some(v) = s.rt_priority {
+        w.kv(&format!("{part}_rt_priority"), v);
+    }
+    if let Some(v) = s.nice {
+        w.kv(&format!("{part}_priority"), v);
+    }
+    if let Some(v) = s.rlimit_rttime_us {
+        w.kv(&format!("{part}_rlimit_rttime"), v);
+    }
+    if !s.cpu_affinity.is_empty() {
+        let cpus: Vec<String> = s.cpu_affinity.iter().map(u16::to_string).collect();
+        w.line(&format!("{part}_cpu_affinity {}", cpus.join(" ")));
+    }
 }
