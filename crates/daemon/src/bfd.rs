@@ -68,25 +68,57 @@ struct Running {
     sender: Option<BfdSender>,
 }
 
-/// Starts the sessions of `instances` on a task of their own. The task ends when the returned
-/// handle is aborted; with no instances, nothing is started.
+/// The running sessions; [`BfdPart::stop`] ends them.
+pub enum BfdPart {
+    Task(tokio::task::JoinHandle<()>),
+    Thread(tokio::sync::oneshot::Sender<()>),
+}
+
+impl BfdPart {
+    pub fn stop(self) {
+        match self {
+            BfdPart::Task(task) => task.abort(),
+            BfdPart::Thread(stop) => {
+                let _ = stop.send(());
+            }
+        }
+    }
+}
+
+/// Starts the sessions of `instances`: with `thread`, on a thread of their own scheduled so
+/// (`bfd_rt_priority`, …), else on a task of the caller's runtime. With no instances, nothing
+/// is started.
+///
+/// A thread apart from the VRRP one: keepalived schedules its BFD process apart (`bfd_*`
+/// keywords of its own), and a session at 50 ms × 3 must not wait behind the VRRP loop's
+/// netlink calls, notify scripts or a reload's mapping, nor VRRP behind a burst of BFD
+/// packets.
 pub fn spawn(
     instances: &[BfdInstance],
-) -> (
-    watch::Receiver<BfdView>,
-    Option<tokio::task::JoinHandle<()>>,
-) {
+    thread: Option<halb_config::model::Scheduling>,
+) -> anyhow::Result<(watch::Receiver<BfdView>, Option<BfdPart>)> {
     let (tx, rx) = watch::channel(BfdView::default());
     if instances.is_empty() {
-        return (rx, None);
+        return Ok((rx, None));
     }
     let instances = instances.to_vec();
-    let task = tokio::spawn(async move {
+    let sessions = async move {
         if let Err(e) = run(instances, tx).await {
             error!("BFD: {e:#}; the bfd_instances do not run");
         }
-    });
-    (rx, Some(task))
+    };
+    let Some(scheduling) = thread else {
+        return Ok((rx, Some(BfdPart::Task(tokio::spawn(sessions)))));
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Its end is `stop`'s (or the daemon's): nothing waits for the output.
+    let _output = crate::part_thread::spawn("halb-bfd", "bfd", scheduling, move || async move {
+        tokio::select! {
+            () = sessions => {}
+            _ = stopped => {}
+        }
+    })?;
+    Ok((rx, Some(BfdPart::Thread(stop))))
 }
 
 /// A nonzero discriminator no other session of ours has, unguessable from outside

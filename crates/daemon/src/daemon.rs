@@ -97,25 +97,53 @@ struct Shell<H: Addresses + VrrpSockets> {
 /// How long a stopping daemon waits for its notify scripts (`notify_stop` gets one second).
 const NOTIFY_GRACE: Duration = Duration::from_secs(2);
 
-/// Runs the VRRP part of `config` on `host` until `stop` completes, publishing the instances'
-/// state on `views` after every change and their transitions on `bus`; `started` fires once
-/// every instance has started.
-// The shell's inputs and outputs, each its own channel: a struct would only rename them.
-#[allow(clippy::too_many_arguments)]
+/// What the VRRP part talks to: the host, and the channels to and from the rest of the
+/// daemon (each works from any runtime).
+pub struct Part<H> {
+    pub host: Arc<H>,
+    /// The instances' state, published after every change.
+    pub views: watch::Sender<Vec<InstanceStatus>>,
+    pub counters: watch::Sender<Vec<InstanceCounters>>,
+    /// Where transitions are published.
+    pub bus: EventBus,
+    pub dumps: crate::DumpRequests,
+    /// Fires once every instance has started.
+    pub started: oneshot::Sender<()>,
+    pub reloads: mpsc::Receiver<Apply>,
+    pub handover: VrrpHandOver,
+    pub track_files: TrackFiles,
+    pub bfd: watch::Receiver<crate::bfd::BfdView>,
+}
+
+impl<H: Addresses> Part<H> {
+    /// The same part, its host reached through connections this runtime drives.
+    pub fn on_this_runtime(self) -> Result<Part<H>> {
+        Ok(Part {
+            host: H::on_this_runtime(&self.host)?,
+            ..self
+        })
+    }
+}
+
+/// Runs the VRRP part of `config` until `stop` completes.
 pub async fn run<H: Addresses + VrrpSockets>(
     config: &Config,
-    host: Arc<H>,
-    views: watch::Sender<Vec<InstanceStatus>>,
-    counters: watch::Sender<Vec<InstanceCounters>>,
-    bus: EventBus,
-    dumps: &crate::DumpRequests,
-    started: oneshot::Sender<()>,
-    mut reloads: mpsc::Receiver<Apply>,
+    part: Part<H>,
     stop: impl Future<Output = ()>,
-    handover: VrrpHandOver,
-    track_files: TrackFiles,
-    mut bfd: watch::Receiver<crate::bfd::BfdView>,
 ) -> Result<()> {
+    let Part {
+        host,
+        views,
+        counters,
+        bus,
+        dumps,
+        started,
+        mut reloads,
+        handover,
+        track_files,
+        mut bfd,
+    } = part;
+    let dumps = &dumps;
     let VrrpHandOver {
         taking_over,
         mut resume,

@@ -71,6 +71,15 @@ pub trait Addresses: Send + Sync + 'static {
     fn link_events(
         &self,
     ) -> impl Future<Output = Result<mpsc::UnboundedReceiver<LinkEvent>>> + Send;
+
+    /// This host, reached through connections that the runtime this is called on drives (a
+    /// part on a thread of its own must not wait for a busy runtime to reach the kernel).
+    fn on_this_runtime(host: &Arc<Self>) -> Result<Arc<Self>>
+    where
+        Self: Sized,
+    {
+        Ok(Arc::clone(host))
+    }
 }
 
 /// Announces addresses on one interface.
@@ -218,6 +227,12 @@ impl Addresses for SystemHost {
             }
         });
         Ok(rx)
+    }
+
+    /// A new rtnetlink socket, driven by this runtime. Its own socket, so its dumps never
+    /// meet the other parts' (one dump at a time per socket).
+    fn on_this_runtime(_host: &Arc<Self>) -> Result<Arc<Self>> {
+        Ok(Arc::new(SystemHost::connect()?))
     }
 }
 

@@ -20,6 +20,7 @@ pub mod host;
 pub mod http;
 mod lvs;
 mod notify;
+mod part_thread;
 mod process;
 mod reload;
 pub mod reload_plan;
@@ -113,7 +114,8 @@ impl DumpRequests {
 
 /// Runs every part of the daemon on this host until SIGTERM or SIGINT; SIGHUP reloads,
 /// SIGUSR1, SIGUSR2 and `SIGRTMIN+2` write keepalived's dumps. The parts share `config`: a
-/// file of 10,000 real servers is held once, not once per part.
+/// file of 10,000 real servers is held once, not once per part. VRRP and BFD run on threads
+/// of their own, scheduled as `vrrp_*` and `bfd_*` say (see [`part_thread`]).
 pub async fn run(config: Config, options: &Options) -> anyhow::Result<()> {
     let config = std::sync::Arc::new(config);
     use anyhow::Context;
@@ -145,7 +147,31 @@ pub async fn run(config: Config, options: &Options) -> anyhow::Result<()> {
         options.reload.clone(),
         options.handover.takeover,
     );
-    run_with(config, options, host, None, events, stop, Some(hangups)).await
+    // keepalived's `*_rlimit_rttime`, for the real-time threads about to start.
+    part_thread::limit_rt_time(&[
+        &config.global.vrrp_scheduling,
+        &config.global.bfd_scheduling,
+    ]);
+    run_with(
+        config,
+        options,
+        host,
+        None,
+        events,
+        stop,
+        Some(hangups),
+        Threads::Own,
+    )
+    .await
+}
+
+/// Where the VRRP and BFD parts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    /// Each on an OS thread of its own, scheduled as `vrrp_*` / `bfd_*` say: `halb run`.
+    Own,
+    /// As tasks on the caller's runtime, whose clock a test may pause.
+    Shared,
 }
 
 /// keepalived's dump signals (`keepalived --signum=DATA|STATS|JSON`): SIGUSR1, SIGUSR2 and
@@ -184,10 +210,23 @@ pub async fn run_on<H: host::Addresses + host::VrrpSockets>(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let config = std::sync::Arc::new(config.clone());
-    run_with(config, options, host, dataplane, events, stop, None).await
+    run_with(
+        config,
+        options,
+        host,
+        dataplane,
+        events,
+        stop,
+        None,
+        Threads::Shared,
+    )
+    .await
 }
 
-/// [`run_on`], with the SIGHUPs that ask for reloads.
+/// [`run_on`], with the SIGHUPs that ask for reloads, and the VRRP and BFD parts where
+/// `threads` says.
+// Each argument is a different input of the daemon; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn run_with<H: host::Addresses + host::VrrpSockets>(
     config: std::sync::Arc<Config>,
     options: &Options,
@@ -196,6 +235,7 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
     events: EventBus,
     stop: impl std::future::Future<Output = ()>,
     hangups: Option<tokio::sync::mpsc::Receiver<()>>,
+    threads: Threads,
 ) -> anyhow::Result<()> {
     let (views_tx, views) = tokio::sync::watch::channel(Vec::new());
     let (counters_tx, counters) = tokio::sync::watch::channel(Vec::new());
@@ -363,7 +403,10 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         probes,
         track_files: track_files.clone(),
     };
-    let (bfd_view, bfd_task) = bfd::spawn(&config.bfd);
+    let (bfd_view, bfd_task) = bfd::spawn(
+        &config.bfd,
+        (threads == Threads::Own).then(|| config.global.bfd_scheduling.clone()),
+    )?;
     let lvs = tokio::spawn(lvs::run(
         std::sync::Arc::clone(&config),
         lvs_options,
@@ -397,24 +440,25 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         handed_over: handed_over.clone(),
     };
     let events_on_handover = events.clone();
-    let vrrp = daemon::run(
-        &config,
+    let vrrp_part = daemon::Part {
         host,
-        views_tx,
-        counters_tx,
-        events,
-        &options.dumps,
-        vrrp_started,
-        vrrp_reloads,
-        stop,
-        vrrp_handover,
+        views: views_tx,
+        counters: counters_tx,
+        bus: events,
+        dumps: options.dumps.clone(),
+        started: vrrp_started,
+        reloads: vrrp_reloads,
+        handover: vrrp_handover,
         track_files,
-        bfd_view.clone(),
-    )
-    .await;
+        bfd: bfd_view.clone(),
+    };
+    let vrrp = match threads {
+        Threads::Shared => daemon::run(&config, vrrp_part, stop).await,
+        Threads::Own => run_vrrp_thread(std::sync::Arc::clone(&config), vrrp_part, stop).await,
+    };
     reloads.abort();
     if let Some(task) = bfd_task {
-        task.abort();
+        task.stop();
     }
     let request = released.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(handover::ReleaseRequest { successor, reply }) = request {
@@ -451,4 +495,35 @@ async fn run_with<H: host::Addresses + host::VrrpSockets>(
         Err(e) => error!("the virtual servers' task failed: {e}"),
     }
     vrrp
+}
+
+/// Runs the VRRP part on a thread of its own (see [`part_thread`]) until `stop` completes,
+/// which this runtime watches and passes on.
+async fn run_vrrp_thread<H: host::Addresses + host::VrrpSockets>(
+    config: std::sync::Arc<Config>,
+    part: daemon::Part<H>,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let scheduling = config.global.vrrp_scheduling.clone();
+    let done = part_thread::spawn("halb-vrrp", "vrrp", scheduling, move || async move {
+        // The rtnetlink connection of the VRRP part is driven here too: adding, renewing and
+        // removing VIPs must not wait for the busy runtime either.
+        let part = daemon::Part::on_this_runtime(part)?;
+        daemon::run(&config, part, async move {
+            // A dropped sender (the caller gone) stops too.
+            let _ = stop_rx.await;
+        })
+        .await
+    })?;
+    let mut stop = std::pin::pin!(stop);
+    let mut done = std::pin::pin!(done);
+    let output = tokio::select! {
+        output = &mut done => output,
+        () = &mut stop => {
+            let _ = stop_tx.send(());
+            done.await
+        }
+    };
+    output.unwrap_or_else(|_| Err(anyhow::anyhow!("the VRRP thread ended without an answer")))
 }
