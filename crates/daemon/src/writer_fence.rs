@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use halb_check::mysql::fence::{self, Credentials};
 use halb_check::mysql::replica::{replica_state, ReplicaState};
@@ -71,13 +71,40 @@ impl Plan {
     }
 }
 
+/// A fence that failed and is tried again every second.
+#[derive(Debug, Clone)]
+struct Owed {
+    creds: Credentials,
+    /// When the first attempt failed.
+    since: Instant,
+    /// Retries that failed so far.
+    retries: u32,
+}
+
+impl Owed {
+    fn new(creds: Credentials) -> Owed {
+        Owed {
+            creds,
+            since: Instant::now(),
+            retries: 0,
+        }
+    }
+
+    /// Whether the retry that just failed is one to log: the first, then one in 30 (every
+    /// half minute at one a second), so that a fence that stays owed says why without
+    /// filling the log.
+    fn worth_logging(&self) -> bool {
+        self.retries % 30 == 1
+    }
+}
+
 /// The writer services of a configuration and the fences still owed.
 #[derive(Debug, Default)]
 pub struct WriterFencing {
     /// By virtual server index: whom to log in as.
     writers: BTreeMap<usize, Credentials>,
     /// Servers whose fence failed, to try again.
-    pending: BTreeMap<SocketAddr, Credentials>,
+    pending: BTreeMap<SocketAddr, Owed>,
     /// The servers held read-only by this director's fences (shared with the checkers).
     fenced: FencedServers,
 }
@@ -270,7 +297,7 @@ impl WriterFencing {
                             server.port(),
                             status.name
                         );
-                        self.pending.insert(server, creds.clone());
+                        self.pending.insert(server, Owed::new(creds.clone()));
                     }
                 }
             }
@@ -302,7 +329,7 @@ impl WriterFencing {
             .filter(|status| master_of(status, vips))
             .flat_map(|status| all_servers(&status))
             .collect();
-        for (server, creds) in std::mem::take(&mut self.pending) {
+        for (server, mut owed) in std::mem::take(&mut self.pending) {
             if !mastered.contains(&server) {
                 info!(
                     "No longer MASTER of a writer service of [{}]:{}: its owed fence is dropped",
@@ -311,20 +338,34 @@ impl WriterFencing {
                 );
                 continue;
             }
-            match run_fence(server, creds.clone()).await {
+            match run_fence(server, owed.creds.clone()).await {
                 Ok(done) => {
                     if !done.was_read_only {
                         self.fenced.insert(server);
                     }
                     info!(
-                        "Fenced [{}]:{} now that it answers: read_only ON, {} session(s) killed",
+                        "Fenced [{}]:{} now that it answers: read_only ON, {} session(s) killed \
+                         ({:.1} s after the fence was first owed, retry {})",
                         server.ip(),
                         server.port(),
-                        done.killed.len()
+                        done.killed.len(),
+                        owed.since.elapsed().as_secs_f64(),
+                        owed.retries + 1
                     )
                 }
-                Err(_) => {
-                    self.pending.insert(server, creds);
+                Err(e) => {
+                    owed.retries += 1;
+                    if owed.worth_logging() {
+                        warn!(
+                            "Still cannot fence [{}]:{} ({e}): owed for {:.1} s, retry {} \
+                             failed; trying again every second",
+                            server.ip(),
+                            server.port(),
+                            owed.since.elapsed().as_secs_f64(),
+                            owed.retries
+                        );
+                    }
+                    self.pending.insert(server, owed);
                 }
             }
         }
@@ -365,7 +406,9 @@ impl WriterFencing {
                         server.port(),
                         if switching { "switching anyway: " } else { "" }
                     );
-                    self.pending.insert(server, creds.clone());
+                    self.pending
+                        .entry(server)
+                        .or_insert_with(|| Owed::new(creds.clone()));
                 }
             }
         }
@@ -399,7 +442,7 @@ const ENFORCE_PROBE: Duration = Duration::from_millis(500);
 /// one but those it routes to.
 fn not_routed(
     status: &VirtualServerStatus,
-    pending: &BTreeMap<SocketAddr, Credentials>,
+    pending: &BTreeMap<SocketAddr, Owed>,
 ) -> Vec<SocketAddr> {
     all_servers(status)
         .difference(&routed(status))
