@@ -89,11 +89,11 @@ setup() {
 # buckets, migrated at once: idle_timer 0) with the next hops of BIRD's route in table 100,
 # brought up to date on every route change the router's kernel reports.
 resilient_sync() {
-    local last="" hops group h
+    local last="" hops group h batch
     ip -n rt monitor route | while read -r _; do
         # A burst of changes (BIRD's and this loop's own) is one update.
-        while read -r -t 0.2 _; do :; done
-        hops="$(ip -n rt route show table 100 "$VIP" | grep -o 'via [0-9.]*' | cut -d' ' -f2 | sort | tr '\n' ' ')"
+        while read -r -t 0.05 _; do :; done
+        hops="$(nexthops 100)"
         [ "$hops" = "$last" ] && continue
         last="$hops"
         if [ -z "$hops" ]; then
@@ -101,17 +101,26 @@ resilient_sync() {
             continue
         fi
         group=""
+        batch=""
         for h in $hops; do
-            ip -n rt nexthop replace id "${h##*.}" via "$h" dev eth0
+            batch+="nexthop replace id ${h##*.} via $h dev eth0"$'\n'
             group="$group${group:+/}${h##*.}"
         done
         if ip -n rt nexthop show id 1000 >/dev/null 2>&1; then
-            ip -n rt nexthop replace id 1000 group "$group" type resilient idle_timer 0
+            batch+="nexthop replace id 1000 group $group type resilient idle_timer 0"$'\n'
         else
-            ip -n rt nexthop add id 1000 group "$group" type resilient buckets 256 idle_timer 0
+            batch+="nexthop add id 1000 group $group type resilient buckets 256 idle_timer 0"$'\n'
         fi
-        ip -n rt route replace "$VIP" nhid 1000
+        batch+="route replace $VIP nhid 1000"$'\n'
+        # One process for the whole update: each one costs tens of ms on the emulated CPU.
+        printf '%s' "$batch" | ip -n rt -batch -
     done
+}
+
+# buckets: the resilient group's buckets, one "INDEX NHID" a line (empty with ECMP=threshold).
+buckets() {
+    [ "$ECMP" = resilient ] || return 0
+    ip -n rt nexthop bucket show id 1000 | sed -n 's/.*index \([0-9]*\) .*nhid \([0-9]*\).*/\1 \2/p'
 }
 
 # serve rN: rN's echo server; its pid in /tmp/rN.pid.
@@ -149,23 +158,43 @@ clock() {
     printf 'event_at: %(%H:%M:%S)T.%s\n' "${t%.*}" "$(echo "${t#*.}" | cut -c1-3)"
 }
 
-# nexthops: the router's next hops for the VIP, sorted, on one line.
+# nexthops [TABLE]: the router's next hops for the VIP in its forwarding table (or in TABLE),
+# sorted, on one line. One process a look: the waits below poll every 50 ms on an emulated CPU.
 nexthops() {
-    ip -n rt route show "$VIP" | grep -o 'via [0-9.]*' | cut -d' ' -f2 | sort | tr '\n' ' '
+    local route hops=()
+    route="$(ip -n rt route show table "${1:-main}" "$VIP")"
+    while [[ "$route" =~ via\ ([0-9.]+)(.*) ]]; do
+        hops+=("${BASH_REMATCH[1]}")
+        route="${BASH_REMATCH[2]}"
+    done
+    # Sorted in the shell (a handful of addresses of one length).
+    local i j t
+    for ((i = 0; i < ${#hops[@]}; i++)); do
+        for ((j = i + 1; j < ${#hops[@]}; j++)); do
+            if [[ "${hops[j]}" < "${hops[i]}" ]]; then
+                t="${hops[i]}" hops[i]="${hops[j]}" hops[j]="$t"
+            fi
+        done
+        printf '%s ' "${hops[i]}"
+    done
 }
 
-has_nexthops() {
-    [ "$(nexthops)" = "$* " ]
-}
+# The table BIRD writes the VIP's route to: the forwarding table itself, or with ECMP=resilient
+# table 100, which resilient_sync follows.
+BIRD_TABLE=main
+[ "$ECMP" = resilient ] && BIRD_TABLE=100
 
-# wait_nexthops SECONDS ADDR...: until the router's next hops are exactly ADDR...; prints the
-# time in ms ("never" after SECONDS).
-wait_nexthops() {
-    local limit t0
+# wait_nexthops SECONDS ADDR...: until the router's forwarding next hops are exactly ADDR...;
+# prints the time in ms ("never" after SECONDS). wait_bird_nexthops: the same in BIRD's table.
+wait_nexthops() { wait_table_nexthops main "$@"; }
+wait_bird_nexthops() { wait_table_nexthops "$BIRD_TABLE" "$@"; }
+
+wait_table_nexthops() {
+    local table="$1" limit t0
     t0="$(now_ms)"
-    limit=$((t0 + $1 * 1000))
-    shift
-    until has_nexthops "$@"; do
+    limit=$((t0 + $2 * 1000))
+    shift 2
+    until [ "$(nexthops "$table")" = "$* " ]; do
         if [ "$(now_ms)" -ge "$limit" ]; then
             echo never
             return 1
@@ -241,6 +270,11 @@ director_fails() {
     rest="$(echo 192.168.66.11 192.168.66.12 192.168.66.13 | sed "s/192.168.66.1${d#d} *//")"
     hold_start "$how"
     snap "$how-before" d1 d2 d3
+    # The router's route changes, stamped by the kernel's clock as they happen (the waits
+    # below poll).
+    ip -n rt -ts monitor route >"/tmp/monitor-$how" 2>&1 &
+    echo $! >/tmp/monitor.pid
+    sleep 0.2
     section "$how"
     clock
     t0="$(now_ms)"
@@ -248,12 +282,24 @@ director_fails() {
     kill) kill -KILL "$(cat "/tmp/$d.pid")" ;;
     link) ip link set "v-$d" down ;;
     esac
+    # The router's decision (BIRD's route), then the forwarding table that follows it (the same
+    # table unless ECMP=resilient).
     # shellcheck disable=SC2086 # the addresses are words
-    ms="$(wait_nexthops 20 $rest)"
+    ms="$(wait_bird_nexthops 20 $rest)"
     echo "path_gone_ms: $ms"
+    # shellcheck disable=SC2086
+    if [ "$(wait_nexthops 20 $rest)" = never ]; then
+        echo "forwarding_gone_ms: never"
+    else
+        echo "forwarding_gone_ms: $(($(now_ms) - t0))"
+    fi
     echo "router: $(nexthops)"
     ip netns exec rt birdc -s /run/rt.ctl show protocols | grep -E '^d[0-9]' | tr -s ' ' | tr '\n' ';'
     echo
+    kill "$(cat /tmp/monitor.pid)"
+    wait "$(cat /tmp/monitor.pid)" 2>/dev/null
+    section "monitor $how"
+    grep "$VIP" "/tmp/monitor-$how" | head -n 20
     hold_end "$how"
     snap "$how-after" d1 d2 d3
     section "$how-restore"
@@ -282,10 +328,14 @@ scenario_join() {
     wait_for 60 sh -c "ip netns exec d4 ipvsadm -L -n | grep -c 192.168.66.3 | grep -q 4"
     hold_start join
     snap join-before d1 d2 d3 d4
+    buckets >/tmp/buckets-before
     section join
     ip netns exec d4 halb drain --resume --control-socket /run/d4/halb.sock
     # shellcheck disable=SC2086
     echo "four_paths_ms: $(wait_nexthops 30 $all)"
+    buckets >/tmp/buckets-after
+    # The resilient group's buckets that changed next hop: what decides which flows move.
+    echo "buckets_moved: $(awk 'NR == FNR { nh[$1] = $2; next } nh[$1] != $2' /tmp/buckets-before /tmp/buckets-after | wc -l) of $(wc -l </tmp/buckets-after)"
     hold_end join
     snap join-after d1 d2 d3 d4
 }
@@ -323,17 +373,28 @@ scenario_drain() {
     local ms t0 drain_pid
     hold_start drain
     snap drain-before d1 d2 d3 d4
+    ip -n rt -ts monitor route >/tmp/monitor-drain 2>&1 &
+    echo $! >/tmp/monitor.pid
+    sleep 0.2
     section drain
+    clock
     t0="$(now_ms)"
     ip netns exec d1 halb drain --control-socket /run/d1/halb.sock >/tmp/drain.out 2>&1 &
     drain_pid=$!
-    echo "path_gone_ms: $(wait_nexthops 20 192.168.66.12 192.168.66.13 192.168.66.14)"
+    echo "path_gone_ms: $(wait_bird_nexthops 20 192.168.66.12 192.168.66.13 192.168.66.14)"
+    wait_nexthops 20 192.168.66.12 192.168.66.13 192.168.66.14 >/dev/null
     # New connections after the withdrawal: none may reach d1.
     ip netns exec cl vm-conn-load client "$VIP:80" 50000 2000 3000 /tmp/drain-new.out
     echo "new: $(cut -d' ' -f3 /tmp/drain-new.out | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
     wait "$drain_pid"
     echo "drain_exit: $? after $(($(now_ms) - t0)) ms: $(tr '\n' ' ' </tmp/drain.out)"
+    kill "$(cat /tmp/monitor.pid)"
+    wait "$(cat /tmp/monitor.pid)" 2>/dev/null
+    section "monitor drain"
+    grep "$VIP" /tmp/monitor-drain | head -n 20
+    echo "asked_at: $(grep -m1 'Drain asked for' /tmp/d1.log | cut -c12-23)"
     snap drain-new d1
+    section drain-stop
     t0="$(now_ms)"
     stop_halb d1
     echo "stopped_ms: $(($(now_ms) - t0))"
