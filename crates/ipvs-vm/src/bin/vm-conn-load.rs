@@ -143,8 +143,11 @@ fn client(to: SocketAddr, every_us: u64, for_ms: u64, timeout_ms: u64, out: &str
     let every = Duration::from_micros(every_us.max(1));
     let mut next = started;
     // Every attempt has the same timeout, so deadlines come in the order attempts started.
-    let mut order = std::collections::VecDeque::<libc::c_int>::new();
-    let mut live = std::collections::HashMap::<libc::c_int, Attempt>::new();
+    let mut order = std::collections::VecDeque::<u64>::new();
+    let mut live = std::collections::HashMap::<u64, Attempt>::new();
+    let mut id = 0u64;
+    // Up to a second of attempts at a time, each a descriptor: more than the usual soft limit.
+    raise_nofile();
     {
         // SAFETY: a new descriptor this function owns and closes.
         let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
@@ -157,21 +160,30 @@ fn client(to: SocketAddr, every_us: u64, for_ms: u64, timeout_ms: u64, out: &str
         loop {
             let now = Instant::now();
             while next <= now && next < until {
-                let a = open_attempt(ep, to, now + timeout);
-                order.push_back(a.fd);
-                live.insert(a.fd, a);
+                // Keyed by a number of their own: a descriptor is reused once closed.
+                id += 1;
+                match open_attempt(ep, to, now + timeout, id) {
+                    Some(a) => {
+                        order.push_back(id);
+                        live.insert(id, a);
+                    }
+                    None => {
+                        let at = now_ms();
+                        let _ = writeln!(f, "{at} {at} fail:connect");
+                    }
+                }
                 next += every;
             }
             // Attempts past their deadline.
-            while let Some(&fd) = order.front() {
-                match live.get(&fd) {
+            while let Some(&front) = order.front() {
+                match live.get(&front) {
                     Some(a) if a.deadline <= now => {
                         let why = if a.connected {
                             "fail:read-timeout"
                         } else {
                             "fail:connect-timeout"
                         };
-                        finish(ep, &mut live, fd, why, &mut f);
+                        finish(ep, &mut live, front, why, &mut f);
                         order.pop_front();
                     }
                     Some(_) => break,
@@ -187,7 +199,7 @@ fn client(to: SocketAddr, every_us: u64, for_ms: u64, timeout_ms: u64, out: &str
                 (next < until).then_some(next),
                 order
                     .front()
-                    .and_then(|fd| live.get(fd))
+                    .and_then(|id| live.get(id))
                     .map(|a| a.deadline),
             ]
             .into_iter()
@@ -202,9 +214,9 @@ fn client(to: SocketAddr, every_us: u64, for_ms: u64, timeout_ms: u64, out: &str
             let n =
                 unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, wait_ms) };
             for e in events.iter().take(n.max(0) as usize) {
-                let fd = e.u64 as libc::c_int;
-                if let Some(result) = live.get_mut(&fd).and_then(|a| progress(ep, a)) {
-                    finish(ep, &mut live, fd, &result, &mut f);
+                let id = e.u64;
+                if let Some(result) = live.get_mut(&id).and_then(|a| progress(ep, a, id)) {
+                    finish(ep, &mut live, id, &result, &mut f);
                 }
             }
         }
@@ -214,8 +226,9 @@ fn client(to: SocketAddr, every_us: u64, for_ms: u64, timeout_ms: u64, out: &str
     let _ = f.flush();
 }
 
-/// A nonblocking connect to `to`, watched by `ep`.
-fn open_attempt(ep: libc::c_int, to: SocketAddrV4, deadline: Instant) -> Attempt {
+/// A nonblocking connect to `to`, watched by `ep` under `id`; `None` when no socket could be
+/// had (out of descriptors).
+fn open_attempt(ep: libc::c_int, to: SocketAddrV4, deadline: Instant, id: u64) -> Option<Attempt> {
     let start_ms = now_ms();
     // SAFETY: a new socket this function owns, an address that outlives the calls.
     let fd = unsafe {
@@ -225,7 +238,9 @@ fn open_attempt(ep: libc::c_int, to: SocketAddrV4, deadline: Instant) -> Attempt
             0,
         )
     };
-    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    if fd < 0 {
+        return None;
+    }
     // SAFETY: sockaddr_in is plain old data.
     let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     sa.sin_family = libc::AF_INET as libc::sa_family_t;
@@ -233,7 +248,7 @@ fn open_attempt(ep: libc::c_int, to: SocketAddrV4, deadline: Instant) -> Attempt
     sa.sin_addr.s_addr = u32::from_ne_bytes(to.ip().octets());
     let mut ev = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP) as u32,
-        u64: fd as u64,
+        u64: id,
     };
     // SAFETY: as above; the connect's outcome is read from SO_ERROR once epoll reports.
     unsafe {
@@ -244,17 +259,32 @@ fn open_attempt(ep: libc::c_int, to: SocketAddrV4, deadline: Instant) -> Attempt
         );
         libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
     }
-    Attempt {
+    Some(Attempt {
         fd,
         start_ms,
         deadline,
         connected: false,
         got: Vec::new(),
+    })
+}
+
+/// The soft limit on open descriptors raised to the hard one.
+fn raise_nofile() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` outlives both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
 }
 
 /// What an event on `a` settles: its result, or `None` while it waits for more.
-fn progress(ep: libc::c_int, a: &mut Attempt) -> Option<String> {
+fn progress(ep: libc::c_int, a: &mut Attempt, id: u64) -> Option<String> {
     if !a.connected {
         let mut err: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -275,7 +305,7 @@ fn progress(ep: libc::c_int, a: &mut Attempt) -> Option<String> {
                 // what it reads matters.
                 let mut ev = libc::epoll_event {
                     events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-                    u64: a.fd as u64,
+                    u64: id,
                 };
                 // SAFETY: the attempt's own socket, registered with `ep` when it opened.
                 unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_MOD, a.fd, &mut ev) };
@@ -313,15 +343,16 @@ fn progress(ep: libc::c_int, a: &mut Attempt) -> Option<String> {
     }
 }
 
-/// Ends the attempt on `fd` with `result`, written as `START_MS END_MS RESULT`.
+/// Ends the attempt `id` with `result`, written as `START_MS END_MS RESULT`.
 fn finish(
     ep: libc::c_int,
-    live: &mut std::collections::HashMap<libc::c_int, Attempt>,
-    fd: libc::c_int,
+    live: &mut std::collections::HashMap<u64, Attempt>,
+    id: u64,
     result: &str,
     f: &mut impl Write,
 ) {
-    if let Some(a) = live.remove(&fd) {
+    if let Some(a) = live.remove(&id) {
+        let fd = a.fd;
         // SAFETY: the attempt's own socket, closed once: it has just left `live`.
         unsafe {
             libc::epoll_ctl(ep, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut());
