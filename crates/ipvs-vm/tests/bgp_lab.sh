@@ -20,13 +20,14 @@
 #   rsfail        r3's server dies under load (four directors)
 #   drain         `halb drain` on d1 under load, new connections after it, then SIGTERM
 #   ka:MODE:FAIL  keepalived pair, MODE sync|nosync, FAIL kill|link (the MASTER k1's)
-# ECMP=resilient puts the VIP's route on a resilient nexthop group that follows
+# ECMP=resilient (the default) puts the VIP's route on a resilient nexthop group that follows
 # the multipath route BIRD exports to table 100 (BIRD installs plain multipath routes, whose
 # hash-threshold moves about half the flows when a path joins; a resilient group moves only the
-# flows of the path that left or joined, as the ASICs of data-centre switches do); the default,
-# ECMP=threshold, lets BIRD install the route in the main table itself (the follower is a shell
-# loop, seconds behind BIRD on a loaded emulated CPU, and not yet seen to work end to end: in
-# its one run d4's path never reached the main table).
+# flows of the buckets the path that joined takes, or of the path that left, as the ASICs of
+# data-centre switches do). The follower (resilient_sync) is lab plumbing standing for such a
+# switch: it lags BIRD by a few hundred ms on the emulated CPU, so the path's removal is timed
+# in BIRD's table and apart in the forwarding table. ECMP=threshold lets BIRD install the
+# route in the main table itself.
 # Results are printed in sections that start with "@@bgp-lab@@ NAME"; a hold client's results
 # are "hold NAME" (one line per connection), the directors' connection tables at a moment are
 # "snap NAME" (lines "dN HEXPORT..." of the client's entries).
@@ -42,7 +43,7 @@ SPREAD_MS="${SPREAD_MS:-1500}"
 # A hold ends SETTLE_S after its scenario's event has been seen through (or after HOLD_MS).
 HOLD_MS="${HOLD_MS:-120000}"
 SETTLE_S="${SETTLE_S:-4}"
-ECMP="${ECMP:-threshold}"
+ECMP="${ECMP:-resilient}"
 
 setup() {
     local i
