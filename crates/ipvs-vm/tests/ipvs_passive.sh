@@ -21,6 +21,8 @@
 #   steady:N      halb only: N s of a client every STEADY_EVERY_US µs to the healthy real server;
 #     no real server may be taken out; the client's tally (failures by kind) and halb's CPU
 #     time over the window, with passive detection and again with --no-passive.
+#   steady-light:N  the same with a listener standing for the real server's MariaDB, which
+#     cannot take 1,000 connections a second under emulation.
 #   table:N       halb only: N entries put in the director's table (raw SYN+ACK, ESTABLISHED),
 #     then halb's CPU time over 10 s idle with and without passive detection, and the time one
 #     read of /proc/net/ip_vs_conn takes.
@@ -265,6 +267,26 @@ scenario_steady() {
     steady_window "$1" --no-passive
 }
 
+# steady-light SECONDS: the same with the real server's MariaDB replaced for the while by a
+# listener that greets at once (vm-conn-load serve, named rs): under emulation MariaDB cannot
+# take 1,000 connections a second, and what passive detection reads is the kernel's handshake,
+# which any listener completes.
+scenario_steady_light() {
+    kill -TERM "$(cat /tmp/h-rs.pid)"
+    stop_rs h
+    ip netns exec h-rs vm-conn-load serve 0.0.0.0:3306 rs &
+    local light=$!
+    section "steady-light passive"
+    steady_window "$1"
+    section "steady-light-log passive"
+    grep -i -E 'stall|removing|fail|timeout' /tmp/h.log | tail -n 10
+    section "steady-light no-passive"
+    steady_window "$1" --no-passive
+    kill "$light"
+    wait "$light" 2>/dev/null
+    serve_rs h || echo "the real server's MariaDB did not start again"
+}
+
 # table COUNT: for each mode, halb started, COUNT entries added (they go when its service is
 # deleted at its stop: halb sets expire_nodest_conn), the cost of one read, halb's CPU over 10 s.
 scenario_table() {
@@ -297,7 +319,8 @@ scenario_table() {
 
 setup || { echo "setup failed"; exit 1; }
 for s in ${SCENARIOS:-fault:mysql-stop fault:mysql-kill fault:host steady:12}; do
-    "scenario_${s%%:*}" "${s#*:}"
+    fn="scenario_${s%%:*}"
+    "${fn//-/_}" "${s#*:}"
 done
 section end
 exit 0
