@@ -204,8 +204,8 @@ fn clock_ms(t: &str) -> Option<f64> {
 }
 
 /// From a failure's `event_at` to the first change of the VIP's route that the router's
-/// kernel reported (`ip -ts monitor route`: `[YYYY-MM-DDTHH:MM:SS.ffffff] ...`): when BIRD
-/// took the path out, free of the waits' polling.
+/// kernel reported, as `ip -ts monitor route` stamped it on receipt
+/// (`[YYYY-MM-DDTHH:MM:SS.ffffff] ...`): when BIRD took the path out, free of the polls' pace.
 fn route_change_ms(event: &[String], monitor: &[String]) -> Option<f64> {
     let at = clock_ms(value(event, "event_at")?)?;
     monitor
@@ -372,7 +372,7 @@ fn scale_out_on_a_real_kernel() -> Result<()> {
         let gone = ms(&s, "path_gone_ms");
         let ok = ok_count(&h);
         figures.push(format!(
-            "2. {run} {failed}: the router's kernel saw BIRD change the VIP's route {} ms after the failure; \
+            "2. {run} {failed}: the router's `ip monitor` saw BIRD change the VIP's route {} ms after the failure; \
              path gone from BIRD's table by the poll after {} ms (goal {PATH_GOAL_MS}, bound {PATH_BOUND_MS} under TCG), \
              from its forwarding table after {} ms; \
              {ok}/{} connections kept ({:.1} %): {}; through {failed}: {} kept of {} ({moved} picked up by another director)",
@@ -522,7 +522,7 @@ fn scale_out_on_a_real_kernel() -> Result<()> {
     let monitor = get("monitor drain");
     let asked = value(&monitor, "asked_at").map(|t| vec![format!("event_at: {t}")]);
     figures.push(format!(
-        "5. halb drain on d1: the router's kernel saw BIRD change the VIP's route {} ms after `halb drain` \
+        "5. halb drain on d1: the router's `ip monitor` saw BIRD change the VIP's route {} ms after `halb drain` \
          started, {} ms after halb logged the request; path gone by the poll after {} ms; new connections after it: {}; new entries on d1: {arrived}; drain: {}; halb stopped in {} ms; {ok}/{} held connections kept ({on_d1} were on d1): {}",
         route_change_ms(&s, &monitor).map_or("?".into(), |m| format!("{m:.0}")),
         asked

@@ -271,7 +271,7 @@ director_fails() {
     rest="$(echo 192.168.66.11 192.168.66.12 192.168.66.13 | sed "s/192.168.66.1${d#d} *//")"
     hold_start "$how"
     snap "$how-before" d1 d2 d3
-    # The router's route changes, stamped by the kernel's clock as they happen (the waits
+    # The router's route changes, each stamped as `ip monitor` receives it (the waits
     # below poll).
     ip -n rt -ts monitor route >"/tmp/monitor-$how" 2>&1 &
     echo $! >/tmp/monitor.pid
