@@ -6,8 +6,8 @@
 //! share of the flows is read from its IPVS connection table.
 //!
 //! Printed as figures, with what the test requires:
-//! 1. spread: each of the three directors holds a third of the new connections, within ±10
-//!    points (the hashing of 240 connections, two runs of 120, varies by about ±3 points);
+//! 1. spread: each of the three directors takes a third of 3,000 short connections, within
+//!    ±10 % of a third (30.0 to 36.7 %; 3,000 flows vary by about ±0.9 points);
 //! 2. a director's halb SIGKILLed, then separately a director's link down: the router drops the
 //!    path (its kernel table, as BIRD put it) within 1 s (the test allows 2 s on an emulated CPU)
 //!    and ≥ 99 % of the connections, those through the failed director included, keep working;
@@ -309,12 +309,41 @@ fn scale_out_on_a_real_kernel() -> Result<()> {
         ms(&up, "three_paths_ms").unwrap_or(0)
     ));
 
-    // 1. Spread, over every run that began with the three directors.
+    // 1. Spread: the short connections of `spread`, each director's new entries.
+    let before = snap(&get("snap spread-before"));
+    let after = snap(&get("snap spread-after"));
+    let new_on: BTreeMap<&String, usize> = after
+        .iter()
+        .map(|(d, p)| {
+            let old = before.get(d).cloned().unwrap_or_default();
+            (d, p.difference(&old).count())
+        })
+        .collect();
+    let total: usize = new_on.values().sum();
+    let shares: Vec<String> = new_on
+        .iter()
+        .map(|(d, n)| format!("{d} {n} ({:.1} %)", percent(*n, total)))
+        .collect();
+    figures.push(format!(
+        "1. spread of {total} short connections over three directors: {} (a third each, ±10 % of \
+         it: 30.0 to 36.7 %); client: {}",
+        shares.join(", "),
+        value(&get("spread"), "tally").unwrap_or("?"),
+    ));
+    if new_on.len() != 3
+        || total < 1000
+        || new_on
+            .values()
+            .any(|n| (percent(*n, total) - 100.0 / 3.0).abs() > 100.0 / 30.0)
+    {
+        failures.push(format!(
+            "spread outside a third ±10 % of it (or under 1,000 connections): {shares:?}"
+        ));
+    }
+    // The held connections of the two failure runs, as a second look (printed only: 240
+    // flows vary by about ±3 points).
     let mut per_director = BTreeMap::<String, usize>::new();
-    let mut total = 0;
-    // Flows with entries on several directors already: the router's paths changed while the
-    // connections opened (a BGP or BFD session that flapped); they say nothing of the hashing.
-    let mut several = 0;
+    let mut held_total = 0;
     for run in ["kill", "link"] {
         let h = held(&get(&format!("hold {run}")));
         let s = snap(&get(&format!("snap {run}-before")));
@@ -324,32 +353,20 @@ fn scale_out_on_a_real_kernel() -> Result<()> {
                 .filter(|(_, p)| p.contains(&c.port))
                 .map(|(d, _)| d)
                 .collect();
-            match on.as_slice() {
-                [d] => {
-                    *per_director.entry((*d).clone()).or_default() += 1;
-                    total += 1;
-                }
-                [] => {}
-                _ => several += 1,
+            if let [d] = on.as_slice() {
+                *per_director.entry((*d).clone()).or_default() += 1;
+                held_total += 1;
             }
         }
     }
-    let shares: Vec<String> = per_director
-        .iter()
-        .map(|(d, n)| format!("{d} {n} ({:.1} %)", percent(*n, total)))
-        .collect();
     figures.push(format!(
-        "1. spread of {total} new connections over three directors: {} (a third each ±10 points); \
-         {several} more already had entries on several directors (the router's paths changed meanwhile)",
-        shares.join(", ")
+        "   the {held_total} held connections of the failure runs: {}",
+        per_director
+            .iter()
+            .map(|(d, n)| format!("{d} {n} ({:.1} %)", percent(*n, held_total)))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
-    if per_director.len() != 3
-        || per_director
-            .values()
-            .any(|n| (percent(*n, total) - 100.0 / 3.0).abs() > 10.0)
-    {
-        failures.push(format!("spread outside a third ±10 points: {shares:?}"));
-    }
 
     // 2. A director fails: halb killed (d1), link down (d2).
     for (run, failed) in [("kill", "d1"), ("link", "d2")] {

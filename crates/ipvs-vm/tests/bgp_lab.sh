@@ -14,6 +14,7 @@
 #
 # Scenarios (SCENARIOS, space-separated, in order; the halb ones need `up` first):
 #   up            routes from d1..d3 in the router
+#   spread:N      N short connections, each director's share of them
 #   kill          halb on d1 SIGKILLed under load; the path's removal, then d1 back
 #   link          d2's link down under load; the path's removal (BFD), then d2 back
 #   join          d4 joins under load (its announcement held by `halb drain`, then resumed)
@@ -60,7 +61,14 @@ setup() {
     ip -n cl link set eth0 up
     ip -n cl route add default via 10.1.0.1
     ip netns exec rt sysctl -qw net.ipv4.ip_forward=1
-    ip netns exec rt sysctl -qw net.ipv4.fib_multipath_hash_policy=1
+    # The 5-tuple, as a hardware router hashes it. Policy 1 (layer 4) would take the hash a
+    # packet already carries, and a packet from the client's socket carries the socket's own,
+    # which TCP draws anew when it retransmits (to try another path): with every host on one
+    # machine a flow whose SYN was retransmitted then moved to another director. Policy 3
+    # (custom) always hashes the fields named, here source and destination address, protocol,
+    # source and destination port.
+    ip netns exec rt sysctl -qw net.ipv4.fib_multipath_hash_policy=3 \
+        net.ipv4.fib_multipath_hash_fields=0x0037
     for i in 1 2 3 4; do
         host "r$i" "192.168.66.3$i"
         ip -n "r$i" route add default via 192.168.66.1
@@ -122,6 +130,23 @@ resilient_sync() {
 buckets() {
     [ "$ECMP" = resilient ] || return 0
     ip -n rt nexthop bucket show id 1000 | sed -n 's/.*index \([0-9]*\) .*nhid \([0-9]*\).*/\1 \2/p'
+}
+
+# balanced N: the resilient group has N next hops and its buckets are spread evenly. After a
+# change the kernel migrates buckets in the background; a flow whose bucket moves while it is
+# open changes director (and lives on: mh, sloppy_tcp), which would blur the counts.
+balanced() {
+    [ "$ECMP" = resilient ] || return 0
+    buckets | awk -v n="$1" '{ c[$2]++ }
+        END {
+            k = 0
+            for (h in c) {
+                k++
+                if (min == "" || c[h] < min) min = c[h]
+                if (c[h] > max) max = c[h]
+            }
+            exit !(k == n && max - min <= 1)
+        }'
 }
 
 # serve rN: rN's echo server; its pid in /tmp/rN.pid.
@@ -254,6 +279,7 @@ scenario_up() {
     for i in 1 2 3; do start_halb "d$i"; done
     ms="$(wait_nexthops 120 192.168.66.11 192.168.66.12 192.168.66.13)"
     echo "three_paths_ms: $ms"
+    wait_for 30 balanced 3 || echo "the router's buckets are not balanced over three paths"
     ip netns exec rt birdc -s /run/rt.ctl show route for "$VIP" all | head -n 12
     ip netns exec d1 ipvsadm -L -n
     ip netns exec rt birdc -s /run/rt.ctl show bfd sessions
@@ -262,6 +288,17 @@ scenario_up() {
     done
     echo
     [ "$ms" != never ] || { for i in 1 2 3; do log_tail "d$i" 30; done; }
+}
+
+# spread N: N short connections from the client (500 a second, each reading its greeting), which
+# the router's ECMP hashes over the directors; each director's share is read from its table
+# (the client's ports new since the snapshot before).
+scenario_spread() {
+    snap spread-before d1 d2 d3
+    section spread
+    ip netns exec cl vm-conn-load client "$VIP:80" 2000 $(($1 * 2)) 3000 /tmp/spread.out
+    echo "tally: $(cut -d' ' -f3 /tmp/spread.out | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
+    snap spread-after d1 d2 d3
 }
 
 # A director fails under load (kill: halb SIGKILLed, link: its link down); the router's path
@@ -312,6 +349,7 @@ director_fails() {
     link) ip link set "v-$d" up ;;
     esac
     echo "back_ms: $(wait_nexthops 90 192.168.66.11 192.168.66.12 192.168.66.13)"
+    wait_for 30 balanced 3 || echo "the router's buckets are not balanced over three paths"
     echo "t_event_to_back_ms: $(($(now_ms) - t0))"
 }
 
@@ -334,6 +372,7 @@ scenario_join() {
     ip netns exec d4 halb drain --resume --control-socket /run/d4/halb.sock
     # shellcheck disable=SC2086
     echo "four_paths_ms: $(wait_nexthops 30 $all)"
+    wait_for 30 balanced 4 || echo "the router's buckets are not balanced over four paths"
     buckets >/tmp/buckets-after
     # The resilient group's buckets that changed next hop: what decides which flows move.
     echo "buckets_moved: $(awk 'NR == FNR { nh[$1] = $2; next } nh[$1] != $2' /tmp/buckets-before /tmp/buckets-after | wc -l) of $(wc -l </tmp/buckets-after)"
@@ -457,7 +496,7 @@ scenario_ka() {
 }
 
 setup
-for s in ${SCENARIOS:-up kill link join rsfail drain ka:nosync:kill ka:sync:kill ka:nosync:link ka:sync:link}; do
+for s in ${SCENARIOS:-up spread:3000 kill link join rsfail drain ka:nosync:kill ka:sync:kill ka:nosync:link ka:sync:link}; do
     "scenario_${s%%:*}" "${s#*:}"
 done
 for d in d1 d2 d3 d4; do
