@@ -297,8 +297,29 @@ scenario_spread() {
     snap spread-before d1 d2 d3
     section spread
     ip netns exec cl vm-conn-load client "$VIP:80" 2000 $(($1 * 2)) 3000 /tmp/spread.out
-    echo "tally: $(cut -d' ' -f3 /tmp/spread.out | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
+    echo "tally: $(results /tmp/spread.out)"
     snap spread-after d1 d2 d3
+}
+
+# monitor_start NAME: the router's route changes from now on, each stamped as `ip monitor`
+# receives it (the waits poll; these stamps do not depend on their pace).
+monitor_start() {
+    ip -n rt -ts monitor route >"/tmp/monitor-$1" 2>&1 &
+    echo $! >/tmp/monitor.pid
+    sleep 0.2
+}
+
+# monitor_end NAME: stops the monitor and prints the VIP's changes in section "monitor NAME".
+monitor_end() {
+    kill "$(cat /tmp/monitor.pid)"
+    wait "$(cat /tmp/monitor.pid)" 2>/dev/null
+    section "monitor $1"
+    grep "$VIP" "/tmp/monitor-$1" | head -n 20
+}
+
+# results FILE: a vm-conn-load client's results counted, on one line ("COUNT RESULT ...").
+results() {
+    cut -d' ' -f3 "$1" | sort | uniq -c | tr -s ' ' | tr '\n' ' '
 }
 
 # A director fails under load (kill: halb SIGKILLed, link: its link down); the router's path
@@ -308,11 +329,7 @@ director_fails() {
     rest="$(echo 192.168.66.11 192.168.66.12 192.168.66.13 | sed "s/192.168.66.1${d#d} *//")"
     hold_start "$how"
     snap "$how-before" d1 d2 d3
-    # The router's route changes, each stamped as `ip monitor` receives it (the waits
-    # below poll).
-    ip -n rt -ts monitor route >"/tmp/monitor-$how" 2>&1 &
-    echo $! >/tmp/monitor.pid
-    sleep 0.2
+    monitor_start "$how"
     section "$how"
     clock
     t0="$(now_ms)"
@@ -334,10 +351,7 @@ director_fails() {
     echo "router: $(nexthops)"
     ip netns exec rt birdc -s /run/rt.ctl show protocols | grep -E '^d[0-9]' | tr -s ' ' | tr '\n' ';'
     echo
-    kill "$(cat /tmp/monitor.pid)"
-    wait "$(cat /tmp/monitor.pid)" 2>/dev/null
-    section "monitor $how"
-    grep "$VIP" "/tmp/monitor-$how" | head -n 20
+    monitor_end "$how"
     hold_end "$how"
     snap "$how-after" d1 d2 d3
     section "$how-restore"
@@ -410,12 +424,10 @@ scenario_rsfail() {
 }
 
 scenario_drain() {
-    local ms t0 drain_pid
+    local t0 drain_pid
     hold_start drain
     snap drain-before d1 d2 d3 d4
-    ip -n rt -ts monitor route >/tmp/monitor-drain 2>&1 &
-    echo $! >/tmp/monitor.pid
-    sleep 0.2
+    monitor_start drain
     section drain
     clock
     t0="$(now_ms)"
@@ -425,13 +437,10 @@ scenario_drain() {
     wait_nexthops 20 192.168.66.12 192.168.66.13 192.168.66.14 >/dev/null
     # New connections after the withdrawal: none may reach d1.
     ip netns exec cl vm-conn-load client "$VIP:80" 50000 2000 3000 /tmp/drain-new.out
-    echo "new: $(cut -d' ' -f3 /tmp/drain-new.out | sort | uniq -c | tr -s ' ' | tr '\n' ' ')"
+    echo "new: $(results /tmp/drain-new.out)"
     wait "$drain_pid"
     echo "drain_exit: $? after $(($(now_ms) - t0)) ms: $(tr '\n' ' ' </tmp/drain.out)"
-    kill "$(cat /tmp/monitor.pid)"
-    wait "$(cat /tmp/monitor.pid)" 2>/dev/null
-    section "monitor drain"
-    grep "$VIP" /tmp/monitor-drain | head -n 20
+    monitor_end drain
     echo "asked_at: $(grep -m1 'Drain asked for' /tmp/d1.log | cut -c12-23)"
     snap drain-new d1
     section drain-stop
